@@ -1400,7 +1400,7 @@ class Journal:
         paired, in the order they were sent. Lines of any other group whose attempts are all ended or of unknown
         outcome (none a live process is still sending, which records its own) are ``unclaimed``: each is one of those
         creates' answer, which one it cannot tell. A log that cannot be read answers none."""
-        from kie_mcp.kie.calllog import logged_creates, refused_creates  # the kie package imports the journal
+        from kie_mcp.kie.calllog import logged_creates, read_lines, refused_creates  # the kie package imports this
 
         none = LoggedAnswers({}, [], {})
         path = self.call_log()
@@ -1409,8 +1409,9 @@ class Journal:
         since = min(row["created"] for row in ended)
         ending = {row["attempt_id"] for row in ended}
         try:
-            lines = logged_creates(path, since - LOG_TIME_STEP, most_bytes=LOG_MATCH_BYTES)
-            refused = refused_creates(path, since - LOG_TIME_STEP, ending, most_bytes=LOG_MATCH_BYTES)
+            read = read_lines(path, LOG_MATCH_BYTES)  # once, for both
+            lines = logged_creates(path, since - LOG_TIME_STEP, most_bytes=LOG_MATCH_BYTES, read=read)
+            refused = refused_creates(path, since - LOG_TIME_STEP, ending, most_bytes=LOG_MATCH_BYTES, read=read)
         except OSError as err:  # UnreadableLog: nothing is matched, the creates are unknown as before
             log.warning("the call log cannot be read (%s): creates being sent when kie-mcp stopped stay unknown", err)
             return none

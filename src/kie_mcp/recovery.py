@@ -13,7 +13,7 @@ from pathlib import Path
 from kie_mcp.catalog import load_catalog
 from kie_mcp.config import Settings
 from kie_mcp.journal import JOURNAL_ERRORS, Journal
-from kie_mcp.kie.calllog import CALL_LOG, Counted, UnreadableLog, counted_since
+from kie_mcp.kie.calllog import CALL_LOG, Counted, UnreadableLog, counted_since, read_lines
 from kie_mcp.spend.ledger import SpendBook, midnight
 from kie_mcp.spend.quotes import CHARGES_PAGE
 from kie_mcp.tasks import TaskBook
@@ -108,9 +108,12 @@ def _renew_from_call_log(journal: Journal, settings: Settings) -> list[str]:
         if marker is not None:  # marked until done: a start cut off meanwhile leaves it for the next
             with contextlib.suppress(OSError):
                 marker.touch()
+        read, unreadable = _read_call_log(settings.workspace)  # once, for both
         try:
-            carried, counted = _carry_over_todays_spend(journal, settings.workspace, settings.max_credits_per_day)
-            notices += carried + _adopt_logged_tasks(journal, settings, counted)
+            carried, counted = _carry_over_todays_spend(
+                journal, settings.workspace, settings.max_credits_per_day, read, unreadable
+            )
+            notices += carried + _adopt_logged_tasks(journal, settings, counted, read)
         except _Unfinished:  # the journal refused them (a full disk): taken again at the next start
             pass
         else:
@@ -151,14 +154,32 @@ def _has_call_log(workspace: Path) -> bool:
     return False
 
 
-def _adopt_logged_tasks(journal: Journal, settings: Settings, counted: dict[str, Counted]) -> list[str]:
+def _read_call_log(workspace: Path) -> tuple[list[bytes] | None, str | None]:
+    """The call log's lines (its moved copy's too, ``calllog.read_lines``), read once for what a fresh journal takes
+    from it: today's spend and the tasks of the last 14 days. None and why, for a log that is there but cannot be
+    read (a FIFO or a link put in its place, a file this user may not read), or that failed in a way no reader
+    foresaw."""
+    try:
+        return read_lines(workspace / CALL_LOG), None
+    except UnreadableLog as err:
+        log.warning("the call log cannot be read (%s): today's spend before the journal reset is unknown", err)
+        return None, err.strerror or str(err)
+    except Exception as err:  # as one that cannot be read, never a failed start
+        log.exception("the call log could not be read after a journal reset")
+        return None, f"{type(err).__name__}: {err}"
+
+
+def _adopt_logged_tasks(
+    journal: Journal, settings: Settings, counted: dict[str, Counted], read: list[bytes] | None
+) -> list[str]:
     """The tasks the call log shows KIE created in the last 14 days (how long KIE keeps them), added to a fresh journal
     as queued, so the follower follows each and saves its results: the journal that held them is lost. Left out:
     tasks the journal has, and those whose results are saved already (their sidecar is in an ``outputs/`` folder
     changed since). Nothing is ever sent again. What each counts against today's cap is what the call log counted for
     it, at the moment it counted it (``counted``, by task: ``_carry_over_todays_spend``), so KIE's charge or refund
     corrects exactly that; one of an earlier day counts nothing until KIE says what it charged, at the moment its
-    create was answered. Returns the notice naming them."""
+    create was answered. ``read``: the call log's lines (``_read_call_log``; None: it cannot be read, and the
+    carry-over counted the whole cap). Returns the notice naming them."""
     from datetime import datetime
 
     from kie_mcp.kie.calllog import logged_creates
@@ -167,11 +188,11 @@ def _adopt_logged_tasks(journal: Journal, settings: Settings, counted: dict[str,
     from kie_mcp.tasks import TaskRecord
     from kie_mcp.tasks.follower import RETENTION_SECONDS
 
+    if read is None:  # the carry-over said so, and counted the whole cap
+        return []
     path, since = settings.workspace / CALL_LOG, time.time() - RETENTION_SECONDS
     try:
-        logged = logged_creates(path, since)
-    except UnreadableLog:  # the carry-over said so, and counted the whole cap
-        return []
+        logged = logged_creates(path, since, read=read)
     except Exception:  # a log no reader foresaw: its tasks are not taken up, the start goes on
         log.exception("the tasks of the call log could not be read after a journal reset")
         return []
@@ -243,30 +264,29 @@ def _family_of(endpoint: str, family: str | None) -> str | None:
 
 
 def _carry_over_todays_spend(
-    journal: Journal, workspace: Path, daily_cap: float
+    journal: Journal, workspace: Path, daily_cap: float, read: list[bytes] | None, unreadable: str | None
 ) -> tuple[list[str], dict[str, Counted]]:
     """A fresh journal (the last one was corrupt, or gone) would start today's spend at 0 and let the daily cap be
     spent again: what the call log says today's creates cost is counted against it instead, each at the moment its
     create was answered (so every server on the workspace counts it in its own day, whatever its time zone). A log
     that is there but cannot be read (a FIFO or a link put in its place, a file this user may not read) says nothing
     of today's spend, so the whole ``daily_cap`` is counted as spent now: the cap holds until it resets, never reopened
-    by a log nobody can read. Returns the notice, and what was counted for each task, and when (``counted_since``;
-    none when nothing was)."""
+    by a log nobody can read. ``read``: the log's lines, or None and why it ``unreadable`` (``_read_call_log``).
+    Returns the notice, and what was counted for each task, and when (``counted_since``; none when nothing was)."""
     from datetime import datetime
 
     now = time.time()
     today = datetime.fromtimestamp(now).date()
     since = midnight(today)
-    unreadable, counted = None, {}
-    try:
-        counted = counted_since(workspace / CALL_LOG, since)
-        carried = sum(entry.credits for entry in counted.values())
-    except UnreadableLog as err:
-        unreadable, carried = err.strerror or str(err), daily_cap
-        log.warning("the call log cannot be read (%s): today's spend before the journal reset is unknown", unreadable)
-    except Exception as err:  # a log no reader foresaw: as one that cannot be read, never a failed start
-        log.exception("the call log could not be read after a journal reset")
-        unreadable, counted, carried = f"{type(err).__name__}: {err}", {}, daily_cap
+    counted: dict[str, Counted] = {}
+    carried = daily_cap
+    if read is not None:
+        try:
+            counted = counted_since(workspace / CALL_LOG, since, read=read)
+            carried = sum(entry.credits for entry in counted.values())
+        except Exception as err:  # a log no reader foresaw: as one that cannot be read, never a failed start
+            log.exception("the call log could not be read after a journal reset")
+            unreadable, counted, carried = f"{type(err).__name__}: {err}", {}, daily_cap
     if carried <= 0:  # nothing to count, but a lost journal's spend is the first thing a user wonders about
         return [
             f"The call log ({CALL_LOG.as_posix()}) shows no spend today before that, so none is carried over to the "
