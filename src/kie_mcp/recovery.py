@@ -30,7 +30,8 @@ def recover(journal: Journal, settings: Settings) -> tuple[list[str], int]:
     being sent are looked for in the call log (recorded with their task when it shows KIE's answer, as refused when
     it shows KIE created nothing) or become unknown (they may have been created on KIE). Then the refunds the
     journal shows owed and does not hold are booked (``SpendBook.book_owed_refunds``): those an earlier server could
-    not write before it stopped.
+    not write before it stopped; and the marks that calls' answers went out, which it kept beside the journal
+    (``Journal.take_kept_answers``), put in it.
     """
     notices = _renew_from_call_log(journal, settings)
     found: list[str] = []
@@ -47,6 +48,7 @@ def recover(journal: Journal, settings: Settings) -> tuple[list[str], int]:
             "them (or they were never sent): nothing was created or charged for them."
         )
     notices += book_owed_refunds(journal)
+    _take_kept_answers(journal)
     if found:
         notices.append(
             f"{len(found)} create(s) were being sent when kie-mcp last stopped, and the call log shows KIE made "
@@ -68,8 +70,9 @@ def recover(journal: Journal, settings: Settings) -> tuple[list[str], int]:
 
 def book_owed_refunds(journal: Journal) -> list[str]:
     """The refunds the journal shows owed and does not hold, booked once (``SpendBook.book_owed_refunds``: the caps
-    play no part in a refund): what a create KIE refused, or a task that failed, gives back, which a server could not
-    write before it stopped (another program held the journal's lock, the disk was full). The notice saying so."""
+    play no part in a refund): what a create KIE refused or that was never sent, or a task that failed, gives back,
+    which a server could not write before it stopped (another program held the journal's lock, the disk was full, or
+    it was killed while its creates waited to be sent). The notice saying so."""
     try:
         booked = SpendBook(journal).book_owed_refunds()
     except JOURNAL_ERRORS as err:  # a read-only or full journal: the next start books them
@@ -79,10 +82,24 @@ def book_owed_refunds(journal: Journal) -> list[str]:
         return []
     log.info("booked %d refund(s) an earlier kie-mcp could not record before it stopped", len(booked))
     return [
-        f"{len(booked)} refund(s) of {sum(booked):g} credits in all (creates KIE refused, or tasks that failed) could "
-        "not be recorded before kie-mcp last stopped (another program held its journal, or the disk was full): they "
-        "are booked now, on the day of their reservation, and no longer count against the daily cap."
+        f"{len(booked)} refund(s) of {sum(booked):g} credits in all (creates KIE refused or that were never sent, or "
+        "tasks that failed) could not be recorded before kie-mcp last stopped (another program held its journal, the "
+        "disk was full, or it was stopped while creates waited to be sent): they are booked now, on the day of their "
+        "reservation, and no longer count against the daily cap."
     ]
+
+
+def _take_kept_answers(journal: Journal) -> None:
+    """Whether the answers of calls reached their clients, which an earlier server kept beside the journal as it could
+    not write them there (``Journal.keep_answered``), put in it now: a request sent again is then a new one, as it
+    would have been (its call is not taken for cut off). A journal that refuses them leaves them to the next start."""
+    try:
+        taken = journal.take_kept_answers()
+    except (*JOURNAL_ERRORS, OSError) as err:
+        log.warning("could not record the answered calls an earlier kie-mcp kept beside its journal: %s", err)
+        return
+    if taken:
+        log.info("recorded that the answers of %d create(s) reached the client, which an earlier kie-mcp kept", taken)
 
 
 def _renew_from_call_log(journal: Journal, settings: Settings) -> list[str]:

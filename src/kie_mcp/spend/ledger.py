@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 
-from kie_mcp.journal import CLOCKS, JOURNAL_ERRORS, Journal, JournalUnavailable
+from kie_mcp.journal import CLOCKS, JOURNAL_ERRORS, UNSENT_DOWN, Journal, JournalUnavailable
 from kie_mcp.processes import owner_gone, this_process
 from kie_mcp.words import plain
 
@@ -45,12 +45,15 @@ class Reservation:
     """Credits counted against the caps for one request, the moment they count at (``at``, epoch seconds: every
     correction of them counts there too) and the local date then (``day``, kept for an older kie-mcp sharing the
     journal); ``held``: the entry's ref while it is held for the request's input files to go up (``Ledger.reserve``
-    with ``held``), until ``Ledger.keep``."""
+    with ``held``), until ``Ledger.keep``; ``entry``: its id in the journal, which counts its creates neither begun
+    nor given back as not sent (``journal.SPEND_COLUMNS``: ``Journal.begin_attempt`` and ``Ledger.adjust``'s
+    ``settles`` are given it)."""
 
     credits: float
     day: date
     at: float
     held: str | None = None
+    entry: int | None = None
 
 
 # A reservation made before a request's input files go up is held under a ref of its own, naming the process that
@@ -82,6 +85,9 @@ _ONE_CHARGE = (CHARGED, MEASURED)
 REFUSED = "refused by KIE"
 ALREADY_HAD = "refunded: KIE already had this task"
 TASK_FAILED = "refunded: task failed"
+# The creates of a reservation whose process is gone that were neither begun nor given back as not sent (its call
+# stopped with the process, or their refund was owed in memory): booked by a start (``SpendBook.book_unsent``).
+UNSENT = "refunded: not sent, its server stopped first"
 ALREADY_HAD_ANSWER = "KIE already had it: "  # how the outcome of a create KIE answered so starts (its attempt's error)
 # How far back a start looks for refunds owed: as far as it takes up the call log's tasks (KIE keeps them 14 days).
 OWED_SINCE = 14 * 86400.0
@@ -514,6 +520,7 @@ class SpendBook:
         at: float | None = None,
         day: date | None = None,
         reserved: float | None = None,
+        settles: int | None = None,
     ) -> bool:
         """Correct a reservation's spend (a refund, or KIE's real charge); with ``once``, at most one entry per ``ref``.
 
@@ -528,14 +535,11 @@ class SpendBook:
         midnight before ``at`` to the next). A correction that is not a number is not booked: the reservation stands.
         The reservation's moment holds even when the clock now reads earlier (a server restarted further west, or a
         clock set back): booked on that earlier day, a refund was cut to what it held (often nothing, and never
-        again) or reopened its cap."""
+        again) or reopened its cap. ``settles``: the reservation's entry (``Reservation.entry``) when this gives back
+        the share of one of its creates that was not sent: counted as such in the same transaction
+        (``journal.UNSENT_DOWN``), so that a start never gives it back again once this server is gone."""
         if not math.isfinite(delta):
             return False
-        at = _moment(at)
-        if day is None:
-            at = self._clock() if at is None else at
-            day = self.day_of(at)
-        window = day if at is None else self.day_of(at)  # the reservation's local day here
         same = _ONE_CHARGE if reason in _ONE_CHARGE else (reason, reason)  # a task's charge: however it was learned
         seen = "SELECT 1 FROM spend WHERE ref = ? AND reason IN (?, ?) LIMIT 1"
         # Booked before (the follower settled the task, and its call settles it again): a read, which never waits for
@@ -545,10 +549,34 @@ class SpendBook:
         with self.journal.transaction(durable=True) as db:  # what KIE charged or refunded: kept through a power loss
             if once and ref and db.execute(seen, (ref, *same)).fetchone():  # booked meanwhile, by another writer
                 return False
-            holds = _day_sum(db, self._day_values(window))
-            floor = -holds if reserved is None else -min(holds, _refundable(reserved))
-            Journal.add_spend(db, day, max(delta, floor), reason, ref, counted_at=at)
+            self._correct(db, delta, reason, ref, at=at, day=day, reserved=reserved)
+            if settles is not None:
+                db.execute(UNSENT_DOWN, (settles,))
         return True
+
+    def _correct(
+        self,
+        db: sqlite3.Connection,
+        delta: float,
+        reason: str,
+        ref: str | None,
+        *,
+        at: float | None,
+        day: date | None,
+        reserved: float | None,
+    ) -> float:
+        """Book one correction in ``db``, a write transaction (``adjust``: what ``at``, ``day`` and ``reserved`` are),
+        cut to what it may take off. Returns what was booked."""
+        at = _moment(at)
+        if day is None:
+            at = self._clock() if at is None else at
+            day = self.day_of(at)
+        window = day if at is None else self.day_of(at)  # the reservation's local day here
+        holds = _day_sum(db, self._day_values(window))
+        floor = -holds if reserved is None else -min(holds, _refundable(reserved))
+        booked = max(delta, floor)
+        Journal.add_spend(db, day, booked, reason, ref, counted_at=at)
+        return booked
 
     def settle_task(
         self, task_id: str, reserved: float, charged: float, reason: str, *, at: float | None, day: date | None
@@ -573,12 +601,13 @@ class SpendBook:
         gives back its share of its call's reservation (the attempt keeps both since ``begin_attempt`` did); a failed
         task gives back its reservation, less a charge KIE reported for it. What its call or the follower would have
         booked then, had the journal taken it before their server stopped (one an older kie-mcp reserved, which keeps
-        no moment: on the day it names). Never a create of unknown outcome, still being sent, or that made a task (KIE
-        may have charged for it), nor an attempt an older kie-mcp wrote without its share. Those of the last
-        ``since`` seconds are looked at (index searches: nothing is written when nothing is owed). Returns the credits
-        of each refund booked."""
+        no moment: on the day it names). And a reservation whose process is gone gives back the shares of its creates
+        that were never begun, nor given back as not sent (``book_unsent``). Never a create of unknown outcome, still
+        being sent, or that made a task (KIE may have charged for it), nor an attempt an older kie-mcp wrote without
+        its share. Those of the last ``since`` seconds are looked at (index searches: nothing is written when nothing is
+        owed). Returns the credits of each refund booked."""
         after = time.time() - since
-        booked: list[float] = []
+        booked = self.book_unsent(after)
         had = (len(ALREADY_HAD_ANSWER), ALREADY_HAD_ANSWER)
         found = self.journal.query(OWED_BY_CREATES, after, after, *had, REFUSED, ALREADY_HAD)
         for row in found:
@@ -604,6 +633,33 @@ class SpendBook:
                 day = self.day_of(row["created"])
             if self.refund_failed_task(row["task_id"], reserved, record.get("credits_charged"), at=at, day=day):
                 booked.append(reserved - (priced(record.get("credits_charged")) or 0.0))
+        return booked
+
+    def book_unsent(self, after: float) -> list[float]:
+        """Give back, once ever, the shares of the creates that reservations made since ``after`` (epoch seconds) by
+        a process now gone (``processes.owner_gone``: this machine's) neither began nor gave back as not sent
+        (``journal.SPEND_COLUMNS``): a create is begun, its attempt written, before it is sent, so none of them reached
+        KIE. Their process stopped before it could send them (killed while a create waited for its turn in KIE's
+        window), or before the journal took their refund (another program held its lock, the disk was full: owed in
+        memory). Each counts at its reservation's moment, as its call would have booked it. A reservation whose process
+        runs, or that this machine cannot tell about (another machine's, another PID namespace's), is left as it is:
+        its call may still send them. Checked and booked in one transaction each, so two servers starting at once book
+        it once. Returns the credits of each refund booked."""
+        booked: list[float] = []
+        for row in self.journal.query(OWED_BY_UNSENT, after):
+            if owner_gone(row["owner"]) is not True:
+                continue
+            with self.journal.transaction(durable=True) as db:  # what it gives back: kept through a power loss
+                entry = db.execute(UNSENT_ENTRY, (row["id"],)).fetchone()
+                if entry is None:  # booked meanwhile, by another start
+                    continue
+                total, creates, unsent = _finite(entry["delta"]), entry["creates"], entry["unsent"]
+                db.execute("UPDATE spend SET unsent = 0 WHERE id = ?", (row["id"],))
+                if total is None or total <= 0 or not isinstance(creates, int) or creates <= 0:
+                    continue
+                share = total if unsent >= creates else round(round(total / creates, 4) * unsent, 4)
+                at, day = _moment(entry["counted_at"]), _day(entry["day"])
+                booked.append(-self._correct(db, -share, UNSENT, None, at=at, day=day, reserved=share))
         return booked
 
 
@@ -691,15 +747,16 @@ class Ledger(SpendBook):
             )
             amount = reservation(total, self.caps, most, least, tasks)
             hold = f"{HELD_REF}{this_process()}:{secrets.token_hex(6)}" if held and amount else None
+            entry = None
             if amount:
                 reason, kept = ("reserved", ref) if hold is None else (HELD, hold)
-                Journal.add_spend(db, day, amount, reason, kept, counted_at=now)
+                entry = Journal.add_spend(db, day, amount, reason, kept, counted_at=now, creates=max(tasks, 1))
         if noted is not None:
             self._noted = noted
         if hold is not None:
             self._held.add(hold)
             _HOLDING.setdefault(str(self.journal.path), set()).add(hold)
-        return Reservation(amount, day, now, hold)
+        return Reservation(amount, day, now, hold, entry)
 
     def held_today(self) -> float:
         """How much of today's spend is held for input files uploading now (0 when the journal cannot tell)."""
@@ -821,6 +878,10 @@ OWED_BY_TASKS = (
     "SELECT task_id, record, created FROM tasks t WHERE state = 'failed' AND created >= ?"
     " AND NOT EXISTS (SELECT 1 FROM spend s WHERE s.ref = t.task_id AND s.reason = ?)"
 )
+# The reservations since a moment with creates neither begun nor given back (``journal.SPEND_COLUMNS``), an index
+# search (``spend_unsent``: none but while calls send), and one of them as a start books it.
+OWED_BY_UNSENT = "SELECT id, owner FROM spend WHERE unsent > 0 AND counted_at >= ? AND reason = 'reserved'"
+UNSENT_ENTRY = "SELECT delta, day, counted_at, creates, unsent FROM spend WHERE id = ? AND unsent > 0"
 HELD_QUERY = "SELECT id, ref, at FROM spend WHERE ref >= ? AND ref < ? AND reason = ?"
 # The workspace's clocks (``journal.CLOCKS``): an offset counts for two days after a server last wrote it, read again
 # on the request path at most every few seconds (a reservation reads them under its lock), and this clock's looked at
