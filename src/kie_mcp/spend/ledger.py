@@ -881,7 +881,9 @@ OWED_BY_TASKS = (
 # The reservations since a moment with creates neither begun nor given back (``journal.SPEND_COLUMNS``), an index
 # search (``spend_unsent``: none but while calls send), and one of them as a start books it.
 OWED_BY_UNSENT = "SELECT id, owner FROM spend WHERE unsent > 0 AND counted_at >= ? AND reason = 'reserved'"
-UNSENT_ENTRY = "SELECT delta, day, counted_at, creates, unsent FROM spend WHERE id = ? AND unsent > 0"
+UNSENT_ENTRY = (
+    "SELECT delta, day, counted_at, creates, unsent FROM spend WHERE id = ? AND unsent > 0 AND reason = 'reserved'"
+)
 HELD_QUERY = "SELECT id, ref, at FROM spend WHERE ref >= ? AND ref < ? AND reason = ?"
 # The workspace's clocks (``journal.CLOCKS``): an offset counts for two days after a server last wrote it, read again
 # on the request path at most every few seconds (a reservation reads them under its lock), and this clock's looked at
