@@ -78,6 +78,26 @@ def being_sent(workspace: Path) -> int:
         return 0
 
 
+class LockTaken:
+    """Another program's write lock on the journal (a database tool with an edit not saved), taken when the test
+    says (``take``): the journal waits for it. Let go of as the block ends."""
+
+    def __init__(self, workspace: Path) -> None:
+        self.path, self.db = workspace / JOURNAL, None
+
+    def take(self) -> None:
+        self.db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __enter__(self) -> LockTaken:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.db is not None:
+            self.db.execute("ROLLBACK")
+            self.db.close()
+
+
 def ended_while_locked(base: str, workspace: Path, answers: tuple[int, ...], how: str) -> None:
     """Generate calls at once, one per code of ``answers``, each of whose create KIE refuses with 429 and then answers
     with one of those codes (in turn) while another program holds the journal's lock, so the journal takes neither
@@ -108,6 +128,17 @@ def ended_while_locked(base: str, workspace: Path, answers: tuple[int, ...], how
             lock.close()
     finally:
         server.kill()
+
+
+def started_at_once(base: str, workspace: Path) -> list[float]:
+    """Two servers started at once on ``workspace``: today's spend, as each one's check_credits says it."""
+    spent: list[float] = []
+    starts = [threading.Thread(target=lambda: spent.append(started_afresh(base, workspace)[0])) for _ in range(2)]
+    for start in starts:
+        start.start()
+    for start in starts:
+        start.join(60)
+    return spent
 
 
 def started_afresh(base: str, workspace: Path) -> tuple[float, str]:
@@ -153,12 +184,7 @@ def test_a_start_never_refunds_a_create_of_unknown_outcome_and_two_starts_at_onc
     workspace = tmp_path / "ws"
     ended_while_locked(simulator, workspace, (422, 500), "killed")
     left = rows(workspace, "SELECT state FROM attempts")
-    spent: list[float] = []
-    starts = [threading.Thread(target=lambda: spent.append(started_afresh(simulator, workspace)[0])) for _ in range(2)]
-    for start in starts:
-        start.start()
-    for start in starts:
-        start.join(60)
+    spent = started_at_once(simulator, workspace)
     answered = {line["attempt"]: line["outcome"] for line in logged(workspace)}  # each create's last line
     states = dict(rows(workspace, "SELECT attempt_id, state FROM attempts"))
     refunds = rows(workspace, "SELECT delta, reason, ref FROM spend WHERE delta < 0")
@@ -168,6 +194,66 @@ def test_a_start_never_refunds_a_create_of_unknown_outcome_and_two_starts_at_onc
     assert states == answered  # refused as KIE answered, and the other of unknown outcome still
     [refused] = [attempt for attempt, outcome in answered.items() if outcome == "refused"]
     assert refunds == [(-8.0, "refused by KIE", refused)]
+
+
+def not_sent(workspace: Path) -> int:
+    """The call log's lines of creates that gave up their turn in KIE's window, never sent (they name no attempt)."""
+    log = workspace / "logs" / "kie-api.jsonl"
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    return sum(line.get("outcome") == "not sent" and not line.get("attempt") for line in lines)
+
+
+def reserved(workspace: Path) -> int:
+    try:
+        return rows(workspace, "SELECT COUNT(*) FROM spend WHERE reason = 'reserved'")[0][0]
+    except sqlite3.OperationalError:  # the journal is being made
+        return 0
+
+
+def ended_while_waiting_for_its_turn(base: str, workspace: Path, how: str) -> None:
+    """Two generate calls at once: KIE refuses the first one's create with 429, so it is sent again at the window's
+    edge (10 s later), and every other create waits for its turn until then: the second's, its credits reserved.
+    ``how``: "owed": another program takes the journal's lock and the host cancels the second call, whose create
+    gives up its turn, never sent, and whose refund the journal cannot take (owed in memory); "waiting": nothing more.
+    The server is then killed (SIGKILL), and the lock goes after it."""
+    create_answers(base, 429)
+    server = Server(base, workspace)
+    try:
+        with LockTaken(workspace) as lock:
+            server.generate(1, f"{IMAGE['prompt']}, take 1")
+            until(lambda: being_sent(workspace) == 1 and len(logged(workspace)) == 1, "KIE never refused with 429")
+            server.generate(2, f"{IMAGE['prompt']}, take 2")
+            until(lambda: reserved(workspace) == 2, "the second call never reserved its credits")
+            assert not_sent(workspace) == 0 and len(logged(workspace)) == 1  # still waiting for its turn
+            if how == "owed":
+                lock.take()
+                server.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 2}})
+                until(lambda: not_sent(workspace) == 1, "the cancelled create never gave up its turn")
+                time.sleep(0.5)  # its refund tried, and owed: the lock is held
+            server.process.kill()
+            server.process.wait(timeout=30)
+    finally:
+        server.kill()
+
+
+@pytest.mark.parametrize("how", ["owed", "waiting"])
+@pytest.mark.stdio
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_create_never_sent_gives_its_credits_back_at_the_next_start_once(simulator, tmp_path, how):
+    """A create that never left (its call cancelled while it waited for its turn in KIE's create window, its refund
+    then owed in memory as another program held the journal's lock; or its server killed while it waited) gives its
+    share of the reservation back at the next start, once, though two servers start at once: today's spend is the
+    8 credits of the other call, whose create was sent (created, or of unknown outcome: it may have been charged),
+    never 16, never 0."""
+    workspace = tmp_path / "ws"
+    ended_while_waiting_for_its_turn(simulator, workspace, how)
+    unbooked = rows(workspace, "SELECT COUNT(*) FROM spend WHERE delta < 0")
+    spent = started_at_once(simulator, workspace)
+    assert unbooked == [(0,)]  # the journal really took no refund before the server ended
+    assert spent == [8.0, 8.0]
+    refunds = rows(workspace, "SELECT delta, reason FROM spend WHERE delta < 0")
+    assert refunds == [(-8.0, "refunded: not sent, its server stopped first")]
+    assert rows(workspace, "SELECT state FROM attempts") in ([("created",)], [("unknown",)])  # the other call's
 
 
 # -- in process: a clean stop, and a failed task ------------------------------------------------------------------

@@ -146,6 +146,7 @@ class Plan:
     operation: Operation | None = None  # continue_video: extend, hd, 4k or upscale
     reserved_on: date | None = None  # the local date the reservation was made on (kept for an older kie-mcp)
     reserved_at: float | None = None  # the moment it was made (epoch seconds): its refunds count at that moment
+    reservation: int | None = None  # its entry in the journal (``Reservation.entry``), counting its creates not begun
     unsettled: bool = False  # the same request was sent lately and its outcome is unknown: never auto-approved
     least: float = 0.0  # an unknown price: the least the call can cost (``least_credits`` x variations)
     most: float | None = None  # an unknown price: the most it can cost by the catalogue (``most_credits``), or None
@@ -1852,7 +1853,7 @@ async def _spend(
         rt.ledger.release(held)
         _give_back(rt, used)
         raise
-    p = replace(p, reserved_on=booked.day, reserved_at=booked.at)
+    p = replace(p, reserved_on=booked.day, reserved_at=booked.at, reservation=booked.entry)
     rt.spending.begin_creates(p.digest)  # a replay of this approval now waits a moment for its creates' answers
     records: list[TaskRecord] = []
     attempts: list[str] = []  # this call's create attempts (the journal's ids)
@@ -2066,20 +2067,35 @@ def _give_back(rt: Runtime, quote_id: str | None) -> None:
 def _answered(rt: Runtime, attempts: list[str], answered: int) -> None:
     """Note whether a call's answer reached the client (``journal.mark_answered``); a journal that cannot take it now
     (a full disk, or another program's lock, never waited for on the event loop) is written once it can
-    (``OwedWrites``), so that a restart does not take the call for cut off."""
+    (``OwedWrites``), so that a restart does not take the call for cut off; kept on the disk beside the journal
+    meanwhile (``Journal.keep_answered``), so that a server killed before the journal takes it loses nothing: the next
+    start puts it in (``Journal.take_kept_answers``)."""
     if attempts:
+        ids = list(attempts)
         _now_or_owed(
             rt,
-            f"whether the answer of create(s) {', '.join(attempts)} reached the client",
-            functools.partial(rt.journal.mark_answered, list(attempts), answered=answered),
+            f"whether the answer of create(s) {', '.join(ids)} reached the client",
+            functools.partial(rt.journal.mark_answered, ids, answered=answered),
+            kept=(
+                functools.partial(rt.journal.keep_answered, ids, answered),
+                functools.partial(rt.journal.mark_answered, ids, answered=answered, kept=True),
+            ),
         )
 
 
-def _now_or_owed(rt: Runtime, what: str, write: Callable[[], object]) -> str | None:
+def _now_or_owed(
+    rt: Runtime,
+    what: str,
+    write: Callable[[], object],
+    *,
+    kept: tuple[Callable[[], object], Callable[[], object]] | None = None,
+) -> str | None:
     """Make ``write`` (one transaction) now, on the event loop, unless another program holds the journal's lock now
     (``locked_now``: that wait would hold up the loop, pings and other calls, for up to ``BUSY_SECONDS``) or the
     journal refuses it (a full disk): then it is owed (``OwedWrites``: written once the journal takes it, every few
-    seconds). Returns why it was owed, None when it was written. Never raises for the journal."""
+    seconds). ``kept``: what owing it takes instead, where nothing in the journal lets a start make it for a server
+    killed first: a copy kept on the disk now, and the write to owe, which lets that copy go once it is made. Returns
+    why it was owed, None when it was written. Never raises for the journal."""
     try:
         if not rt.journal.locked_now():
             write()
@@ -2087,6 +2103,10 @@ def _now_or_owed(rt: Runtime, what: str, write: Callable[[], object]) -> str | N
         why = "the journal is locked by another program or kie-mcp process"
     except JOURNAL_ERRORS as err:
         why = f"{type(err).__name__}: {err}"
+    if kept is not None:
+        keep, write = kept
+        with contextlib.suppress(*JOURNAL_ERRORS):  # best effort: owed in memory all the same
+            keep()
     rt.owed.owe(what, write)
     return why
 
@@ -2313,6 +2333,7 @@ async def _submit(
                 reserved=p.reserved_each,
                 reserved_on=p.reserved_on,
                 reserved_at=p.reserved_at,
+                reservation=p.reservation,
                 still=still,
             )
         )
@@ -2593,7 +2614,10 @@ def _refund(rt: Runtime, problems: list[str], p: Plan, reason: str, ref: str | N
     take it now (another program's lock, a full disk) gets it once it can (``_now_or_owed``): a refund given up would
     count against the daily cap for the rest of the day. That of a create in the journal (``ref``: its attempt) is
     booked once ever: should this server stop before the journal takes it, the next start books it from the attempt
-    (``Ledger.book_owed_refunds``), and one started meanwhile on the workspace may have booked it already."""
+    (``Ledger.book_owed_refunds``), and one started meanwhile on the workspace may have booked it already. That of a
+    create never begun (no ``ref``) is counted on its call's reservation as it is booked (``settles``): should this
+    server stop first, the next start gives back what the reservation shows was neither begun nor given back
+    (``SpendBook.book_unsent``)."""
     refund = functools.partial(
         rt.ledger.adjust,
         -p.reserved_each,
@@ -2603,6 +2627,7 @@ def _refund(rt: Runtime, problems: list[str], p: Plan, reason: str, ref: str | N
         at=p.reserved_at,
         day=p.reserved_on,
         reserved=p.reserved_each,
+        settles=p.reservation if ref is None else None,
     )
     why = _now_or_owed(rt, f"a refund of {p.reserved_each:g} credits ({reason})", refund)
     if why is not None:

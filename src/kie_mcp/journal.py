@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 import sqlite3
 import stat
@@ -54,7 +55,7 @@ CREATE TABLE IF NOT EXISTS quotes (
     declined_at REAL, request TEXT);
 CREATE TABLE IF NOT EXISTS spend (
     id INTEGER PRIMARY KEY AUTOINCREMENT, day TEXT NOT NULL, delta REAL NOT NULL, reason TEXT NOT NULL,
-    ref TEXT, at REAL NOT NULL, counted_at REAL);
+    ref TEXT, at REAL NOT NULL, counted_at REAL, owner TEXT, creates INTEGER, unsent INTEGER);
 CREATE TABLE IF NOT EXISTS attempts (
     attempt_id TEXT PRIMARY KEY, model TEXT NOT NULL, family TEXT NOT NULL, approved_by TEXT, quote_id TEXT,
     prompt TEXT, params TEXT, options_key TEXT, credits_quoted REAL, state TEXT NOT NULL, task_id TEXT, error TEXT,
@@ -86,6 +87,8 @@ INDEXES = {
     # those an older kie-mcp wrote with only their day's label (``counted_at`` NULL), by that label.
     "spend_moment": "spend(counted_at, day, delta)",
     "spend_ref": "spend(ref, reason)",  # a charge or refund is folded in once per task
+    # reservations with creates neither sent nor given back yet: none but while a call sends (``SpendBook.unsent``)
+    "spend_unsent": "spend(counted_at) WHERE unsent > 0",
     "attempts_state_created": "attempts(state, created)",  # unknown creates, interrupted sends
     "attempts_quote": "attempts(quote_id)",  # the tasks a quote approved (replays)
     "attempts_task": "attempts(task_id)",  # a result's sidecar
@@ -163,7 +166,14 @@ UPLOAD_COLUMNS = {"expires": "REAL"}
 # reservation's own, and for a correction (a refund, KIE's charge) the moment of the reservation it corrects. Every
 # server counts the entries after its own last midnight, whatever time zone wrote them (``Ledger.spent_today``).
 # NULL in the entries of an older kie-mcp: counted by their day's label (``day``, the writer's local date).
-SPEND_COLUMNS = {"counted_at": "REAL"}
+# And, on a reservation, the process that made it (``processes.this_process``), how many creates it is for, and how
+# many of them are neither begun (``begin_attempt``, which counts it down with its attempt) nor given back as not sent
+# (``Ledger.adjust``'s ``settles``, which counts it down with the refund): what a reservation still owes back once its
+# process is gone (``SpendBook.book_owed_refunds``), whatever it owed in memory then. NULL on every other entry, and
+# on the reservations of an older kie-mcp.
+SPEND_COLUMNS = {"counted_at": "REAL", "owner": "TEXT", "creates": "INTEGER", "unsent": "INTEGER"}
+# A reservation's create begun or given back as not sent: one fewer to give back (``SPEND_COLUMNS``). Value: its id.
+UNSENT_DOWN = "UPDATE spend SET unsent = unsent - 1 WHERE id = ? AND unsent > 0"
 # The clocks of the kie-mcp servers on this workspace: each clock (a computer and its time zone, ``Ledger.clock``) with
 # its offset from UTC now (seconds) and the last moment a server on it said so: today's spend counts from the earliest
 # of their last midnights (``Ledger.now``), so servers in different time zones get one daily cap between them, however
@@ -175,6 +185,10 @@ CLOCKS = (
     " (clock TEXT PRIMARY KEY, offset_seconds INTEGER NOT NULL, seen REAL NOT NULL)"
 )
 CALL_RUNNING, CALL_ANSWERED, CALL_CUT_OFF = 0, 1, 2  # attempts.answered
+# A mark kept on the disk beside the journal (``Journal.keep_answered``), put in it by a start: that the answer went
+# out stands whatever was marked; that the call was cut off, only over a call still marked running (a replay that went
+# out since, whoever sent it, stands). Values: the mark, the attempt, CALL_RUNNING, the mark, CALL_ANSWERED.
+KEPT_ANSWER = "UPDATE attempts SET answered = ? WHERE attempt_id = ? AND (answered = ? OR ? = ?)"
 
 # Kept right by SQLite whoever writes, an older kie-mcp on the same workspace too:
 # - tasks.options_key: the price-deciding options of the attempt that created the task (``charged_before``);
@@ -808,6 +822,51 @@ class OwedWrites:
         return done
 
 
+@contextmanager
+def _own_folder(folder: Path) -> Iterator[int | None]:
+    """``folder`` opened, never through a link (a cloned repository can carry one in its place): its descriptor, for
+    the files in it to be opened relative to it (None where the system cannot: Windows, which then opens them by
+    name, the folder checked first). Raises OSError for a link or anything but a folder."""
+    if not (hasattr(os, "O_DIRECTORY") and hasattr(os, "O_NOFOLLOW") and os.open in os.supports_dir_fd):
+        if folder.is_symlink() or not folder.is_dir():
+            raise OSError(errno.ENOTDIR, f"{folder} is not a folder of kie-mcp's")
+        yield None
+        return
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _write_small(folder: Path, name: str, data: bytes, opened: int | None) -> None:
+    """Write a few bytes to ``name`` in ``folder`` (``_own_folder``), never through a link."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(name, flags, 0o600, dir_fd=opened) if opened is not None else os.open(folder / name, flags, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _read_mark(folder: Path, name: str, opened: int | None) -> int | None:
+    """The mark in ``name`` (``Journal.keep_answered``), or None: no regular file, or no mark in it."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(name, flags, dir_fd=opened) if opened is not None else os.open(folder / name, flags)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        text = os.read(fd, 8).strip()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return int(text) if text in (b"%d" % CALL_ANSWERED, b"%d" % CALL_CUT_OFF) else None
+
+
 class UnavailableJournal:
     """Stands in for a journal that could not be opened: every use explains why, instead of crashing the server."""
 
@@ -1244,15 +1303,26 @@ class Journal:
 
     @staticmethod
     def add_spend(
-        db: sqlite3.Connection, day: date, delta: float, reason: str, ref: str | None, counted_at: float | None = None
-    ) -> None:
+        db: sqlite3.Connection,
+        day: date,
+        delta: float,
+        reason: str,
+        ref: str | None,
+        counted_at: float | None = None,
+        *,
+        creates: int | None = None,
+    ) -> int:
         """One spend entry: ``day``, the writer's local date it counts on (how an older kie-mcp reads it), and
         ``counted_at``, the moment it counts at (``SPEND_COLUMNS``; None: by its day alone, as an older kie-mcp
-        wrote it)."""
-        db.execute(
-            "INSERT INTO spend (day, delta, reason, ref, at, counted_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (day.isoformat(), delta, reason, ref, time.time(), counted_at),
+        wrote it). ``creates``: a reservation's, for that many creates, none of them begun yet, made by this process
+        (``SPEND_COLUMNS``). Returns the entry's id."""
+        owner = None if creates is None else processes.this_process()
+        cursor = db.execute(
+            "INSERT INTO spend (day, delta, reason, ref, at, counted_at, owner, creates, unsent)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (day.isoformat(), delta, reason, ref, time.time(), counted_at, owner, creates, creates),
         )
+        return int(cursor.lastrowid or 0)
 
     # -- create attempts -----------------------------------------------------------------------
 
@@ -1276,6 +1346,7 @@ class Journal:
         reserved: float | None = None,
         reserved_on: date | None = None,
         reserved_at: float | None = None,
+        reservation: int | None = None,
         still: Callable[[], bool] | None = None,
     ) -> str | None:
         """Written before the create is sent, durably (``transaction``): a crash, even of the machine, after this
@@ -1283,8 +1354,11 @@ class Journal:
         typed into any of them is never written to this file. ``kind``, ``sandbox``, ``parent_task_id`` and
         ``operation``: the task's, for a restart that finds it in the call log (``_record_logged``). ``reserved``,
         ``reserved_on`` and ``reserved_at``: its share of its call's reservation, and that reservation's day and
-        moment, so that a start books the refund of a refusal its server could not (``Ledger.book_owed_refunds``). The
-        id returned (``a_`` and 16 random hex digits) is no secret: the call log names the create's answer by it.
+        moment, so that a start books the refund of a refusal its server could not (``Ledger.book_owed_refunds``);
+        ``reservation``: that reservation's entry, whose creates not begun it counts one fewer of (``UNSENT_DOWN``) in
+        the same transaction: a create written here may have reached KIE, so its share is never given back as not
+        sent. The id returned (``a_`` and 16 random hex digits) is no secret: the call log names the create's answer
+        by it.
         ``still``: whether the create is still wanted, asked once the write lock is held (after any wait for another
         writer's): False writes nothing and returns None, and the create is not sent (its call was cut off, or
         declined, while the lock was waited for)."""
@@ -1323,6 +1397,8 @@ class Journal:
                     reserved_at,
                 ),
             )
+            if reservation is not None:
+                db.execute(UNSENT_DOWN, (reservation,))
         return attempt_id
 
     def finish_attempt(self, attempt_id: str, state: str, task_id: str | None = None, error: str | None = None) -> None:
@@ -1400,7 +1476,7 @@ class Journal:
         paired, in the order they were sent. Lines of any other group whose attempts are all ended or of unknown
         outcome (none a live process is still sending, which records its own) are ``unclaimed``: each is one of those
         creates' answer, which one it cannot tell. A log that cannot be read answers none."""
-        from kie_mcp.kie.calllog import logged_creates, refused_creates  # the kie package imports the journal
+        from kie_mcp.kie.calllog import logged_creates, read_lines, refused_creates  # the kie package imports this
 
         none = LoggedAnswers({}, [], {})
         path = self.call_log()
@@ -1409,8 +1485,9 @@ class Journal:
         since = min(row["created"] for row in ended)
         ending = {row["attempt_id"] for row in ended}
         try:
-            lines = logged_creates(path, since - LOG_TIME_STEP, most_bytes=LOG_MATCH_BYTES)
-            refused = refused_creates(path, since - LOG_TIME_STEP, ending, most_bytes=LOG_MATCH_BYTES)
+            read = read_lines(path, LOG_MATCH_BYTES)  # once, for both
+            lines = logged_creates(path, since - LOG_TIME_STEP, most_bytes=LOG_MATCH_BYTES, read=read)
+            refused = refused_creates(path, since - LOG_TIME_STEP, ending, most_bytes=LOG_MATCH_BYTES, read=read)
         except OSError as err:  # UnreadableLog: nothing is matched, the creates are unknown as before
             log.warning("the call log cannot be read (%s): creates being sent when kie-mcp stopped stay unknown", err)
             return none
@@ -1458,11 +1535,74 @@ class Journal:
             return None
         return self.path.parent.parent / CALL_LOG
 
-    def mark_answered(self, attempt_ids: list[str], *, answered: int = CALL_ANSWERED) -> None:
+    def mark_answered(self, attempt_ids: list[str], *, answered: int = CALL_ANSWERED, kept: bool = False) -> None:
         """Whether the answer of the call that made these attempts reached the client (``CALL_ANSWERED``) or the
-        call was cut off before it (``CALL_CUT_OFF``: cancelled by the host, or failed)."""
+        call was cut off before it (``CALL_CUT_OFF``: cancelled by the host, or failed). ``kept``: the mark was kept
+        on the disk meanwhile (``keep_answered``), whose copy goes once the journal has it."""
         for attempt_id in attempt_ids:
             self.execute("UPDATE attempts SET answered = ? WHERE attempt_id = ?", answered, attempt_id)
+        if kept:
+            self._let_go_kept(attempt_ids)
+
+    def _answers_kept(self) -> Path | None:
+        """The folder beside the journal where the answered marks it could not take wait (``keep_answered``); None
+        for a journal in memory."""
+        return Path(f"{self.path}.answered") if isinstance(self.path, Path) else None
+
+    def keep_answered(self, attempt_ids: list[str], answered: int) -> None:
+        """Keep a mark the journal cannot take now (another program holds its lock, a full disk: ``mark_answered``
+        is owed meanwhile) on the disk beside it: a file per create attempt, named by its id, holding the mark. The
+        owed write lets it go once the journal has the mark (``mark_answered`` with ``kept``); a server killed
+        before that leaves it to the next start (``take_kept_answers``), so that the same request sent again is a
+        new one, as it would have been, never a replay of that call saying its server stopped before noting it. Only
+        kie-mcp's own folder is written (never through a link); a disk that takes nothing loses it, as before, with a
+        warning. Never raises."""
+        folder = self._answers_kept()
+        if folder is None:
+            return
+        try:
+            with contextlib.suppress(FileExistsError):
+                folder.mkdir(mode=0o700)
+            with _own_folder(folder) as opened:
+                for attempt_id in attempt_ids:
+                    if ATTEMPT_ID.fullmatch(attempt_id):
+                        _write_small(folder, attempt_id, str(answered).encode(), opened)
+        except OSError as err:
+            log.warning("could not keep whether the answer of create(s) %s reached the client: %s", attempt_ids, err)
+
+    def _let_go_kept(self, attempt_ids: Iterable[str]) -> None:
+        """The kept copies of these attempts' marks removed (``keep_answered``): the journal has them. Never raises."""
+        folder = self._answers_kept()
+        if folder is None:
+            return
+        with contextlib.suppress(OSError), _own_folder(folder) as opened:
+            for attempt_id in attempt_ids:
+                if ATTEMPT_ID.fullmatch(attempt_id):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(attempt_id, dir_fd=opened) if opened is not None else (folder / attempt_id).unlink()
+
+    def take_kept_answers(self) -> int:
+        """The answered marks kept beside the journal (``keep_answered``) by a server that stopped before the
+        journal took them, put in it now (``KEPT_ANSWER``) and let go: at a start. Two starts at once put each in
+        once (the same mark twice is the same). A file no kie-mcp wrote (not an attempt's id, or not a mark) is let
+        go of, unread when it is no regular file. Returns how many attempts took a mark."""
+        folder = self._answers_kept()
+        if folder is None or folder.is_symlink() or not folder.is_dir():
+            return 0
+        marks: dict[str, int | None] = {}
+        with _own_folder(folder) as opened:
+            for name in os.listdir(folder if opened is None else opened):
+                if ATTEMPT_ID.fullmatch(name):
+                    marks[name] = _read_mark(folder, name, opened)
+        if not marks:
+            return 0
+        taken = 0
+        with self.transaction() as db:
+            for attempt_id, mark in marks.items():
+                if mark is not None:
+                    taken += db.execute(KEPT_ANSWER, (mark, attempt_id, CALL_RUNNING, mark, CALL_ANSWERED)).rowcount
+        self._let_go_kept(marks)
+        return taken
 
     def unanswered_attempts(self, digest: str, since: float) -> list[sqlite3.Row]:
         """Create attempts for the request ``digest`` since ``since`` that may have created a task (not refused by

@@ -13,8 +13,8 @@ from pathlib import Path
 from kie_mcp.catalog import load_catalog
 from kie_mcp.config import Settings
 from kie_mcp.journal import JOURNAL_ERRORS, Journal
-from kie_mcp.kie.calllog import CALL_LOG, Counted, UnreadableLog, counted_since
-from kie_mcp.spend.ledger import Caps, Ledger, midnight
+from kie_mcp.kie.calllog import CALL_LOG, Counted, UnreadableLog, counted_since, read_lines
+from kie_mcp.spend.ledger import SpendBook, midnight
 from kie_mcp.spend.quotes import CHARGES_PAGE
 from kie_mcp.tasks import TaskBook
 
@@ -29,8 +29,9 @@ def recover(journal: Journal, settings: Settings) -> tuple[list[str], int]:
     earlier calls) takes today's spend and the tasks of the last 14 days from the call log. Creates still marked as
     being sent are looked for in the call log (recorded with their task when it shows KIE's answer, as refused when
     it shows KIE created nothing) or become unknown (they may have been created on KIE). Then the refunds the
-    journal shows owed and does not hold are booked (``Ledger.book_owed_refunds``): those an earlier server could
-    not write before it stopped.
+    journal shows owed and does not hold are booked (``SpendBook.book_owed_refunds``): those an earlier server could
+    not write before it stopped; and the marks that calls' answers went out, which it kept beside the journal
+    (``Journal.take_kept_answers``), put in it.
     """
     notices = _renew_from_call_log(journal, settings)
     found: list[str] = []
@@ -47,6 +48,7 @@ def recover(journal: Journal, settings: Settings) -> tuple[list[str], int]:
             "them (or they were never sent): nothing was created or charged for them."
         )
     notices += book_owed_refunds(journal)
+    _take_kept_answers(journal)
     if found:
         notices.append(
             f"{len(found)} create(s) were being sent when kie-mcp last stopped, and the call log shows KIE made "
@@ -67,11 +69,12 @@ def recover(journal: Journal, settings: Settings) -> tuple[list[str], int]:
 
 
 def book_owed_refunds(journal: Journal) -> list[str]:
-    """The refunds the journal shows owed and does not hold, booked once (``Ledger.book_owed_refunds``: the caps play
-    no part in a refund): what a create KIE refused, or a task that failed, gives back, which a server could not write
-    before it stopped (another program held the journal's lock, the disk was full). The notice saying so."""
+    """The refunds the journal shows owed and does not hold, booked once (``SpendBook.book_owed_refunds``: the caps
+    play no part in a refund): what a create KIE refused or that was never sent, or a task that failed, gives back,
+    which a server could not write before it stopped (another program held the journal's lock, the disk was full, or
+    it was killed while its creates waited to be sent). The notice saying so."""
     try:
-        booked = Ledger(journal, Caps(0.0, 0.0)).book_owed_refunds()
+        booked = SpendBook(journal).book_owed_refunds()
     except JOURNAL_ERRORS as err:  # a read-only or full journal: the next start books them
         log.warning("could not book the refunds an earlier kie-mcp could not record: %s", err)
         return []
@@ -79,10 +82,24 @@ def book_owed_refunds(journal: Journal) -> list[str]:
         return []
     log.info("booked %d refund(s) an earlier kie-mcp could not record before it stopped", len(booked))
     return [
-        f"{len(booked)} refund(s) of {sum(booked):g} credits in all (creates KIE refused, or tasks that failed) could "
-        "not be recorded before kie-mcp last stopped (another program held its journal, or the disk was full): they "
-        "are booked now, on the day of their reservation, and no longer count against the daily cap."
+        f"{len(booked)} refund(s) of {sum(booked):g} credits in all (creates KIE refused or that were never sent, or "
+        "tasks that failed) could not be recorded before kie-mcp last stopped (another program held its journal, the "
+        "disk was full, or it was stopped while creates waited to be sent): they are booked now, on the day of their "
+        "reservation, and no longer count against the daily cap."
     ]
+
+
+def _take_kept_answers(journal: Journal) -> None:
+    """Whether the answers of calls reached their clients, which an earlier server kept beside the journal as it could
+    not write them there (``Journal.keep_answered``), put in it now: a request sent again is then a new one, as it
+    would have been (its call is not taken for cut off). A journal that refuses them leaves them to the next start."""
+    try:
+        taken = journal.take_kept_answers()
+    except (*JOURNAL_ERRORS, OSError) as err:
+        log.warning("could not record the answered calls an earlier kie-mcp kept beside its journal: %s", err)
+        return
+    if taken:
+        log.info("recorded that the answers of %d create(s) reached the client, which an earlier kie-mcp kept", taken)
 
 
 def _renew_from_call_log(journal: Journal, settings: Settings) -> list[str]:
@@ -108,9 +125,12 @@ def _renew_from_call_log(journal: Journal, settings: Settings) -> list[str]:
         if marker is not None:  # marked until done: a start cut off meanwhile leaves it for the next
             with contextlib.suppress(OSError):
                 marker.touch()
+        read, unreadable = _read_call_log(settings.workspace)  # once, for both
         try:
-            carried, counted = _carry_over_todays_spend(journal, settings.workspace, settings.max_credits_per_day)
-            notices += carried + _adopt_logged_tasks(journal, settings, counted)
+            carried, counted = _carry_over_todays_spend(
+                journal, settings.workspace, settings.max_credits_per_day, read, unreadable
+            )
+            notices += carried + _adopt_logged_tasks(journal, settings, counted, read)
         except _Unfinished:  # the journal refused them (a full disk): taken again at the next start
             pass
         else:
@@ -151,14 +171,32 @@ def _has_call_log(workspace: Path) -> bool:
     return False
 
 
-def _adopt_logged_tasks(journal: Journal, settings: Settings, counted: dict[str, Counted]) -> list[str]:
+def _read_call_log(workspace: Path) -> tuple[list[bytes] | None, str | None]:
+    """The call log's lines (its moved copy's too, ``calllog.read_lines``), read once for what a fresh journal takes
+    from it: today's spend and the tasks of the last 14 days. None and why, for a log that is there but cannot be
+    read (a FIFO or a link put in its place, a file this user may not read), or that failed in a way no reader
+    foresaw."""
+    try:
+        return read_lines(workspace / CALL_LOG), None
+    except UnreadableLog as err:
+        log.warning("the call log cannot be read (%s): today's spend before the journal reset is unknown", err)
+        return None, err.strerror or str(err)
+    except Exception as err:  # as one that cannot be read, never a failed start
+        log.exception("the call log could not be read after a journal reset")
+        return None, f"{type(err).__name__}: {err}"
+
+
+def _adopt_logged_tasks(
+    journal: Journal, settings: Settings, counted: dict[str, Counted], read: list[bytes] | None
+) -> list[str]:
     """The tasks the call log shows KIE created in the last 14 days (how long KIE keeps them), added to a fresh journal
     as queued, so the follower follows each and saves its results: the journal that held them is lost. Left out:
     tasks the journal has, and those whose results are saved already (their sidecar is in an ``outputs/`` folder
     changed since). Nothing is ever sent again. What each counts against today's cap is what the call log counted for
     it, at the moment it counted it (``counted``, by task: ``_carry_over_todays_spend``), so KIE's charge or refund
     corrects exactly that; one of an earlier day counts nothing until KIE says what it charged, at the moment its
-    create was answered. Returns the notice naming them."""
+    create was answered. ``read``: the call log's lines (``_read_call_log``; None: it cannot be read, and the
+    carry-over counted the whole cap). Returns the notice naming them."""
     from datetime import datetime
 
     from kie_mcp.kie.calllog import logged_creates
@@ -167,11 +205,11 @@ def _adopt_logged_tasks(journal: Journal, settings: Settings, counted: dict[str,
     from kie_mcp.tasks import TaskRecord
     from kie_mcp.tasks.follower import RETENTION_SECONDS
 
+    if read is None:  # the carry-over said so, and counted the whole cap
+        return []
     path, since = settings.workspace / CALL_LOG, time.time() - RETENTION_SECONDS
     try:
-        logged = logged_creates(path, since)
-    except UnreadableLog:  # the carry-over said so, and counted the whole cap
-        return []
+        logged = logged_creates(path, since, read=read)
     except Exception:  # a log no reader foresaw: its tasks are not taken up, the start goes on
         log.exception("the tasks of the call log could not be read after a journal reset")
         return []
@@ -243,30 +281,29 @@ def _family_of(endpoint: str, family: str | None) -> str | None:
 
 
 def _carry_over_todays_spend(
-    journal: Journal, workspace: Path, daily_cap: float
+    journal: Journal, workspace: Path, daily_cap: float, read: list[bytes] | None, unreadable: str | None
 ) -> tuple[list[str], dict[str, Counted]]:
     """A fresh journal (the last one was corrupt, or gone) would start today's spend at 0 and let the daily cap be
     spent again: what the call log says today's creates cost is counted against it instead, each at the moment its
     create was answered (so every server on the workspace counts it in its own day, whatever its time zone). A log
     that is there but cannot be read (a FIFO or a link put in its place, a file this user may not read) says nothing
     of today's spend, so the whole ``daily_cap`` is counted as spent now: the cap holds until it resets, never reopened
-    by a log nobody can read. Returns the notice, and what was counted for each task, and when (``counted_since``;
-    none when nothing was)."""
+    by a log nobody can read. ``read``: the log's lines, or None and why it ``unreadable`` (``_read_call_log``).
+    Returns the notice, and what was counted for each task, and when (``counted_since``; none when nothing was)."""
     from datetime import datetime
 
     now = time.time()
     today = datetime.fromtimestamp(now).date()
     since = midnight(today)
-    unreadable, counted = None, {}
-    try:
-        counted = counted_since(workspace / CALL_LOG, since)
-        carried = sum(entry.credits for entry in counted.values())
-    except UnreadableLog as err:
-        unreadable, carried = err.strerror or str(err), daily_cap
-        log.warning("the call log cannot be read (%s): today's spend before the journal reset is unknown", unreadable)
-    except Exception as err:  # a log no reader foresaw: as one that cannot be read, never a failed start
-        log.exception("the call log could not be read after a journal reset")
-        unreadable, counted, carried = f"{type(err).__name__}: {err}", {}, daily_cap
+    counted: dict[str, Counted] = {}
+    carried = daily_cap
+    if read is not None:
+        try:
+            counted = counted_since(workspace / CALL_LOG, since, read=read)
+            carried = sum(entry.credits for entry in counted.values())
+        except Exception as err:  # a log no reader foresaw: as one that cannot be read, never a failed start
+            log.exception("the call log could not be read after a journal reset")
+            unreadable, counted, carried = f"{type(err).__name__}: {err}", {}, daily_cap
     if carried <= 0:  # nothing to count, but a lost journal's spend is the first thing a user wonders about
         return [
             f"The call log ({CALL_LOG.as_posix()}) shows no spend today before that, so none is carried over to the "
@@ -289,8 +326,8 @@ def _carry_over_todays_spend(
         log.warning("could not count today's earlier spend against the cap: %s", err)
         raise _Unfinished from err
     if unreadable is not None:
-        try:  # midnight, or later when servers in other time zones share the workspace (``Ledger.reset_at``)
-            until = Ledger(journal, Caps(daily_cap, daily_cap)).reset_at() or "midnight (local time)"
+        try:  # midnight, or later when servers in other time zones share the workspace (``SpendBook.reset_at``)
+            until = SpendBook(journal).reset_at() or "midnight (local time)"
         except JOURNAL_ERRORS:
             until = "midnight (local time)"
         return [

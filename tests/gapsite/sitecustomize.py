@@ -5,8 +5,10 @@ has not yet looked whether the same request was sent since the quote was issued 
 
 ``KIE_TEST_GAP``: a folder. The ``KIE_TEST_GAP_AT``-th look of the process (1: the gate's, ``decide_approval``; 2:
 the one as the approval is used, ``use_approval``) writes ``paused`` there and waits (up to ``HELD`` seconds) until
-the test writes ``go``. Python runs only the first ``sitecustomize`` on its path, so the tests' own
-(``childsite/sitecustomize.py``: the pinned price day) is run from here first."""
+the test writes ``go``. ``KIE_TEST_GAP_IN``: another function of ``kie_mcp.generation`` to hold so instead (its
+``KIE_TEST_GAP_AT``-th call): ``delivered``, as a tool's answer is handed over. Python runs only the first
+``sitecustomize`` on its path, so the tests' own (``childsite/sitecustomize.py``: the pinned price day) is run from
+here first."""
 
 from __future__ import annotations
 
@@ -32,10 +34,11 @@ _own.loader.exec_module(importlib.util.module_from_spec(_own))
 
 
 def paused(look: Callable[..., Any], gap: Path, at: int) -> Callable[..., Any]:
-    """``look`` (``sent_since_quoted``), its ``at``-th call held until the test says go."""
+    """``look`` (``sent_since_quoted``, or the function ``KIE_TEST_GAP_IN`` names), its ``at``-th call held until the
+    test says go."""
     calls = 0
 
-    def sent_since_quoted(*args: Any, **kwargs: Any) -> Any:
+    def held(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls == at:
@@ -45,12 +48,12 @@ def paused(look: Callable[..., Any], gap: Path, at: int) -> Callable[..., Any]:
                 time.sleep(0.02)  # the whole server waits here, as a slow journal read would hold it
         return look(*args, **kwargs)
 
-    return sent_since_quoted
+    return held
 
 
 class PausedGate(importlib.abc.MetaPathFinder):
     """Finds ``kie_mcp.generation`` as the finders after it would (the tests' own pins its price day), and holds its
-    ``sent_since_quoted`` once the module has run."""
+    ``sent_since_quoted`` (or the function ``KIE_TEST_GAP_IN`` names) once the module has run."""
 
     def find_spec(
         self, name: str, path: Sequence[str] | None, target: ModuleType | None = None
@@ -68,9 +71,9 @@ class PausedGate(importlib.abc.MetaPathFinder):
 
         def exec_module(module: ModuleType) -> None:
             run(module)
-            module.sent_since_quoted = paused(
-                module.sent_since_quoted, Path(os.environ["KIE_TEST_GAP"]), int(os.environ["KIE_TEST_GAP_AT"])
-            )
+            name = os.environ.get("KIE_TEST_GAP_IN") or "sent_since_quoted"
+            gap, at = Path(os.environ["KIE_TEST_GAP"]), int(os.environ["KIE_TEST_GAP_AT"])
+            setattr(module, name, paused(getattr(module, name), gap, at))
 
         spec.loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec

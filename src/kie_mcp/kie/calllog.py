@@ -96,7 +96,12 @@ class Counted(NamedTuple):
 
 
 def counted_since(
-    path: Path, since: float, until: float = math.inf, *, most_bytes: int = 64 * 1024 * 1024
+    path: Path,
+    since: float,
+    until: float = math.inf,
+    *,
+    most_bytes: int = 64 * 1024 * 1024,
+    read: list[bytes] | None = None,
 ) -> dict[str, Counted]:
     """What each create answered from ``since`` on (epoch seconds; before ``until``) that may have been charged
     (created, or with no clear answer) cost by the call log's last ``most_bytes``, by task id (by line, for a create
@@ -104,11 +109,11 @@ def counted_since(
     while no charge is known, what it reserved when that is more (the ceiling of a price not known before it runs).
     Today's spend when the journal that counted it is lost (``since``: today's midnight; a line of a later day, the
     clock set back since, counts too). Lines that cannot be read are skipped; no log is none; a log that cannot be
-    read is ``UnreadableLog``."""
+    read is ``UnreadableLog``. ``read``: the log's lines read already (``read_lines``), read again otherwise."""
     quoted: dict[str, Counted] = {}  # by task id (or line, for a create with no id)
     reserved: dict[str, float] = {}
     charged: dict[str, float] = {}
-    for number, line in enumerate(_lines(path, most_bytes)):
+    for number, line in enumerate(_lines(path, most_bytes, read=read)):
         when = _moment(line)
         if when is None or not since <= when < until:
             continue
@@ -138,13 +143,15 @@ class LoggedCreate(NamedTuple):
     attempt: str | None = None
 
 
-def logged_creates(path: Path, since: float, *, most_bytes: int = 64 * 1024 * 1024) -> list[LoggedCreate]:
+def logged_creates(
+    path: Path, since: float, *, most_bytes: int = 64 * 1024 * 1024, read: list[bytes] | None = None
+) -> list[LoggedCreate]:
     """The creates the call log's last ``most_bytes`` shows KIE answered with a task id at ``since`` or later, oldest
     first, each task once: the copy of task ids a journal that was lost, or could not take them, no longer has. Lines
     that cannot be read, or lack an endpoint, model or task id, are skipped; no log is none; a log that cannot be read
-    is ``UnreadableLog``."""
+    is ``UnreadableLog``. ``read``: the log's lines read already (``read_lines``), read again otherwise."""
     found: dict[str, LoggedCreate] = {}
-    for line in _lines(path, most_bytes, holding=b'"created"'):
+    for line in _lines(path, most_bytes, holding=b'"created"', read=read):
         when, task, endpoint, model = _moment(line), line.get("task_id"), line.get("endpoint"), line.get("model")
         if line.get("outcome") != "created" or when is None or when < since or task in found:
             continue
@@ -157,14 +164,20 @@ def logged_creates(path: Path, since: float, *, most_bytes: int = 64 * 1024 * 10
 
 
 def refused_creates(
-    path: Path, since: float, attempts: Collection[str], *, most_bytes: int = 64 * 1024 * 1024
+    path: Path,
+    since: float,
+    attempts: Collection[str],
+    *,
+    most_bytes: int = 64 * 1024 * 1024,
+    read: list[bytes] | None = None,
 ) -> dict[str, str]:
     """Which of ``attempts`` the call log's last ``most_bytes`` shows ended unsent or refused, so that KIE created and
     charged nothing (``refused_finally``), by the last line naming each at ``since`` or later (a create's lines name
     its attempt, in the order they were written: a send KIE refused with 429 is followed by its resend's line); the
-    error each line gives. No log is none; a log that cannot be read is ``UnreadableLog``."""
+    error each line gives. No log is none; a log that cannot be read is ``UnreadableLog``. ``read``: the log's lines
+    read already (``read_lines``), read again otherwise."""
     last: dict[str, dict[str, Any]] = {}
-    for line in _lines(path, most_bytes, holding=b'"attempt"'):
+    for line in _lines(path, most_bytes, holding=b'"attempt"', read=read):
         attempt, when = line.get("attempt"), _moment(line)
         if isinstance(attempt, str) and attempt in attempts and when is not None and when >= since:
             last[attempt] = line
@@ -192,10 +205,21 @@ def logged_task(path: Path, task_id: str, *, most_bytes: int = 1024 * 1024) -> b
         return False
 
 
-def _lines(path: Path, most_bytes: int, holding: bytes = b"") -> Iterator[dict[str, Any]]:
+def read_lines(path: Path, most_bytes: int = 64 * 1024 * 1024) -> list[bytes]:
+    """The lines of the moved log and then this one, oldest first, each of their last ``most_bytes``, unparsed: read
+    once for readers that look at the same log one after the other (``counted_since`` and ``logged_creates`` as a
+    start takes up a lost journal; ``logged_creates`` and ``refused_creates`` for creates a stopped server was
+    sending), each given them as ``read``. No log is none; a log that cannot be read is ``UnreadableLog``."""
+    return _tail(rotated(path), most_bytes) + _tail(path, most_bytes)
+
+
+def _lines(
+    path: Path, most_bytes: int, holding: bytes = b"", read: list[bytes] | None = None
+) -> Iterator[dict[str, Any]]:
     """The readable lines (JSON objects) of the moved log and then this one, oldest first, each of their last
-    ``most_bytes``; with ``holding``, only lines with those bytes in them (the rest are never parsed)."""
-    for raw in _tail(rotated(path), most_bytes) + _tail(path, most_bytes):
+    ``most_bytes`` (``read``: those lines read already); with ``holding``, only lines with those bytes in them (the
+    rest are never parsed)."""
+    for raw in read_lines(path, most_bytes) if read is None else read:
         if holding not in raw:
             continue
         try:

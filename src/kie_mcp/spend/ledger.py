@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 
-from kie_mcp.journal import CLOCKS, JOURNAL_ERRORS, Journal, JournalUnavailable
+from kie_mcp.journal import CLOCKS, JOURNAL_ERRORS, UNSENT_DOWN, Journal, JournalUnavailable
 from kie_mcp.processes import owner_gone, this_process
 from kie_mcp.words import plain
 
@@ -45,12 +45,15 @@ class Reservation:
     """Credits counted against the caps for one request, the moment they count at (``at``, epoch seconds: every
     correction of them counts there too) and the local date then (``day``, kept for an older kie-mcp sharing the
     journal); ``held``: the entry's ref while it is held for the request's input files to go up (``Ledger.reserve``
-    with ``held``), until ``Ledger.keep``."""
+    with ``held``), until ``Ledger.keep``; ``entry``: its id in the journal, which counts its creates neither begun
+    nor given back as not sent (``journal.SPEND_COLUMNS``: ``Journal.begin_attempt`` and ``Ledger.adjust``'s
+    ``settles`` are given it)."""
 
     credits: float
     day: date
     at: float
     held: str | None = None
+    entry: int | None = None
 
 
 # A reservation made before a request's input files go up is held under a ref of its own, naming the process that
@@ -82,6 +85,9 @@ _ONE_CHARGE = (CHARGED, MEASURED)
 REFUSED = "refused by KIE"
 ALREADY_HAD = "refunded: KIE already had this task"
 TASK_FAILED = "refunded: task failed"
+# The creates of a reservation whose process is gone that were neither begun nor given back as not sent (its call
+# stopped with the process, or their refund was owed in memory): booked by a start (``SpendBook.book_unsent``).
+UNSENT = "refunded: not sent, its server stopped first"
 ALREADY_HAD_ANSWER = "KIE already had it: "  # how the outcome of a create KIE answered so starts (its attempt's error)
 # How far back a start looks for refunds owed: as far as it takes up the call log's tasks (KIE keeps them 14 days).
 OWED_SINCE = 14 * 86400.0
@@ -317,9 +323,11 @@ def check_balance(total: float | None, balance: float) -> None:
         )
 
 
-class Ledger:
-    """Today's spend through this workspace, from the journal. Reservations and corrections are transactions,
-    so parallel calls, or two server processes, cannot both slip under a cap.
+class SpendBook:
+    """The spend entries of this workspace as every server on it counts them, from the journal, with no cap in sight:
+    the days they count in, this computer's clock among the workspace's, and the corrections of reservations (KIE's
+    charges, refunds) and the refunds owed. What a start, or a clock's note, asks of the spend (``recovery``,
+    ``note_this_clock``); a ``Ledger`` is one with the caps, which reserves.
 
     Today is this server's local day (its date), and today's spend is what counts at its first moment or later. Every
     spend entry counts at a moment (a reservation's, which its corrections share: ``journal.SPEND_COLUMNS``), whichever
@@ -331,11 +339,8 @@ class Ledger:
     kie-mcp wrote, with only its day's label, counts on the day it names. ``clock``: the time now, in epoch seconds;
     ``zone``: this server's time zone (None: the computer's local time)."""
 
-    def __init__(
-        self, journal: Journal, caps: Caps, clock: Callable[[], float] = time.time, zone: tzinfo | None = None
-    ) -> None:
+    def __init__(self, journal: Journal, clock: Callable[[], float] = time.time, zone: tzinfo | None = None) -> None:
         self.journal = journal
-        self.caps = caps
         self._clock = clock
         self._zone = zone
         # This server's last midnight, its next one, and today's date: kept while the clock reads a moment between them
@@ -343,7 +348,7 @@ class Ledger:
         self._day = (math.inf, -math.inf, date.min)
         # When this clock's offset from UTC was last looked at (at most every ``OFFSET_CHECK`` seconds), and it.
         self._offset: tuple[float, int | None] = (math.inf, None)
-        # The offset and date this ledger last wrote to the clocks table (written again when either changes, so it
+        # The offset and date this book last wrote to the clocks table (written again when either changes, so it
         # never lapses while the server is in use), and when it last tried (a journal that refuses it, a minute later).
         self._noted: tuple[int, date] | None = None
         self._noting = -math.inf
@@ -351,13 +356,6 @@ class Ledger:
         # on a date of this server's: read again ``ZONES_REREAD`` later, on a new day, and by every reservation.
         self._zones: tuple[int, ...] = ()
         self._zones_read = (math.inf, date.min)
-        # Held reservations of this process whose release the journal could not take (a full disk): released at the
-        # next look at the ledger that can write it, or as its runtime closes (``close``).
-        self._owed: set[str] = set()
-        # The reservations this ledger holds for input files uploading now (``reserve`` with ``held``) that no call
-        # kept or released yet: given back as its runtime closes (``close``), after which it reserves nothing more.
-        self._held: set[str] = set()
-        self._closed = False
 
     def now(self, db: sqlite3.Connection | None = None) -> tuple[float, date, float]:
         """The moment now (epoch seconds), today's date (local) and today's first moment: this server's last
@@ -503,6 +501,185 @@ class Ledger:
         days = (local.date() - day).days
         return {0: hour, -1: f"{hour} yesterday", 1: f"{hour} tomorrow"}.get(days, f"{hour} on {local.date()}")
 
+    def spent_on(self, day: date) -> float:
+        """What the local ``day`` holds: the spend counted from its midnight to the next, and the entries an older
+        kie-mcp labelled with it."""
+        [row] = self.journal.query(DAY_SUM, *self._day_values(day))
+        return round(max(float(row[0]), 0.0), 4)
+
+    def total_spent(self) -> float:
+        return round(self.journal.total_spent(), 4)
+
+    def adjust(
+        self,
+        delta: float,
+        reason: str = "adjusted",
+        ref: str | None = None,
+        *,
+        once: bool = False,
+        at: float | None = None,
+        day: date | None = None,
+        reserved: float | None = None,
+        settles: int | None = None,
+    ) -> bool:
+        """Correct a reservation's spend (a refund, or KIE's real charge); with ``once``, at most one entry per ``ref``.
+
+        ``at`` is the moment the corrected reservation was made (``Reservation.at``; default now), and the correction
+        counts at that moment: a task reserved before midnight and settled after it is corrected in the day it was
+        reserved in, so its refund cannot reopen today's cap, on any server of the workspace whatever its time zone.
+        ``day``: the local date the reservation is labelled with (``Reservation.day``), written beside it for an older
+        kie-mcp sharing the journal; given without ``at`` (a reservation an older kie-mcp made, which keeps no moment),
+        the correction counts by that label alone, as the reservation does. ``reserved`` is what the corrected request
+        reserved: a correction never takes off more than that (KIE reporting a charge of -1000 for one task cannot
+        erase what other tasks spent), nor more than the reservation's day holds (its local day here, from the
+        midnight before ``at`` to the next). A correction that is not a number is not booked: the reservation stands.
+        The reservation's moment holds even when the clock now reads earlier (a server restarted further west, or a
+        clock set back): booked on that earlier day, a refund was cut to what it held (often nothing, and never
+        again) or reopened its cap. ``settles``: the reservation's entry (``Reservation.entry``) when this gives back
+        the share of one of its creates that was not sent: counted as such in the same transaction
+        (``journal.UNSENT_DOWN``), so that a start never gives it back again once this server is gone."""
+        if not math.isfinite(delta):
+            return False
+        same = _ONE_CHARGE if reason in _ONE_CHARGE else (reason, reason)  # a task's charge: however it was learned
+        seen = "SELECT 1 FROM spend WHERE ref = ? AND reason IN (?, ?) LIMIT 1"
+        # Booked before (the follower settled the task, and its call settles it again): a read, which never waits for
+        # another writer's lock, so a settling that has nothing to write takes no write lock either.
+        if once and ref and self.journal.query(seen, ref, *same):
+            return False
+        with self.journal.transaction(durable=True) as db:  # what KIE charged or refunded: kept through a power loss
+            if once and ref and db.execute(seen, (ref, *same)).fetchone():  # booked meanwhile, by another writer
+                return False
+            self._correct(db, delta, reason, ref, at=at, day=day, reserved=reserved)
+            if settles is not None:
+                db.execute(UNSENT_DOWN, (settles,))
+        return True
+
+    def _correct(
+        self,
+        db: sqlite3.Connection,
+        delta: float,
+        reason: str,
+        ref: str | None,
+        *,
+        at: float | None,
+        day: date | None,
+        reserved: float | None,
+    ) -> float:
+        """Book one correction in ``db``, a write transaction (``adjust``: what ``at``, ``day`` and ``reserved`` are),
+        cut to what it may take off. Returns what was booked."""
+        at = _moment(at)
+        if day is None:
+            at = self._clock() if at is None else at
+            day = self.day_of(at)
+        window = day if at is None else self.day_of(at)  # the reservation's local day here
+        holds = _day_sum(db, self._day_values(window))
+        floor = -holds if reserved is None else -min(holds, _refundable(reserved))
+        booked = max(delta, floor)
+        Journal.add_spend(db, day, booked, reason, ref, counted_at=at)
+        return booked
+
+    def settle_task(
+        self, task_id: str, reserved: float, charged: float, reason: str, *, at: float | None, day: date | None
+    ) -> bool:
+        """Replace one task's reservation by what KIE charged for it (0 for a failed task), once per task ever, at
+        the reservation's moment ``at`` (and with its ``day``: ``adjust``); never taking off more than that task
+        reserved."""
+        return self.adjust(charged - reserved, reason, task_id, once=True, at=at, day=day, reserved=reserved)
+
+    def refund_failed_task(
+        self, task_id: str, reserved: float, reported: Any, *, at: float | None, day: date | None
+    ) -> bool:
+        """Give back a failed task's reservation, less a charge KIE ``reported`` for it (a "charge" that is no number
+        or not above 0: none), once per task ever, at the reservation's moment ``at`` (and with its ``day``)."""
+        return self.settle_task(task_id, reserved, priced(reported) or 0.0, TASK_FAILED, at=at, day=day)
+
+    def book_owed_refunds(self, since: float = OWED_SINCE) -> list[float]:
+        """Book every refund the journal shows is owed and does not hold, each once ever (``adjust`` with ``once``,
+        by its create or task: two servers starting at once on the workspace book it once, and a server that still
+        owes it in memory books nothing when it writes it later), at the moment its reservation was made: a create
+        KIE refused or that never left (its attempt ``refused``), or that KIE answered with a task it already had,
+        gives back its share of its call's reservation (the attempt keeps both since ``begin_attempt`` did); a failed
+        task gives back its reservation, less a charge KIE reported for it. What its call or the follower would have
+        booked then, had the journal taken it before their server stopped (one an older kie-mcp reserved, which keeps
+        no moment: on the day it names). And a reservation whose process is gone gives back the shares of its creates
+        that were never begun, nor given back as not sent (``book_unsent``). Never a create of unknown outcome, still
+        being sent, or that made a task (KIE may have charged for it), nor an attempt an older kie-mcp wrote without
+        its share. Those of the last ``since`` seconds are looked at (index searches: nothing is written when nothing is
+        owed). Returns the credits of each refund booked."""
+        after = time.time() - since
+        booked = self.book_unsent(after)
+        had = (len(ALREADY_HAD_ANSWER), ALREADY_HAD_ANSWER)
+        found = self.journal.query(OWED_BY_CREATES, after, after, *had, REFUSED, ALREADY_HAD)
+        for row in found:
+            share, day, at = _finite(row["reserved"]), _day(row["reserved_on"]), _moment(row["reserved_at"])
+            if share is None or share <= 0 or (day is None and at is None):
+                continue
+            reason = REFUSED if row["state"] == "refused" else ALREADY_HAD
+            if self.adjust(-share, reason, row["attempt_id"], once=True, at=at, day=day, reserved=share):
+                booked.append(share)
+        for row in self.journal.query(OWED_BY_TASKS, after, TASK_FAILED):
+            try:
+                record = json.loads(row["record"])
+            except ValueError:
+                continue
+            if not isinstance(record, dict):
+                continue
+            reserved = record.get("credits_reserved")
+            reserved = _finite(record.get("credits_quoted") if reserved is None else reserved)
+            if reserved is None or reserved <= 0:
+                continue
+            at, day = _moment(record.get("reserved_at")), _day(record.get("reserved_on"))
+            if at is None and day is None:  # an older kie-mcp's record: the day the task was made
+                day = self.day_of(row["created"])
+            if self.refund_failed_task(row["task_id"], reserved, record.get("credits_charged"), at=at, day=day):
+                booked.append(reserved - (priced(record.get("credits_charged")) or 0.0))
+        return booked
+
+    def book_unsent(self, after: float) -> list[float]:
+        """Give back, once ever, the shares of the creates that reservations made since ``after`` (epoch seconds) by
+        a process now gone (``processes.owner_gone``: this machine's) neither began nor gave back as not sent
+        (``journal.SPEND_COLUMNS``): a create is begun, its attempt written, before it is sent, so none of them reached
+        KIE. Their process stopped before it could send them (killed while a create waited for its turn in KIE's
+        window), or before the journal took their refund (another program held its lock, the disk was full: owed in
+        memory). Each counts at its reservation's moment, as its call would have booked it. A reservation whose process
+        runs, or that this machine cannot tell about (another machine's, another PID namespace's), is left as it is:
+        its call may still send them. Checked and booked in one transaction each, so two servers starting at once book
+        it once. Returns the credits of each refund booked."""
+        booked: list[float] = []
+        for row in self.journal.query(OWED_BY_UNSENT, after):
+            if owner_gone(row["owner"]) is not True:
+                continue
+            with self.journal.transaction(durable=True) as db:  # what it gives back: kept through a power loss
+                entry = db.execute(UNSENT_ENTRY, (row["id"],)).fetchone()
+                if entry is None:  # booked meanwhile, by another start
+                    continue
+                total, creates, unsent = _finite(entry["delta"]), entry["creates"], entry["unsent"]
+                db.execute("UPDATE spend SET unsent = 0 WHERE id = ?", (row["id"],))
+                if total is None or total <= 0 or not isinstance(creates, int) or creates <= 0:
+                    continue
+                share = total if unsent >= creates else round(round(total / creates, 4) * unsent, 4)
+                at, day = _moment(entry["counted_at"]), _day(entry["day"])
+                booked.append(-self._correct(db, -share, UNSENT, None, at=at, day=day, reserved=share))
+        return booked
+
+
+class Ledger(SpendBook):
+    """Today's spend through this workspace, from the journal (``SpendBook``), held to the caps. Reservations and
+    corrections are transactions, so parallel calls, or two server processes, cannot both slip under a cap."""
+
+    def __init__(
+        self, journal: Journal, caps: Caps, clock: Callable[[], float] = time.time, zone: tzinfo | None = None
+    ) -> None:
+        super().__init__(journal, clock, zone)
+        self.caps = caps
+        # Held reservations of this process whose release the journal could not take (a full disk): released at the
+        # next look at the ledger that can write it, or as its runtime closes (``close``).
+        self._owed: set[str] = set()
+        # The reservations this ledger holds for input files uploading now (``reserve`` with ``held``) that no call
+        # kept or released yet: given back as its runtime closes (``close``), after which it reserves nothing more.
+        self._held: set[str] = set()
+        self._closed = False
+
     def spent_today(self) -> float:
         """Today's spend, held reservations that nobody holds any more released first (``HELD_REF``). One look at the
         journal for both while none is held (nearly always: one is held only while input files go up)."""
@@ -513,15 +690,6 @@ class Ledger:
         self._release_abandoned()
         [row] = self.journal.query(TODAY_SUM, start, day.isoformat())
         return round(max(float(row[0]), 0.0), 4)
-
-    def spent_on(self, day: date) -> float:
-        """What the local ``day`` holds: the spend counted from its midnight to the next, and the entries an older
-        kie-mcp labelled with it."""
-        [row] = self.journal.query(DAY_SUM, *self._day_values(day))
-        return round(max(float(row[0]), 0.0), 4)
-
-    def total_spent(self) -> float:
-        return round(self.journal.total_spent(), 4)
 
     def reserve(
         self,
@@ -579,15 +747,16 @@ class Ledger:
             )
             amount = reservation(total, self.caps, most, least, tasks)
             hold = f"{HELD_REF}{this_process()}:{secrets.token_hex(6)}" if held and amount else None
+            entry = None
             if amount:
                 reason, kept = ("reserved", ref) if hold is None else (HELD, hold)
-                Journal.add_spend(db, day, amount, reason, kept, counted_at=now)
+                entry = Journal.add_spend(db, day, amount, reason, kept, counted_at=now, creates=max(tasks, 1))
         if noted is not None:
             self._noted = noted
         if hold is not None:
             self._held.add(hold)
             _HOLDING.setdefault(str(self.journal.path), set()).add(hold)
-        return Reservation(amount, day, now, hold)
+        return Reservation(amount, day, now, hold, entry)
 
     def held_today(self) -> float:
         """How much of today's spend is held for input files uploading now (0 when the journal cannot tell)."""
@@ -696,108 +865,6 @@ class Ledger:
             )
         return None
 
-    def adjust(
-        self,
-        delta: float,
-        reason: str = "adjusted",
-        ref: str | None = None,
-        *,
-        once: bool = False,
-        at: float | None = None,
-        day: date | None = None,
-        reserved: float | None = None,
-    ) -> bool:
-        """Correct a reservation's spend (a refund, or KIE's real charge); with ``once``, at most one entry per ``ref``.
-
-        ``at`` is the moment the corrected reservation was made (``Reservation.at``; default now), and the correction
-        counts at that moment: a task reserved before midnight and settled after it is corrected in the day it was
-        reserved in, so its refund cannot reopen today's cap, on any server of the workspace whatever its time zone.
-        ``day``: the local date the reservation is labelled with (``Reservation.day``), written beside it for an older
-        kie-mcp sharing the journal; given without ``at`` (a reservation an older kie-mcp made, which keeps no moment),
-        the correction counts by that label alone, as the reservation does. ``reserved`` is what the corrected request
-        reserved: a correction never takes off more than that (KIE reporting a charge of -1000 for one task cannot
-        erase what other tasks spent), nor more than the reservation's day holds (its local day here, from the
-        midnight before ``at`` to the next). A correction that is not a number is not booked: the reservation stands.
-        The reservation's moment holds even when the clock now reads earlier (a server restarted further west, or a
-        clock set back): booked on that earlier day, a refund was cut to what it held (often nothing, and never
-        again) or reopened its cap."""
-        if not math.isfinite(delta):
-            return False
-        at = _moment(at)
-        if day is None:
-            at = self._clock() if at is None else at
-            day = self.day_of(at)
-        window = day if at is None else self.day_of(at)  # the reservation's local day here
-        same = _ONE_CHARGE if reason in _ONE_CHARGE else (reason, reason)  # a task's charge: however it was learned
-        seen = "SELECT 1 FROM spend WHERE ref = ? AND reason IN (?, ?) LIMIT 1"
-        # Booked before (the follower settled the task, and its call settles it again): a read, which never waits for
-        # another writer's lock, so a settling that has nothing to write takes no write lock either.
-        if once and ref and self.journal.query(seen, ref, *same):
-            return False
-        with self.journal.transaction(durable=True) as db:  # what KIE charged or refunded: kept through a power loss
-            if once and ref and db.execute(seen, (ref, *same)).fetchone():  # booked meanwhile, by another writer
-                return False
-            holds = _day_sum(db, self._day_values(window))
-            floor = -holds if reserved is None else -min(holds, _refundable(reserved))
-            Journal.add_spend(db, day, max(delta, floor), reason, ref, counted_at=at)
-        return True
-
-    def settle_task(
-        self, task_id: str, reserved: float, charged: float, reason: str, *, at: float | None, day: date | None
-    ) -> bool:
-        """Replace one task's reservation by what KIE charged for it (0 for a failed task), once per task ever, at
-        the reservation's moment ``at`` (and with its ``day``: ``adjust``); never taking off more than that task
-        reserved."""
-        return self.adjust(charged - reserved, reason, task_id, once=True, at=at, day=day, reserved=reserved)
-
-    def refund_failed_task(
-        self, task_id: str, reserved: float, reported: Any, *, at: float | None, day: date | None
-    ) -> bool:
-        """Give back a failed task's reservation, less a charge KIE ``reported`` for it (a "charge" that is no number
-        or not above 0: none), once per task ever, at the reservation's moment ``at`` (and with its ``day``)."""
-        return self.settle_task(task_id, reserved, priced(reported) or 0.0, TASK_FAILED, at=at, day=day)
-
-    def book_owed_refunds(self, since: float = OWED_SINCE) -> list[float]:
-        """Book every refund the journal shows is owed and does not hold, each once ever (``adjust`` with ``once``,
-        by its create or task: two servers starting at once on the workspace book it once, and a server that still
-        owes it in memory books nothing when it writes it later), at the moment its reservation was made: a create
-        KIE refused or that never left (its attempt ``refused``), or that KIE answered with a task it already had,
-        gives back its share of its call's reservation (the attempt keeps both since ``begin_attempt`` did); a failed
-        task gives back its reservation, less a charge KIE reported for it. What its call or the follower would have
-        booked then, had the journal taken it before their server stopped (one an older kie-mcp reserved, which keeps
-        no moment: on the day it names). Never a create of unknown outcome, still being sent, or that made a task (KIE
-        may have charged for it), nor an attempt an older kie-mcp wrote without its share. Those of the last
-        ``since`` seconds are looked at (index searches: nothing is written when nothing is owed). Returns the credits
-        of each refund booked."""
-        after = time.time() - since
-        booked: list[float] = []
-        had = (len(ALREADY_HAD_ANSWER), ALREADY_HAD_ANSWER)
-        found = self.journal.query(OWED_BY_CREATES, after, after, *had, REFUSED, ALREADY_HAD)
-        for row in found:
-            share, day, at = _finite(row["reserved"]), _day(row["reserved_on"]), _moment(row["reserved_at"])
-            if share is None or share <= 0 or (day is None and at is None):
-                continue
-            reason = REFUSED if row["state"] == "refused" else ALREADY_HAD
-            if self.adjust(-share, reason, row["attempt_id"], once=True, at=at, day=day, reserved=share):
-                booked.append(share)
-        for row in self.journal.query(OWED_BY_TASKS, after, TASK_FAILED):
-            try:
-                record = json.loads(row["record"])
-            except ValueError:
-                continue
-            if not isinstance(record, dict):
-                continue
-            reserved = record.get("credits_reserved")
-            reserved = _finite(record.get("credits_quoted") if reserved is None else reserved)
-            if reserved is None or reserved <= 0:
-                continue
-            at, day = _moment(record.get("reserved_at")), _day(record.get("reserved_on"))
-            if at is None and day is None:  # an older kie-mcp's record: the day the task was made
-                day = self.day_of(row["created"])
-            if self.refund_failed_task(row["task_id"], reserved, record.get("credits_charged"), at=at, day=day):
-                booked.append(reserved - (priced(record.get("credits_charged")) or 0.0))
-        return booked
-
 
 # The creates settled as not charged since a moment (refused; KIE already had the task) whose refund is not booked.
 OWED_BY_CREATES = (
@@ -810,6 +877,12 @@ OWED_BY_CREATES = (
 OWED_BY_TASKS = (
     "SELECT task_id, record, created FROM tasks t WHERE state = 'failed' AND created >= ?"
     " AND NOT EXISTS (SELECT 1 FROM spend s WHERE s.ref = t.task_id AND s.reason = ?)"
+)
+# The reservations since a moment with creates neither begun nor given back (``journal.SPEND_COLUMNS``), an index
+# search (``spend_unsent``: none but while calls send), and one of them as a start books it.
+OWED_BY_UNSENT = "SELECT id, owner FROM spend WHERE unsent > 0 AND counted_at >= ? AND reason = 'reserved'"
+UNSENT_ENTRY = (
+    "SELECT delta, day, counted_at, creates, unsent FROM spend WHERE id = ? AND unsent > 0 AND reason = 'reserved'"
 )
 HELD_QUERY = "SELECT id, ref, at FROM spend WHERE ref >= ? AND ref < ? AND reason = ?"
 # The workspace's clocks (``journal.CLOCKS``): an offset counts for two days after a server last wrote it, read again
@@ -914,10 +987,10 @@ def note_clock(db: sqlite3.Connection, clock: str, offset: int, moment: float) -
 def note_this_clock(journal: Journal) -> None:
     """Write this computer's offset from UTC now to ``journal`` (a runtime opening it), best effort."""
     now = time.time()
-    ledger = Ledger(journal, Caps(0.0, 0.0))
-    offset = ledger.offset_at(now)
+    book = SpendBook(journal)
+    offset = book.offset_at(now)
     try:  # never waited for at the start: when locked, the ledger's first look (or its first reservation) writes it
-        journal.write_now(lambda db: note_clock(db, ledger.clock, offset, now))
+        journal.write_now(lambda db: note_clock(db, book.clock, offset, now))
     except JOURNAL_ERRORS as err:
         log.debug("this clock's offset could not be written to the journal: %s", err)
 
