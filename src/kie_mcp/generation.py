@@ -1859,7 +1859,7 @@ async def _spend(
     problems: list[str] = []
     prompt = str(p.wire.get("prompt", ""))
     begun = 0  # creates whose attempt was begun: journaled and sent, or refunded as not sent (``_submit``)
-    sent = 0  # creates that got their turn in KIE's create window and were journaled and sent (``_submit``)
+    sent: list[TaskRecord] = []  # creates that got their turn in KIE's create window and went to ``_submit``
 
     try:
         approval = grant(p.spec.id, p.variations, decision.by, p.total, reserved=p.reserved)
@@ -1872,7 +1872,7 @@ async def _spend(
             body = family.create_body(p.spec.id, wire)
 
         async def submit_one() -> None:
-            nonlocal begun, sent
+            nonlocal begun
             record = TaskRecord(
                 task_id=None,
                 model=p.spec.id,
@@ -1903,7 +1903,7 @@ async def _spend(
                                 slot.not_counted()
                             _not_sent(rt, p, record, problems, stopping=CREATES.closed)
                             return
-                        sent += 1
+                        sent.append(record)
                         attempt = await _submit(
                             rt,
                             kie,
@@ -1949,7 +1949,7 @@ async def _spend(
         # then without the write lock (``Ledger.adjust``).
         problems += await settle_off_loop(rt, records)
         problems += await describe_charges(rt, measured)
-        if all(r.state == "failed" and r.task_id is None for r in records):  # KIE refused every create
+        if bought_nothing(sent):  # KIE refused every create (or none was sent): the approval is good again
             _give_back(rt, used)
         told = tuple(note for note in p.notes if not note.startswith((MADE_BEFORE, MADE_RECENTLY)))  # the quote's
         uploaded = (note for note in upload_notes if note not in told)  # an upscale the quote already said
@@ -1957,7 +1957,7 @@ async def _spend(
         result = summarise(rt, p.spec, records, notes, p.wire)
     except BaseException:  # cancelled by the host, or failed: this answer never reaches the client
         _answered(rt, attempts, CALL_CUT_OFF)
-        _unsent(rt, p, p.variations - begun, used, nothing_sent=not sent)
+        _unsent(rt, p, p.variations - begun, used, nothing_bought=bought_nothing(sent))
         rt.follower.adopt(records)  # followed and saved now, with nobody waiting, not at the rescan minutes later
         raise
     result._attempts = attempts  # answered once the tool hands the answer over (``delivered``)
@@ -1996,17 +1996,28 @@ def _kept(rt: Runtime, p: Plan, held: Reservation, quote_id: str | None) -> Rese
         raise SpendRefused(f"{err} {uploaded}") from err
 
 
-def _unsent(rt: Runtime, p: Plan, unsent: int, quote_id: str | None, *, nothing_sent: bool) -> None:
+def _unsent(rt: Runtime, p: Plan, unsent: int, quote_id: str | None, *, nothing_bought: bool) -> None:
     """A call stopped after its reservation and before ``unsent`` of its creates began (cut off, or an error in
-    between): their share of the reservation goes back, and when none was sent, its approval too. A create that
-    began settles as any other (shielded to its end once sent, refunded when it gave up waiting for its turn)."""
+    between): their share of the reservation goes back, and when it bought nothing (``bought_nothing``), its
+    approval too. A create that began settles as any other (shielded to its end once sent, refunded when it gave up
+    waiting for its turn)."""
     problems: list[str] = []
     for _ in range(unsent):
         _refund(rt, problems, p, "refunded: not sent", None)
-    if nothing_sent:
+    if nothing_bought:
         _give_back(rt, quote_id)
     for line in problems:
         log.warning("%s", line)
+
+
+def bought_nothing(sent: Sequence[TaskRecord]) -> bool:
+    """Whether a call whose creates ``sent`` are these (the records of those that got their turn and went to
+    ``_submit``, settled there) bought nothing with its approval, which is then good again for the same request
+    (``_give_back``): none was sent, or KIE refused every one (a 402, a 455, a 429 after its retries, or a resend
+    after a 429 given up when its call was cut off or declined). One rule for a call that ends and one cut off. A
+    create that named a task, or whose outcome is unknown (it may have reached KIE and been charged), bought
+    something: its approval stays used. (The journal holds the quote to the same rule: ``QuoteBook.give_back``.)"""
+    return all(record.state == "failed" and record.task_id is None for record in sent)
 
 
 TURN_WAIT = "its turn in KIE's create window (20 creates per 10 s)"
