@@ -10,6 +10,7 @@
 - a quote whose call was cut off before any create (while an input uploaded) is given back, and so is an approval
   (a quote, a 2026-07-28 form's yes) whose call was cut off while KIE's refusal of its create (a 429) was waited
   out: it bought nothing; one whose create may have reached KIE never is;
+- a retry answered with what the cut-off call made waits on its tasks, with progress, as the first call would have;
 - two identical calls at once are two requests (only a call whose answer was cut off is replayed), but a host that
   timed out a call without cancelling it and sent it again while the first still waits (on its task, or earlier:
   its input files still uploading, here or through another server on the workspace; or its balance still being
@@ -653,3 +654,31 @@ async def test_an_approval_whose_cut_off_call_sent_a_create_of_unknown_outcome_s
     assert sorted(states) == ["refused", "unknown"]
     assert len(await controls.creates()) == 2  # nothing sent again
     assert again.structured_content["status"] == "unknown", text_of(again)
+
+
+async def test_a_retry_right_after_a_cut_off_waits_for_the_task_with_progress_as_the_first_call_would(
+    connect, controls
+):
+    """The audit: retried at once after a cancel (same arguments, so the default 45 s wait), the call was answered at
+    once with the cut-off call's task as "queued ... still generating": no wait and no progress. It waits on that
+    task as the first call would have, reporting progress, and answers with its results; still one create."""
+    progress: list[float] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
+    async def then_finish() -> None:
+        await anyio.sleep(0.5)  # the retry waits on the task meanwhile
+        await controls.post("clock/speed", {"speed": 1000})
+
+    async with connect(auto_approve_credits=10) as client:
+        await controls.post("clock/speed", {"speed": 0})  # KIE does not finish the task until the retry waits on it
+        await cut_off(lambda: client.call_tool("generate_image", IMAGE), controls.creates)
+        async with anyio.create_task_group() as group:
+            group.start_soon(then_finish)
+            again = await client.call_tool("generate_image", IMAGE, progress_callback=on_progress)
+    assert "created and charged nothing new" in text_of(again), text_of(again)
+    assert again.structured_content["status"] == "completed", text_of(again)
+    assert again.structured_content["tasks"][0]["state"] == "succeeded"
+    assert progress, "the retry reported no progress while it waited"
+    assert len(await controls.creates()) == 1

@@ -1737,9 +1737,9 @@ async def execute(
 ) -> GenerationResult:
     claim = decision.claim if isinstance(decision, Approved) else None  # an auto approval's hold on its request
     try:
+        if isinstance(decision, Replay):
+            return await replayed(rt, p, tool, decision, wait_seconds=wait_seconds, progress=progress)
         if not isinstance(decision, Approved):
-            if isinstance(decision, Replay):
-                await landed_here(rt, p, decision)
             return without_spending(rt, p, tool, decision)
         if decision.by == "elicitation" and decision.quote_id is not None:  # a yes to a form asked in this very call
             p = repriced(rt, p)  # the user took their time: the yes approves the price they read, never a higher one
@@ -1749,9 +1749,9 @@ async def execute(
         # creates (``still_wanted``); an auto approval's, when the gate gave it (``SpendingCalls.claim``).
         approved_at = decision.claim.started if decision.claim is not None else time.time()
         decision = use_approval(rt, p, decision)
+        if isinstance(decision, Replay):  # the same approval used at once by another call here: what it made
+            return await replayed(rt, p, tool, decision, wait_seconds=wait_seconds, progress=progress)
         if not isinstance(decision, Approved):
-            if isinstance(decision, Replay):  # the same approval used at once by another call here: what it made
-                await landed_here(rt, p, decision)
             return without_spending(rt, p, tool, decision)
         try:
             made = await made_once(rt, p)
@@ -2211,10 +2211,9 @@ async def landed_here(rt: Runtime, p: Plan, replay: Replay) -> None:
         await anyio.sleep(0.05)  # rare (the same call twice at once): the other call records KIE's answer
 
 
-def without_spending(
-    rt: Runtime, p: Plan, tool: str, decision: Declined | NeedsConfirmation | Replay
-) -> GenerationResult:
-    """The answer to a request that will not be sent: declined, to be confirmed, cancelled, or a replay."""
+def without_spending(rt: Runtime, p: Plan, tool: str, decision: Declined | NeedsConfirmation) -> GenerationResult:
+    """The answer to a request that will not be sent: declined, to be confirmed, or cancelled (a replay:
+    ``replayed``)."""
     if isinstance(decision, Declined):
         message = (decision.reason or "The user declined.") + " Nothing was spent and no quote was issued."
         if decision.dialog:
@@ -2222,8 +2221,6 @@ def without_spending(
                 DECLINED_UNSEEN_FORM if rt.settings.approval == "form" else DECLINED_UNSEEN
             )
         return GenerationResult(status="declined", message=message, model=p.spec.id, sandbox=rt.settings.sandbox)
-    if isinstance(decision, Replay):
-        return replayed(rt, p, tool, decision)
     status: Status = "cancelled" if decision.cancelled else "confirmation_required"
     only_form = decision.form_refused and rt.settings.approval == "form"  # and this client refuses the form
     result = confirmation_required(rt, p, tool, decision.reason, status, only_form=only_form)
@@ -2623,12 +2620,19 @@ def _refund(rt: Runtime, problems: list[str], p: Plan, reason: str, ref: str | N
         )
 
 
-def replayed(rt: Runtime, p: Plan, tool: str, replay: Replay) -> GenerationResult:
+async def replayed(
+    rt: Runtime, p: Plan, tool: str, replay: Replay, *, wait_seconds: float, progress: Progress
+) -> GenerationResult:
     """A confirmation answered again (a retried request), a used quote_id back, or a call sent again after its
     answer was cut off: what was approved and made, never a new create. Every create attempt counts, whatever
     became of it: one whose outcome is unknown, or that is still being sent, may have been created and charged, so
     the answer says so and offers no fresh quote. Once shown, a cut-off call's attempts count as answered: the
-    same request sent after this one is a new request."""
+    same request sent after this one is a new request.
+
+    A create still on its way is waited for first (``landed_here``), and the tasks made are waited on as the first
+    call would have (up to ``wait_seconds``, with progress): a host that retries at once after cancelling gets its
+    results, never an instant "still generating"."""
+    await landed_here(rt, p, replay)
     if replay.attempts:
         attempts = rt.journal.attempts_by_id(replay.attempts)
         when = f"at {timestamp(attempts[0]['created'])}" if attempts else "earlier"
@@ -2651,8 +2655,12 @@ def replayed(rt: Runtime, p: Plan, tool: str, replay: Replay) -> GenerationResul
     if not records:
         result = confirmation_required(rt, p, tool, used)
     else:
+        followed: list[str] = []
+        if any(record.task_id for record in records):  # followed, settled and saved by the follower meanwhile
+            records, followed = await rt.follower.wait(records, wait_seconds, ProgressReporter(progress, len(records)))
         lead = used if replay.attempts else f"{used} This is the request it approved."
-        result = summarise(rt, p.spec, records, (lead, *_never_sent(rt, p, attempts)), p.wire)
+        notes = (lead, *_never_sent(rt, p, attempts), *dict.fromkeys(followed))
+        result = summarise(rt, p.spec, records, notes, p.wire)
     result._attempts = [row["attempt_id"] for row in attempts]  # answered once this answer reaches the client
     return result
 
