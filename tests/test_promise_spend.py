@@ -1482,6 +1482,44 @@ async def test_a_confirmation_answered_after_the_server_restarted_says_nothing_w
     assert await controls.creates() == []
 
 
+@pytest.mark.parametrize(
+    ("sent", "said"),
+    [
+        ({"tool": "generate_image", "arguments": {**IMAGE, "variations": 4}}, "other arguments than the call that"),
+        ({"tool": "generate_image", "arguments": {**IMAGE, "wait_seconds": 5}}, "other arguments than the call that"),
+        ({"tool": "generate_video", "arguments": IMAGE}, "on a call of another tool than the one that asked it"),
+        ({"tool": "generate_image", "arguments": IMAGE, "late": 901}, "came too late"),
+    ],
+    ids=["other-variations", "other-wait", "another-tool", "too-late"],
+)
+@pytest.mark.parametrize("mode", ["auto"])  # the answer comes back sealed in a retried request
+async def test_an_answer_the_seal_refuses_says_why_it_was_refused(connect, controls, monkeypatch, sent, said):
+    """The audit: an answer sent back with other arguments than the question was asked for was rightly refused, but
+    in words blaming a restart, its age or tampering. The refusal says what it was (other arguments, another tool,
+    too late), and nothing is spent; the answer with the asked call's arguments still spends, once."""
+    async with connect(elicitation=answering()) as client:
+        first = await client.session.call_tool("generate_image", IMAGE, allow_input_required=True)
+        assert first.input_requests, first
+        yes = {key: ElicitResult(action="accept", content={"confirm": True}) for key in first.input_requests}
+        real = time.time
+        if "late" in sent:
+            monkeypatch.setattr(time, "time", lambda: real() + sent["late"])  # past the seal's 15 minutes
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool(
+                sent["tool"], sent["arguments"], input_responses=yes, request_state=first.request_state
+            )
+        assert await controls.creates() == []
+        monkeypatch.setattr(time, "time", real)
+        state = first.request_state
+        answered = await client.call_tool("generate_image", IMAGE, input_responses=yes, request_state=state)
+    message = refused.value.error.message
+    assert refused.value.error.code == INVALID_PARAMS
+    assert said in message and "Nothing was run, sent or spent" in message, message
+    assert "restarted" not in message and "changed on its way" not in message, message
+    assert answered.structured_content["status"] == "completed", text_of(answered)
+    assert len(await controls.creates()) == 1
+
+
 @pytest.mark.parametrize("mode", ["auto"])  # the binding quote is checked again when the answer comes back
 async def test_with_form_approval_a_yes_in_time_spends_though_the_binding_quote_expired_meanwhile(connect, controls):
     """The audit: with KIE_APPROVAL=form the estimate's quote only binds the form; the 2026-07-28 answer comes back
