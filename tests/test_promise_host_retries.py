@@ -7,7 +7,10 @@
   is a new one again;
 - a call cut off while its create is still on its way to KIE is known at once: its retry waits for the create to land
   and gets what it made (or, when the create takes too long, is refused without sending anything);
-- a quote whose call was cut off before any create (while an input uploaded) is given back;
+- a quote whose call was cut off before any create (while an input uploaded) is given back, and so is an approval
+  (a quote, a 2026-07-28 form's yes) whose call was cut off while KIE's refusal of its create (a 429) was waited
+  out: it bought nothing; one whose create may have reached KIE never is;
+- a retry answered with what the cut-off call made waits on its tasks, with progress, as the first call would have;
 - two identical calls at once are two requests (only a call whose answer was cut off is replayed), but a host that
   timed out a call without cancelling it and sent it again while the first still waits (on its task, or earlier:
   its input files still uploading, here or through another server on the workspace; or its balance still being
@@ -20,12 +23,14 @@
 from __future__ import annotations
 
 import io
+import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from mcp.types import ElicitResult
 from PIL import Image
 
 from .conftest import answering, text_of
@@ -580,3 +585,100 @@ async def test_a_quote_another_machine_is_using_is_told_a_create_is_on_its_way(c
     assert again.structured_content["status"] == "unknown", text_of(again)
     assert again.structured_content["quote"] is None and "Nothing was spent" not in text_of(again)
     assert await controls.creates() == []
+
+
+# -- what a call cut off after its create leaves: its approval, its retry ----------------------------------------------
+
+
+async def settled(journal: Path) -> list[str]:
+    """The states of the journal's create attempts, once none is still being sent."""
+    with anyio.fail_after(10):
+        while True:
+            with sqlite3.connect(journal) as db:
+                states = [row[0] for row in db.execute("SELECT state FROM attempts")]
+            if states and "sending" not in states:
+                return states
+            await anyio.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("approval", "mode"),
+    [("quote", "auto"), ("quote", "legacy"), ("form", "auto")],
+    ids=["quote-2026-07-28", "quote-2025-11-25", "answered-form-2026-07-28"],
+)
+async def test_an_approval_whose_call_was_cut_off_while_a_429_was_waited_out_is_still_good(
+    connect, controls, tmp_path, approval
+):
+    """The audit: KIE answered the create 429 (refused, not charged) and the host cancelled while the call waited to
+    send it again. Nothing was created or spent, yet the approval was used up: the retry with the same quote was
+    refused "already used", and the answered form sent again (2026-07-28) "This approval ... was already used".
+    Without the cancel such a quote stays good (KIE refused every create it approved); cut off, it does too."""
+    await controls.fault("create", kind="code", code=429)
+    async with connect(elicitation=answering() if approval == "form" else None, rate_limit_backoff=3.0) as client:
+        if approval == "quote":
+            quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]["quote_id"]
+
+            async def call() -> Any:
+                return await client.call_tool("generate_image", {**IMAGE, "quote_id": quote})
+        else:
+            asked = await client.session.call_tool("generate_image", IMAGE, allow_input_required=True)
+            assert asked.input_requests, asked
+            yes = {key: ElicitResult(action="accept", content={"confirm": True}) for key in asked.input_requests}
+
+            async def call() -> Any:
+                state = asked.request_state
+                return await client.call_tool("generate_image", IMAGE, input_responses=yes, request_state=state)
+
+        await cut_off(call, controls.creates)  # in the 3 s wait after the 429
+        states = await settled(tmp_path / ".kie-mcp" / "journal.sqlite3")
+        again = await call()
+        spent = await spent_today(client)
+    assert states == ["refused"]  # KIE created nothing
+    assert again.structured_content["status"] == "completed", text_of(again)
+    assert "already used" not in text_of(again)
+    assert len(await controls.creates()) == 2 and spent == 8  # the refused create, and the one the retry bought
+
+
+async def test_an_approval_whose_cut_off_call_sent_a_create_of_unknown_outcome_stays_used(connect, controls, tmp_path):
+    """The other side of the rule above: of two variations, KIE answered one create with a server error (it may have
+    created and charged it) and the other 429, and the host cancelled in the wait after the 429. That approval may
+    have bought a task: the retry with its quote sends nothing, and says the create's outcome is unknown."""
+    await controls.fault("create", kind="code", code=500)
+    await controls.fault("create", kind="code", code=429)
+    call = {**IMAGE, "variations": 2}
+    async with connect(rate_limit_backoff=3.0) as client:
+        quote = (await client.call_tool("estimate_cost", call)).structured_content["quote"]["quote_id"]
+        await cut_off(lambda: client.call_tool("generate_image", {**call, "quote_id": quote}), controls.creates)
+        states = await settled(tmp_path / ".kie-mcp" / "journal.sqlite3")
+        again = await client.call_tool("generate_image", {**call, "quote_id": quote})
+    assert sorted(states) == ["refused", "unknown"]
+    assert len(await controls.creates()) == 2  # nothing sent again
+    assert again.structured_content["status"] == "unknown", text_of(again)
+
+
+async def test_a_retry_right_after_a_cut_off_waits_for_the_task_with_progress_as_the_first_call_would(
+    connect, controls
+):
+    """The audit: retried at once after a cancel (same arguments, so the default 45 s wait), the call was answered at
+    once with the cut-off call's task as "queued ... still generating": no wait and no progress. It waits on that
+    task as the first call would have, reporting progress, and answers with its results; still one create."""
+    progress: list[float] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
+    async def then_finish() -> None:
+        await anyio.sleep(0.5)  # the retry waits on the task meanwhile
+        await controls.post("clock/speed", {"speed": 1000})
+
+    async with connect(auto_approve_credits=10) as client:
+        await controls.post("clock/speed", {"speed": 0})  # KIE does not finish the task until the retry waits on it
+        await cut_off(lambda: client.call_tool("generate_image", IMAGE), controls.creates)
+        async with anyio.create_task_group() as group:
+            group.start_soon(then_finish)
+            again = await client.call_tool("generate_image", IMAGE, progress_callback=on_progress)
+    assert "created and charged nothing new" in text_of(again), text_of(again)
+    assert again.structured_content["status"] == "completed", text_of(again)
+    assert again.structured_content["tasks"][0]["state"] == "succeeded"
+    assert progress, "the retry reported no progress while it waited"
+    assert len(await controls.creates()) == 1

@@ -244,6 +244,31 @@ async def test_only_the_boolean_true_is_a_yes(connect, controls, answer):
     assert spent == 0
 
 
+@pytest.mark.parametrize("content", [None, {}], ids=["accepted-with-no-content", "accepted-with-empty-content"])
+async def test_a_confirmation_answer_that_cannot_be_read_hands_back_a_quote_and_is_never_declined(
+    connect, controls, content
+):
+    """The audit: an answer nothing could be read from was "declined ... no quote was issued" in the 2025-11-25 era,
+    which an agent relays as the user's no, and a bare tool error in the 2026-07-28 era. In both it approves nothing
+    and says it could not be read, with a quote to approve in the chat (as a form nested too deep to read already
+    was); that quote then approves the request."""
+
+    async def unreadable(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        return ElicitResult(action="accept", content=content)
+
+    async with connect(elicitation=unreadable) as client:
+        result = await client.call_tool("generate_image", IMAGE)
+        assert await controls.creates() == []
+        quote = (result.structured_content or {}).get("quote") or {}
+        approved = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote.get("quote_id")})
+    assert not result.is_error, text_of(result)
+    assert "Resolver" not in text_of(result) and "kie_mcp" not in text_of(result), text_of(result)
+    assert result.structured_content["status"] == "confirmation_required", text_of(result)
+    assert "could not be read" in text_of(result) and "declined" not in text_of(result), text_of(result)
+    assert approved.structured_content["status"] == "completed", text_of(approved)
+    assert len(await controls.creates()) == 1
+
+
 @pytest.mark.parametrize(
     ("content", "named"), [({"confirm": True, "x": 1}, "(x)"), ({"confirm": True, "b": "", "a": None}, "(a, b)")]
 )
@@ -281,20 +306,6 @@ async def test_a_client_that_refuses_its_own_form_gets_the_quote_and_nothing_is_
         made = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote_id})
     assert made.structured_content["status"] == "completed", text_of(made)
     assert len(await controls.creates()) == 1
-
-
-@pytest.mark.parametrize("content", [None, {}, {"confirm": "maybe"}])
-async def test_an_accepted_form_with_nothing_or_the_wrong_fields_is_no_yes_and_says_so(
-    connect, controls, mode, content
-):
-    async def sloppy(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
-        return ElicitResult(action="accept", content=content)
-
-    async with connect(elicitation=sloppy) as client:
-        result = await client.call_tool("generate_image", IMAGE)
-    assert "Resolver" not in text_of(result) and "kie_mcp" not in text_of(result), text_of(result)
-    assert "not a yes" in text_of(result) or result.structured_content["status"] == "declined", text_of(result)
-    assert await controls.creates() == []
 
 
 async def test_an_unanswered_confirmation_ends_as_cancelled_with_a_quote(connect, controls):
@@ -1469,6 +1480,44 @@ async def test_a_confirmation_answered_after_the_server_restarted_says_nothing_w
     assert "Nothing was run, sent or spent" in refused.value.error.message
     assert "Call the tool again" in refused.value.error.message
     assert await controls.creates() == []
+
+
+@pytest.mark.parametrize(
+    ("sent", "said"),
+    [
+        ({"tool": "generate_image", "arguments": {**IMAGE, "variations": 4}}, "other arguments than the call that"),
+        ({"tool": "generate_image", "arguments": {**IMAGE, "wait_seconds": 5}}, "other arguments than the call that"),
+        ({"tool": "generate_video", "arguments": IMAGE}, "on a call of another tool than the one that asked it"),
+        ({"tool": "generate_image", "arguments": IMAGE, "late": 901}, "came too late"),
+    ],
+    ids=["other-variations", "other-wait", "another-tool", "too-late"],
+)
+@pytest.mark.parametrize("mode", ["auto"])  # the answer comes back sealed in a retried request
+async def test_an_answer_the_seal_refuses_says_why_it_was_refused(connect, controls, monkeypatch, sent, said):
+    """The audit: an answer sent back with other arguments than the question was asked for was rightly refused, but
+    in words blaming a restart, its age or tampering. The refusal says what it was (other arguments, another tool,
+    too late), and nothing is spent; the answer with the asked call's arguments still spends, once."""
+    async with connect(elicitation=answering()) as client:
+        first = await client.session.call_tool("generate_image", IMAGE, allow_input_required=True)
+        assert first.input_requests, first
+        yes = {key: ElicitResult(action="accept", content={"confirm": True}) for key in first.input_requests}
+        real = time.time
+        if "late" in sent:
+            monkeypatch.setattr(time, "time", lambda: real() + sent["late"])  # past the seal's 15 minutes
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool(
+                sent["tool"], sent["arguments"], input_responses=yes, request_state=first.request_state
+            )
+        assert await controls.creates() == []
+        monkeypatch.setattr(time, "time", real)
+        state = first.request_state
+        answered = await client.call_tool("generate_image", IMAGE, input_responses=yes, request_state=state)
+    message = refused.value.error.message
+    assert refused.value.error.code == INVALID_PARAMS
+    assert said in message and "Nothing was run, sent or spent" in message, message
+    assert "restarted" not in message and "changed on its way" not in message, message
+    assert answered.structured_content["status"] == "completed", text_of(answered)
+    assert len(await controls.creates()) == 1
 
 
 @pytest.mark.parametrize("mode", ["auto"])  # the binding quote is checked again when the answer comes back

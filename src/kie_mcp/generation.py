@@ -1738,9 +1738,9 @@ async def execute(
 ) -> GenerationResult:
     claim = decision.claim if isinstance(decision, Approved) else None  # an auto approval's hold on its request
     try:
+        if isinstance(decision, Replay):
+            return await replayed(rt, p, tool, decision, wait_seconds=wait_seconds, progress=progress)
         if not isinstance(decision, Approved):
-            if isinstance(decision, Replay):
-                await landed_here(rt, p, decision)
             return without_spending(rt, p, tool, decision)
         if decision.by == "elicitation" and decision.quote_id is not None:  # a yes to a form asked in this very call
             p = repriced(rt, p)  # the user took their time: the yes approves the price they read, never a higher one
@@ -1750,9 +1750,9 @@ async def execute(
         # creates (``still_wanted``); an auto approval's, when the gate gave it (``SpendingCalls.claim``).
         approved_at = decision.claim.started if decision.claim is not None else time.time()
         decision = use_approval(rt, p, decision)
+        if isinstance(decision, Replay):  # the same approval used at once by another call here: what it made
+            return await replayed(rt, p, tool, decision, wait_seconds=wait_seconds, progress=progress)
         if not isinstance(decision, Approved):
-            if isinstance(decision, Replay):  # the same approval used at once by another call here: what it made
-                await landed_here(rt, p, decision)
             return without_spending(rt, p, tool, decision)
         try:
             made = await made_once(rt, p)
@@ -1860,7 +1860,7 @@ async def _spend(
     problems: list[str] = []
     prompt = str(p.wire.get("prompt", ""))
     begun = 0  # creates whose attempt was begun: journaled and sent, or refunded as not sent (``_submit``)
-    sent = 0  # creates that got their turn in KIE's create window and were journaled and sent (``_submit``)
+    sent: list[TaskRecord] = []  # creates that got their turn in KIE's create window and went to ``_submit``
 
     try:
         approval = grant(p.spec.id, p.variations, decision.by, p.total, reserved=p.reserved)
@@ -1873,7 +1873,7 @@ async def _spend(
             body = family.create_body(p.spec.id, wire)
 
         async def submit_one() -> None:
-            nonlocal begun, sent
+            nonlocal begun
             record = TaskRecord(
                 task_id=None,
                 model=p.spec.id,
@@ -1904,7 +1904,7 @@ async def _spend(
                                 slot.not_counted()
                             _not_sent(rt, p, record, problems, stopping=CREATES.closed)
                             return
-                        sent += 1
+                        sent.append(record)
                         attempt = await _submit(
                             rt,
                             kie,
@@ -1950,7 +1950,7 @@ async def _spend(
         # then without the write lock (``Ledger.adjust``).
         problems += await settle_off_loop(rt, records)
         problems += await describe_charges(rt, measured)
-        if all(r.state == "failed" and r.task_id is None for r in records):  # KIE refused every create
+        if bought_nothing(sent):  # KIE refused every create (or none was sent): the approval is good again
             _give_back(rt, used)
         told = tuple(note for note in p.notes if not note.startswith((MADE_BEFORE, MADE_RECENTLY)))  # the quote's
         uploaded = (note for note in upload_notes if note not in told)  # an upscale the quote already said
@@ -1958,7 +1958,7 @@ async def _spend(
         result = summarise(rt, p.spec, records, notes, p.wire)
     except BaseException:  # cancelled by the host, or failed: this answer never reaches the client
         _answered(rt, attempts, CALL_CUT_OFF)
-        _unsent(rt, p, p.variations - begun, used, nothing_sent=not sent)
+        _unsent(rt, p, p.variations - begun, used, nothing_bought=bought_nothing(sent))
         rt.follower.adopt(records)  # followed and saved now, with nobody waiting, not at the rescan minutes later
         raise
     result._attempts = attempts  # answered once the tool hands the answer over (``delivered``)
@@ -1997,17 +1997,28 @@ def _kept(rt: Runtime, p: Plan, held: Reservation, quote_id: str | None) -> Rese
         raise SpendRefused(f"{err} {uploaded}") from err
 
 
-def _unsent(rt: Runtime, p: Plan, unsent: int, quote_id: str | None, *, nothing_sent: bool) -> None:
+def _unsent(rt: Runtime, p: Plan, unsent: int, quote_id: str | None, *, nothing_bought: bool) -> None:
     """A call stopped after its reservation and before ``unsent`` of its creates began (cut off, or an error in
-    between): their share of the reservation goes back, and when none was sent, its approval too. A create that
-    began settles as any other (shielded to its end once sent, refunded when it gave up waiting for its turn)."""
+    between): their share of the reservation goes back, and when it bought nothing (``bought_nothing``), its
+    approval too. A create that began settles as any other (shielded to its end once sent, refunded when it gave up
+    waiting for its turn)."""
     problems: list[str] = []
     for _ in range(unsent):
         _refund(rt, problems, p, "refunded: not sent", None)
-    if nothing_sent:
+    if nothing_bought:
         _give_back(rt, quote_id)
     for line in problems:
         log.warning("%s", line)
+
+
+def bought_nothing(sent: Sequence[TaskRecord]) -> bool:
+    """Whether a call whose creates ``sent`` are these (the records of those that got their turn and went to
+    ``_submit``, settled there) bought nothing with its approval, which is then good again for the same request
+    (``_give_back``): none was sent, or KIE refused every one (a 402, a 455, a 429 after its retries, or a resend
+    after a 429 given up when its call was cut off or declined). One rule for a call that ends and one cut off. A
+    create that named a task, or whose outcome is unknown (it may have reached KIE and been charged), bought
+    something: its approval stays used. (The journal holds the quote to the same rule: ``QuoteBook.give_back``.)"""
+    return all(record.state == "failed" and record.task_id is None for record in sent)
 
 
 TURN_WAIT = "its turn in KIE's create window (20 creates per 10 s)"
@@ -2220,10 +2231,9 @@ async def landed_here(rt: Runtime, p: Plan, replay: Replay) -> None:
         await anyio.sleep(0.05)  # rare (the same call twice at once): the other call records KIE's answer
 
 
-def without_spending(
-    rt: Runtime, p: Plan, tool: str, decision: Declined | NeedsConfirmation | Replay
-) -> GenerationResult:
-    """The answer to a request that will not be sent: declined, to be confirmed, cancelled, or a replay."""
+def without_spending(rt: Runtime, p: Plan, tool: str, decision: Declined | NeedsConfirmation) -> GenerationResult:
+    """The answer to a request that will not be sent: declined, to be confirmed, or cancelled (a replay:
+    ``replayed``)."""
     if isinstance(decision, Declined):
         message = (decision.reason or "The user declined.") + " Nothing was spent and no quote was issued."
         if decision.dialog:
@@ -2231,8 +2241,6 @@ def without_spending(
                 DECLINED_UNSEEN_FORM if rt.settings.approval == "form" else DECLINED_UNSEEN
             )
         return GenerationResult(status="declined", message=message, model=p.spec.id, sandbox=rt.settings.sandbox)
-    if isinstance(decision, Replay):
-        return replayed(rt, p, tool, decision)
     status: Status = "cancelled" if decision.cancelled else "confirmation_required"
     only_form = decision.form_refused and rt.settings.approval == "form"  # and this client refuses the form
     result = confirmation_required(rt, p, tool, decision.reason, status, only_form=only_form)
@@ -2637,12 +2645,19 @@ def _refund(rt: Runtime, problems: list[str], p: Plan, reason: str, ref: str | N
         )
 
 
-def replayed(rt: Runtime, p: Plan, tool: str, replay: Replay) -> GenerationResult:
+async def replayed(
+    rt: Runtime, p: Plan, tool: str, replay: Replay, *, wait_seconds: float, progress: Progress
+) -> GenerationResult:
     """A confirmation answered again (a retried request), a used quote_id back, or a call sent again after its
     answer was cut off: what was approved and made, never a new create. Every create attempt counts, whatever
     became of it: one whose outcome is unknown, or that is still being sent, may have been created and charged, so
     the answer says so and offers no fresh quote. Once shown, a cut-off call's attempts count as answered: the
-    same request sent after this one is a new request."""
+    same request sent after this one is a new request.
+
+    A create still on its way is waited for first (``landed_here``), and the tasks made are waited on as the first
+    call would have (up to ``wait_seconds``, with progress): a host that retries at once after cancelling gets its
+    results, never an instant "still generating"."""
+    await landed_here(rt, p, replay)
     if replay.attempts:
         attempts = rt.journal.attempts_by_id(replay.attempts)
         when = f"at {timestamp(attempts[0]['created'])}" if attempts else "earlier"
@@ -2665,8 +2680,12 @@ def replayed(rt: Runtime, p: Plan, tool: str, replay: Replay) -> GenerationResul
     if not records:
         result = confirmation_required(rt, p, tool, used)
     else:
+        followed: list[str] = []
+        if any(record.task_id for record in records):  # followed, settled and saved by the follower meanwhile
+            records, followed = await rt.follower.wait(records, wait_seconds, ProgressReporter(progress, len(records)))
         lead = used if replay.attempts else f"{used} This is the request it approved."
-        result = summarise(rt, p.spec, records, (lead, *_never_sent(rt, p, attempts)), p.wire)
+        notes = (lead, *_never_sent(rt, p, attempts), *dict.fromkeys(followed))
+        result = summarise(rt, p.spec, records, notes, p.wire)
     result._attempts = [row["attempt_id"] for row in attempts]  # answered once this answer reaches the client
     return result
 

@@ -9,8 +9,11 @@ after start-up, whichever is first (``RuntimeHolder``), so the follower resumes 
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
+import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -354,7 +357,8 @@ class _Server(MCPServer):
         # Outside the SDK's request-state boundary, so its refusal of a stale answer is explained here too.
         chain = self._lowlevel_server.middleware
         boundary = next((i for i, m in enumerate(chain) if isinstance(m, RequestStateBoundary)), len(chain))
-        chain.insert(boundary, _answered_without_secrets)
+        security = kwargs.get("request_state_security")  # to tell why an answer's sealed state was refused
+        chain.insert(boundary, functools.partial(_answered_without_secrets, sealed_by=security))
 
     def _ensure_registered(self) -> None:
         """Load the surface and register its tools (deferring its resources and prompts), once. A registration
@@ -706,36 +710,80 @@ def _without_blank_optionals(prompt: Any, arguments: dict[str, Any] | None) -> d
     return {k: v for k, v in arguments.items() if k not in optional or not isinstance(v, str) or v.strip()}
 
 
-# The SDK answers -32602 "Invalid or expired requestState" to an answer whose sealed state it cannot read: the
-# seal's key lives only as long as the server process, and the seal only as long as the question and a grace.
+# The SDK answers -32602 "Invalid or expired requestState" to an answer whose sealed state it refuses, naming no
+# reason (``stale_answer`` tells them apart): the seal's key lives only as long as the server process, the seal only
+# as long as the question and a grace, and it binds the tool and the arguments of the call that asked.
 STALE_ANSWER = (
     "This answer to a confirmation question could not be read: it was asked by an earlier run of kie-mcp (the "
-    "server restarted since), or too long ago, or the answer was changed on its way. Nothing was run, sent or "
-    "spent. Call the tool again, without requestState, to be asked again."
+    "server restarted since), or the answer was changed on its way. Nothing was run, sent or spent. Call the tool "
+    "again, without requestState, to be asked again."
+)
+ANSWER_TOO_LATE = (
+    "This answer to a confirmation question came too late: the question was asked more than {minutes:g} minutes "
+    "ago. Nothing was run, sent or spent. Call the tool again, without requestState, to be asked again."
+)
+ANSWER_FOR_OTHER_ARGUMENTS = (
+    "This answer to a confirmation question came back with other arguments than the call that asked it (every "
+    "argument counts, wait_seconds too): a yes approves only the request it was asked about. Nothing was run, sent "
+    "or spent. Send the answer with that call's arguments unchanged, or call the tool with these arguments, without "
+    "requestState, to be asked about them."
+)
+ANSWER_FOR_ANOTHER_TOOL = (
+    "This answer to a confirmation question came back on a call of another tool than the one that asked it: a yes "
+    "approves only the request it was asked about. Nothing was run, sent or spent. Send the answer with the call "
+    "that asked it, or call this tool without requestState to be asked about it."
 )
 
 
-async def _answered_without_secrets(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+def stale_answer(security: RequestStateSecurity | None, method: str, params: Mapping[str, Any] | None) -> str:
+    """Why the SDK refused the sealed state of an answer to a confirmation question (its refusal says "Invalid or
+    expired requestState" whatever the reason, which goes to its log only), as this server can tell from the seal it
+    made (``security``): too late, or the answer sent back with other arguments or on another tool than the call that
+    asked (the SDK's own binding of a round to its request); otherwise a seal of an earlier run of the server, or
+    changed on its way (``STALE_ANSWER``)."""
+    if security is None or params is None:
+        return STALE_ANSWER
+    try:
+        from mcp.server.request_state import _request_identity  # what the SDK binds a round to: tool, arguments
+
+        claims = json.loads(security.codec.unseal(params["requestState"]))
+        expires = float(claims["exp"])
+        asked = (claims.get("m"), claims.get("t"), claims.get("a"))
+        target, arguments = _request_identity(method, params)
+    except Exception:  # not a seal of this run (a restart, a changed token), or nothing to tell it by
+        return STALE_ANSWER
+    if not time.time() < expires:
+        return ANSWER_TOO_LATE.format(minutes=security.ttl / 60)
+    if asked[:2] != (method, target):
+        return ANSWER_FOR_ANOTHER_TOOL
+    if asked[2] != arguments:
+        return ANSWER_FOR_OTHER_ARGUMENTS
+    return STALE_ANSWER
+
+
+async def _answered_without_secrets(
+    ctx: ServerRequestContext[Any, Any], call_next: CallNext, *, sealed_by: RequestStateSecurity | None = None
+) -> HandlerResult:
     """The one point where every error answer (a JSON-RPC error, or a tool's error result), and every workflow's
     plan, is redacted before it leaves (tools redact their own other answers). A key given as a prompt's argument
     was written into the plan, and errors echo what they name: a tool's, a prompt's or an argument's name, a bad
     count, model or ratio, a resource URI (in the message and in the SDK's ``data``).
 
     It runs before the SDK checks a request's params and that the handshake ended, so ``prompts/get`` takes a number
-    given for an argument as its text (``_prompt_arguments_as_text``), a completion's reference of no type it
-    completes is refused saying which it completes (``completions.check_reference``), and a line over stdio nested
-    too deep to read (``stdio.UNREADABLE_METHOD``) is answered whenever it comes; and outside the SDK's request-state
-    boundary, so its bare refusal of a confirmation's answer it can no longer read says what happened and what to do
-    (``STALE_ANSWER``). Its check of a request's params, which it answered "Invalid request parameters" naming
-    nothing (a ``progressToken`` that is an object, ``params: null`` for a tool call), names what is wrong; an
-    unknown resource URI, method or tool name it repeats is cut to ``ECHO_SHOWN`` characters. A request that came in
-    a JSON-RPC batch is refused here, before anything else, where the session's protocol has none, and an initialize
-    always (``stdio.refuse_batch``). Its bare refusal of a request before the handshake (``BEFORE_INITIALIZE``) says
-    to send initialize first, or the 2026-07-28 envelope (``_initialize_first``); a cursor given to a listing that is
-    never paged (``NEVER_PAGED``) is refused, where the SDK listed the first page for any. A second initialize on a
-    connection is refused (``_initialized_once``), where the SDK took its protocol version and capabilities. A tool's
-    answer to a client of a revision before ``RESOURCE_LINKS_SINCE`` leaves without its resource links
-    (``_for_revision``)."""
+    given for an argument as its text (``_prompt_arguments_as_text``), a completion's reference of no type it completes
+    is refused saying which it completes (``completions.check_reference``), and a line over stdio nested too deep to
+    read (``stdio.UNREADABLE_METHOD``) is answered whenever it comes; and outside the SDK's request-state boundary, so
+    its bare refusal of a confirmation's answer it can no longer read says what happened and what to do
+    (``stale_answer``, told by the seal's ``sealed_by``). Its check of a request's params, which it answered "Invalid
+    request parameters" naming nothing (a ``progressToken`` that is an object, ``params: null`` for a tool call), names
+    what is wrong; an unknown resource URI, method or tool name it repeats is cut to ``ECHO_SHOWN`` characters. A
+    request that came in a JSON-RPC batch is refused here, before anything else, where the session's protocol has none,
+    and an initialize always (``stdio.refuse_batch``). Its bare refusal of a request before the handshake
+    (``BEFORE_INITIALIZE``) says to send initialize first, or the 2026-07-28 envelope (``_initialize_first``); a cursor
+    given to a listing that is never paged (``NEVER_PAGED``) is refused, where the SDK listed the first page for any. A
+    second initialize on a connection is refused (``_initialized_once``), where the SDK took its protocol version and
+    capabilities. A tool's answer to a client of a revision before ``RESOURCE_LINKS_SINCE`` leaves without its resource
+    links (``_for_revision``)."""
     method = ctx.method
     plan = method == "prompts/get"
     try:
@@ -774,7 +822,7 @@ async def _answered_without_secrets(ctx: ServerRequestContext[Any, Any], call_ne
         message, data = _echoes_bounded(message, ctx), _echoes_bounded(data, ctx)
         message, data = redact(message), redact_value(data)
         if isinstance(data, dict) and data.get("reason") == "invalid_request_state":
-            message = STALE_ANSWER
+            message = stale_answer(sealed_by, method, ctx.params)
         if message == error.message and data == error.data:
             raise
         raise MCPError(code=error.code, message=message, data=data) from None

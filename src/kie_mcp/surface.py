@@ -33,8 +33,8 @@ from mcp.server.mcpserver import (
 )
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.server.mcpserver.resources import FileResource, FunctionResource, ResourceTemplate
-from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent, ToolAnnotations
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
+from mcp.types import CallToolResult, ElicitResult, ImageContent, ResourceLink, TextContent, ToolAnnotations
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError
 from pydantic_core import PydanticCustomError
 
 from kie_mcp import followups
@@ -144,6 +144,15 @@ SANDBOX_LABEL = "[sandbox]"  # every text a sandbox server returns starts with i
 CANCELLED = (
     "The confirmation was cancelled or dismissed (if no dialog appeared, this client cannot show MCP "
     "confirmation forms)."
+)
+
+# A confirmation form's answer nothing can be read from (accepted with no content, or content not shaped as the form
+# asked; handshake era also an action MCP does not have, or an empty result), in either era: it approves nothing, and
+# it is no "no" either, so the call is answered ``confirmation_required`` with a quote, never ``declined`` (which an
+# agent relays as the user's no).
+UNREADABLE_ANSWER = (
+    "The answer to the confirmation form could not be read (accepted with nothing filled in, or not as the form "
+    "asked), so it approves nothing; it is not taken as a no either."
 )
 
 READ_LOCAL = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
@@ -1286,6 +1295,8 @@ async def _decide(
         return decision
     if ctx.protocol_version is not None and ctx.session.can_send_request:
         return await _ask_with_deadline(ctx, decision, rt.settings.confirm_timeout_seconds)
+    if any(_unreadable(answer) for answer in _answers(ctx, kind)):  # the SDK would refuse it as a bare tool error
+        return NeedsConfirmation(UNREADABLE_ANSWER)
     return Elicit(decision.message, ConfirmSpend)  # 2026-07-28: the answer comes back in a retried request
 
 
@@ -1331,9 +1342,31 @@ def _followup_args(values: dict[str, Any], tool: str) -> followups.FollowupArgs:
     return followups.FollowupArgs(**{k: v for k, v in values.items() if k in names and v is not None})
 
 
+def _answers(ctx: Context, kind: str) -> list[Any]:
+    """The answers this (2026-07-28, retried) request carries to this tool's confirmation question."""
+    given = ctx.input_responses or {}
+    return [answer for key, answer in given.items() if key.split("#")[0].endswith(f":approve_{kind}")]
+
+
 def _answers_us(ctx: Context, kind: str) -> bool:
     """Whether this (2026-07-28, retried) request carries an answer to this tool's confirmation question."""
-    return any(key.split("#")[0].endswith(f":approve_{kind}") for key in ctx.input_responses or {})
+    return bool(_answers(ctx, kind))
+
+
+def _unreadable(answer: Any) -> bool:
+    """Whether a (2026-07-28) answer to the confirmation question is one the form cannot be read from: not a form's
+    answer, or accepted with no content or content the form's model does not take (as the SDK validates it)."""
+    if not isinstance(answer, ElicitResult):
+        return True
+    if answer.action != "accept":
+        return False
+    if answer.content is None:
+        return True
+    try:
+        ConfirmSpend.model_validate(answer.content)
+    except ValidationError:
+        return True
+    return False
 
 
 async def _ask_with_deadline(ctx: Context, ask: Ask, seconds: float) -> Approved | Declined | NeedsConfirmation:
@@ -1342,8 +1375,8 @@ async def _ask_with_deadline(ctx: Context, ask: Ask, seconds: float) -> Approved
     with anyio.move_on_after(seconds):
         try:
             outcome = await ctx.elicit(ask.message, ConfirmSpend)
-        except ValueError:
-            return Declined("The confirmation answer could not be read, so it is not a yes.")
+        except ValueError:  # accepted with no content or not as the form asked, an unknown action, an empty result
+            return NeedsConfirmation(UNREADABLE_ANSWER)
         except MCPError as err:  # the client declared forms but refused this one: as a client without forms
             return NeedsConfirmation(
                 f"The client could not show the confirmation form ({plain(err.message)}).", form_refused=True
