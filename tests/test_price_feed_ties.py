@@ -187,7 +187,12 @@ NEVER_TIED = {
         "not in KIE's price feed (2026-09-24 capture: 'not in pricing feed')",
     ),
     **dict.fromkeys(
-        ["kling-3.0-omni/text-to-video", "kling-3.0-omni/image-to-video", "kling-3.0-omni/reference-to-video"],
+        [
+            "kling-3.0-omni/text-to-video",
+            "kling-3.0-omni/image-to-video",
+            "kling-3.0-omni/reference-to-video",
+            "kling-3.0-omni/transformation",
+        ],
         "no rows of its own in KIE's feed (2026-09-24 capture, 2026-10-10 snapshot), priced from KIE's own Omni text, "
         "and never tied to Kling 3.0's rows",
     ),
