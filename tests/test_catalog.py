@@ -75,7 +75,7 @@ def test_every_fact_names_a_defined_source(model_id):
         ("nano-banana-pro", {"resolution": "4K"}, 24),
         ("veo3_fast", {}, 60),
         ("veo3_fast", {"resolution": "1080p"}, 65),
-        ("veo3", {"resolution": "4K"}, 380),  # text to video: the 2026-09 feed row says 380
+        ("veo3", {"resolution": "4K"}, 370),  # text to video: KIE 2026-10-06 ($1.85); the 2026-09 feed said 380
         ("veo3", {"resolution": "4K", "images": ["https://e/a.png"]}, 370),
         ("kling-3.0/video", {"duration": 10}, 180),  # pro, silent: 18/s
         ("kling-3.0/video", {"duration": 5, "audio": True, "resolution": "720p"}, 100),  # std + sound: 20/s

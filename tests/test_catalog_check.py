@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import httpx2
 import pytest
@@ -36,6 +38,40 @@ def test_compare_reports_new_gone_and_changed_prices():
     assert not any(d.model == "veo3_fast" for d in drifts)  # product APIs are not in the market list
     table = render(drifts)
     assert "| new on KIE | `brand-new/model` |" in table
+
+
+# Rows of KIE's own model list as fetched 2026-10-06 (model, title, pricingDesc, verbatim), for the models whose entries
+# cite that capture: tests/data/kie-models-2026-10-06.json says where they were read.
+CAPTURED_2026_10_06 = json.loads(
+    (Path(__file__).parent / "data" / "kie-models-2026-10-06.json").read_text(encoding="utf-8")
+)["models"]
+
+
+def test_the_catalogue_states_the_prices_of_kies_own_model_list_of_2026_10_06():
+    """The audit of 2026-12-07 read KIE's own model list of 2026-10-06: Seedance 1.0 Lite was quoted at Pro's prices
+    (14 / 30 / 70 credits per 5 s where KIE says 2 / 4.5 / 10 a second), Kling 3.0 Omni with sound at Kling 3.0's 20
+    and 27 credits a second (KIE's Omni text: 18 and 23), Veo 3.1 Quality 4K text to video at 380 (KIE: 370 in every
+    mode), and Grok Image 2.0's segment map and segment edit were not catalogued. ``kie-mcp catalog check`` against
+    those rows finds no drift now: every rate is a figure of KIE's text, read as a number ("4.0 credits" states a rate
+    of 4), Veo 3.1's tiers are read from its unified model's text (veo-3-1), and nothing in them is new to the
+    catalogue. (The capture holds a few of KIE's models, so the others read as gone from it.)"""
+    drifts = [d for d in compare(CATALOG, CAPTURED_2026_10_06, []) if d.kind != "gone from KIE"]
+    assert drifts == [], render(drifts)
+
+
+def test_a_model_whose_own_kie_text_states_credits_has_a_price_on_file():
+    """PixVerse V6 transition was quoted unknown ("KIE lists no price for it") while KIE's own text for it gives its
+    per-second ladder: a price the catalogue lacks is no drift ``catalog check`` can show, so it is checked here."""
+    unpriced = [
+        spec.id
+        for row in CAPTURED_2026_10_06
+        if re.search(r"\d\s*credits", row["pricingDesc"])
+        for spec in CATALOG
+        if row["model"] in (spec.id, spec.unified.model if spec.unified else None) and spec.price is None
+    ]
+    assert unpriced == []
+    listed = {spec.id for spec in CATALOG} | {spec.unified.model for spec in CATALOG if spec.unified}
+    assert {row["model"] for row in CAPTURED_2026_10_06} <= listed
 
 
 def test_public_price_records_count_as_stated_prices():

@@ -145,20 +145,22 @@ async def test_where_kies_prices_disagree_the_higher_is_quoted_with_a_note(conne
     assert "the higher of" in quote["note"] and "2026-10-10" in quote["note"]
 
 
-SEEDANCE_LITE = {  # KIE's 2025-12-21 snapshot lists Lite at 10/22.5/50 per 5 s and again at Pro's 14/30/70
-    ("5", "480p"): 14,
-    ("5", "720p"): 30,
-    ("5", "1080p"): 70,
-    ("10", "480p"): 28,
-    ("10", "720p"): 60,
-    ("10", "1080p"): 140,
+SEEDANCE_LITE = {  # KIE's own Lite text of 2026-10-06: 2 / 4.5 / 10 credits a second at 480p / 720p / 1080p
+    ("5", "480p"): 10,
+    ("5", "720p"): 22.5,
+    ("5", "1080p"): 50,
+    ("10", "480p"): 20,
+    ("10", "720p"): 45,
+    ("10", "1080p"): 100,
 }
 
 
 @eras_in_turn("model", ["bytedance/v1-lite-text-to-video", "bytedance/v1-lite-image-to-video"])
-async def test_seedance_1_lite_is_quoted_at_the_higher_of_kies_two_lite_figures_with_the_note_saying_so(connect, model):
-    """The audit: the catalogue quoted the lower Lite rows (22.5 credits for 5 s at 720p) where the same snapshot also
-    lists 30, against the rule that conflicting KIE prices quote the higher."""
+async def test_seedance_1_lite_is_quoted_per_second_at_kies_own_lite_text_not_at_pros_prices(connect, model):
+    """The audit of 2026-12-06 had Lite quoted at the higher of the two Lite rows of KIE's 2025-12-21 snapshot, 14 /
+    30 / 70 credits per 5 s. Those are Seedance 1.0 Pro's prices: KIE's own model list of 2026-10-06 gives Lite 2 /
+    4.5 / 10 credits a second (Pro 2.8 / 6 / 14), the snapshot's other Lite row. The audit of 2026-12-07 read it, and
+    a Lite clip is now quoted at Lite's price, dated by that text."""
     images = ["https://x.io/a.png"] if "image-to-video" in model else []
     async with connect() as client:
         for (duration, resolution), credits in SEEDANCE_LITE.items():
@@ -166,8 +168,8 @@ async def test_seedance_1_lite_is_quoted_at_the_higher_of_kies_two_lite_figures_
             answer = await client.call_tool("estimate_cost", {**arguments, "duration": int(duration)})
             quote = answer.structured_content["quote"]
             assert quote["credits_total"] == credits, (duration, resolution, text_of(answer))
-    assert quote["price_source"] == "KIE price list of 2025-12-21"
-    assert "The higher of KIE's two Lite figures" in quote["note"] and "10 / 22.5 / 50" in quote["note"]
+    assert quote["price_source"] == "KIE price list of 2026-10-06"
+    assert "Pro's rates" in quote["note"] and "14 / 30 / 70" in quote["note"]
 
 
 async def test_gpt_4o_image_says_kie_now_calls_its_endpoint_the_old_version(connect):

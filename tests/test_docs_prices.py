@@ -960,10 +960,10 @@ LIBRARY_FIGURES = [
                 4.5,
             ),
             (
-                "`kling-3.0-omni/text-to-video`, 720p, `audio` on | 300 credits (20/s)",
+                "`kling-3.0-omni/text-to-video`, 720p, `audio` on | 270 credits (18/s)",
                 {"model": "kling-3.0-omni/text-to-video", "resolution": "720p", "audio": True},
-                300,
-                20,
+                270,
+                18,
             ),
             (
                 "`kling-3.0/video`, `std` (720p), `audio` on | 300 credits (20/s)",

@@ -15,7 +15,7 @@ VID = "https://example.com/v.mp4"
     ("model_id", "kwargs", "credits"),
     [
         ("kling-3.0-omni/text-to-video", {"duration": 5}, 70),  # 720p silent: 14/s
-        ("kling-3.0-omni/text-to-video", {"duration": 10, "resolution": "1080p", "audio": True}, 270),  # 27/s
+        ("kling-3.0-omni/text-to-video", {"duration": 10, "resolution": "1080p", "audio": True}, 230),  # 23/s
         ("kling-3.0-omni/image-to-video", {"images": [IMG], "duration": 3, "resolution": "4K"}, 201),
         ("bytedance/seedance-2-5", {"duration": 10}, 630),  # 720p 63/s
         ("bytedance/seedance-2-5", {"duration": 4, "resolution": "1080p"}, 632),

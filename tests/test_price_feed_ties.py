@@ -187,9 +187,20 @@ NEVER_TIED = {
         "not in KIE's price feed (2026-09-24 capture: 'not in pricing feed')",
     ),
     **dict.fromkeys(
-        ["kling-3.0-omni/text-to-video", "kling-3.0-omni/image-to-video", "kling-3.0-omni/reference-to-video"],
-        "no rows of its own in KIE's feed (2026-09-24 capture, 2026-10-10 snapshot), priced as Kling 3.0 from KIE's "
-        "list, and never tied to another model's rows",
+        [
+            "kling-3.0-omni/text-to-video",
+            "kling-3.0-omni/image-to-video",
+            "kling-3.0-omni/reference-to-video",
+            "kling-3.0-omni/transformation",
+        ],
+        "no rows of its own in KIE's feed (2026-09-24 capture, 2026-10-10 snapshot), priced from KIE's own Omni text, "
+        "and never tied to Kling 3.0's rows",
+    ),
+    "pixverse-v6/transition": "no row in KIE's feed ('not separately listed', 2026-09-24 capture); priced from KIE's "
+    "own text for it, and never tied to text to video's rows",
+    **dict.fromkeys(
+        ["grok-imagine-image-2-0/segment-edit", "grok-imagine-image-2-0/segment-map"],
+        "not in KIE's price feed (2026-09-24 capture: 'not in feed'); priced from KIE's own text (segment map: free)",
     ),
     "seedream/5-flash-image-to-image": "KIE's feed snapshots name only text-to-image rows for Seedream 5.0 Flash",
     "happyhorse/video-edit": UNTIED_ROWS["HappyHorse-1.0, video-edit, 720p"],
@@ -253,19 +264,24 @@ async def test_prices_kie_raised_in_its_feed_reach_the_quotes_of_seedance_2_5_mi
             assert quote["price_source"].startswith("KIE live price list of 20"), (model, quote["price_source"])
 
 
-async def test_kling_3_omni_720p_with_sound_is_quoted_at_kling_3s_20_credits_a_second(connect):
+async def test_kling_3_omni_with_sound_is_quoted_at_kies_omni_text_and_counts_kling_3s_rate(connect):
+    """The audit of 2026-12-07: Omni with sound was quoted at Kling 3.0's 20 and 27 credits a second, from a
+    kie.ai/pricing summary of 2026-10-07 that prices the two as one, while KIE's own Omni text of 2026-10-06 says 18
+    and 23. The quote is KIE's Omni text; the caps and the auto-approve limit still count Kling 3.0's rate, so a clip
+    KIE bills at the higher figure never passes them."""
     async with connect() as client:
         for model, images in (
             ("kling-3.0-omni/text-to-video", []),
             ("kling-3.0-omni/image-to-video", [PICTURE]),
             ("kling-3.0-omni/reference-to-video", [PICTURE]),
         ):
-            arguments = {"prompt": "a lighthouse at dusk", "resolution": "720p", "audio": True, "duration": 10}
-            answer = await client.call_tool("estimate_cost", {"model": model, "images": images, **arguments})
-            assert not answer.is_error, text_of(answer)
-            quote = answer.structured_content["quote"]
-            assert quote["credits_total"] == 200, (model, text_of(answer))  # 20/s, never Omni's old page's 18
-            assert "Kling 3.0's 20 credits/s" in text_of(answer)
+            for resolution, quoted, counted in (("720p", 180, 200), ("1080p", 230, 270)):
+                arguments = {"prompt": "a lighthouse at dusk", "resolution": resolution, "audio": True, "duration": 10}
+                answer = await client.call_tool("estimate_cost", {"model": model, "images": images, **arguments})
+                assert not answer.is_error, text_of(answer)
+                quote = answer.structured_content["quote"]
+                assert (quote["credits_total"], quote["credits_counted"]) == (quoted, counted), (model, text_of(answer))
+                assert "KIE's own Omni text" in text_of(answer), text_of(answer)
 
 
 async def test_nano_banana_2_1_and_seedream_5_flash_are_quoted_at_kies_live_price_when_it_changes(

@@ -1,5 +1,5 @@
 """Promise: two Market models KIE documents (docs.kie.ai, compiled 2026-09-24; KIE's registry of 2026-10-07) are
-catalogued with what KIE documents of them, and what they cost holds the caps when KIE lists no price.
+catalogued with what KIE documents of them, and what they cost holds the caps.
 
 - ``seedream/5-pro-layer-decomposition`` splits one picture into layers: 1K and 1.5K are quoted at 7 credits and 2K
   at 14, from KIE's price-feed rows, and 1K is sent unless told; ``size=auto`` (KIE's own default) has no listed
@@ -10,8 +10,9 @@ catalogued with what KIE documents of them, and what they cost holds the caps wh
   one picture, 7 credits, for a task that may cost 119, so the auto-approve limit let such a task through. The quote
   still shows KIE's per-picture price; the caps and the auto-approve limit count 17 pictures, Pro's and Flash's.
 - ``pixverse-v6/transition`` goes from a first to a last frame: the two images land in ``first_frame_image_url``
-  and ``last_frame_image_url`` in order, one image alone is refused before anything is asked; KIE lists no price for
-  it, so each clip is quoted unknown and counts the whole per-call cap against the caps.
+  and ``last_frame_image_url`` in order, one image alone is refused before anything is asked; it is quoted per
+  second at KIE's own price text for it (captured 2026-10-06; KIE's price feed has no row for it), so a clip counts
+  its price against the caps, no longer the whole per-call cap it counted while no price was on file.
 
 Each kept against the simulator through the real MCP client in both protocol eras.
 """
@@ -116,7 +117,7 @@ async def test_flash_layer_decomposition_is_sent_as_kie_documents_it_and_made_in
     assert create["input"] == {"image_url": PICTURE, "size": "2K", "output_format": "jpeg"}
 
 
-async def test_a_transition_sends_its_first_and_last_frames_in_order_and_counts_the_per_call_cap(connect, controls):
+async def test_a_transition_sends_its_first_and_last_frames_in_order_at_kies_price_per_second(connect, controls):
     async with connect(elicitation=answering(), max_credits_per_call=200) as client:
         one = await client.call_tool(
             "estimate_cost", {"model": TRANSITION, "prompt": "dusk to dawn", "images": [PICTURE]}
@@ -136,10 +137,9 @@ async def test_a_transition_sends_its_first_and_last_frames_in_order_and_counts_
         )
     assert one.is_error and "takes 2 image(s); got 1" in text_of(one), text_of(one)
     quote = estimate.structured_content["quote"]
-    assert not quote["price_known"] and quote["credits_total"] is None and quote["credits_ceiling"] == 200, quote
-    assert not estimate.structured_content["auto_approved"]
+    assert quote["price_known"] and quote["credits_total"] == 36, quote  # 720p silent: 7.2 credits/s x 5 s
     assert made.structured_content["status"] == "submitted", text_of(made)
-    assert spent == 200  # no price KIE lists, nothing bounding it: the whole per-call cap is counted
+    assert spent == 57.6  # 8 s at 7.2 credits/s, KIE's own price text: no longer the whole per-call cap
     assert done.structured_content["task"]["state"] == "succeeded", text_of(done)
     [create] = [r["body"] for r in await requests_to(controls, MARKET) if r["body"]["model"] == TRANSITION]
     assert create["input"] == {

@@ -87,7 +87,6 @@ async def test_list_models_filters(connect):
     unknown = {m["id"] for m in everything if m["price"] == "price unknown"}
     assert unknown <= {
         "runway/extend",
-        "pixverse-v6/transition",
         "wan/2-6-flash-image-to-video",
         "wan/2-6-flash-video-to-video",
     }

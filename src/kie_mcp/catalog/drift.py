@@ -124,17 +124,24 @@ def _compare_lists(
         if model_id:
             prices.setdefault(model_id, []).append(f"{record.get('creditPrice')} {record.get('creditUnit', '')}")
     drifts: list[Drift] = []
-    for model_id in sorted(set(live) - {spec.id for spec in catalog}):
+    known = {spec.id for spec in catalog} | {spec.unified.model for spec in catalog if spec.unified is not None}
+    for model_id in sorted(set(live) - known):
         title = live[model_id].get("title") or ""
         drifts.append(Drift("new on KIE", model_id, f"{title}: not in the catalogue, so kie-mcp cannot price it"))
     for spec in catalog:
-        if spec.family != "market" or spec.withdrawn is not None:
-            continue  # product APIs (Veo, Runway, ...) are listed under other names; withdrawn ones are known gone
-        if spec.id not in live:
-            drifts.append(Drift("gone from KIE", spec.id, "in the catalogue but not in KIE's model list"))
+        if spec.withdrawn is not None:
+            continue  # withdrawn ones are known gone
+        # Product APIs (Veo, Runway, ...) are listed under other names: one with a unified route (Veo 3.1) is priced
+        # by KIE's text of that route's model (veo-3-1, every tier in one text), the others are not compared.
+        listed_as = spec.id if spec.family == "market" else (spec.unified.model if spec.unified else None)
+        if listed_as is None:
             continue
-        stated = set(_CREDITS.findall(str(live[spec.id].get("pricingDesc") or "")))
-        stated |= {p.split()[0] for p in prices.get(spec.id, [])}
+        if listed_as not in live:
+            if spec.family == "market":
+                drifts.append(Drift("gone from KIE", spec.id, "in the catalogue but not in KIE's model list"))
+            continue
+        stated = {_number(float(v)) for v in _CREDITS.findall(str(live[listed_as].get("pricingDesc") or ""))}
+        stated |= {_number(n) for p in prices.get(listed_as, []) if (n := _as_number(p.partition(" ")[0])) is not None}
         ours = sorted({_number(r.credits) for r in spec.price.rates}) if spec.price else []
         missing = [value for value in ours if value not in stated]
         if stated and missing:

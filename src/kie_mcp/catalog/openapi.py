@@ -439,14 +439,15 @@ def _field(document: Mapping[str, Any], name: str, prop: Mapping[str, Any], *, r
     default = prop.get("default")
     if isinstance(default, str | int | float | bool) and (kind != "enum" or _member(default, data["values"])):
         data["default"] = default
+    bounded = prop if kind != "integers" else resolve(document, prop.get("items")) or {}  # a list's: each item's
     for key, target in (("minimum", "min"), ("maximum", "max")):
-        if _number(prop.get(key)) is not None and kind in ("integer", "number"):
-            data[target] = _number(prop[key])
+        if _number(bounded.get(key)) is not None and kind in ("integer", "number", "integers"):
+            data[target] = _number(bounded[key])
     if kind in ("string", "url") and _number(prop.get("maxLength")) is not None:
         data["max_length"] = int(prop["maxLength"])
     if arg == "prompt" and data.get("max_length") is None:
         data["max_length"], data["max_length_default"] = DEFAULT_PROMPT_MAX_LENGTH, True
-    if kind in ("urls", "strings", "objects"):
+    if kind in ("urls", "strings", "integers", "objects"):
         for key, target in (("minItems", "min_items"), ("maxItems", "max_items")):
             if _number(prop.get(key)) is not None:
                 data[target] = int(prop[key])
@@ -476,6 +477,8 @@ def _kind(document: Mapping[str, Any], name: str, prop: Mapping[str, Any]) -> st
         item_type = _json_type(items) if isinstance(items, Mapping) else None
         if item_type == "object":
             return "objects"
+        if item_type == "integer":
+            return "integers"
         if item_type in ("string", None):
             uri = isinstance(items, Mapping) and items.get("format") in ("uri", "url")
             return "urls" if uri or "url" in name or "image" in name or "video" in name else "strings"

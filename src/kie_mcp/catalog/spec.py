@@ -18,7 +18,8 @@ Family = Literal[
     "market", "veo", "runway", "aleph", "gpt4o", "flux", "veo-extend", "veo-1080p", "veo-4k", "runway-extend"
 ]
 Kind = Literal["image", "video"]
-FieldType = Literal["string", "integer", "number", "boolean", "enum", "url", "urls", "strings", "objects"]
+# "integers": a list of whole numbers, each within ``min`` and ``max`` (Grok Image 2.0 segment edit's mask_indexs).
+FieldType = Literal["string", "integer", "number", "boolean", "enum", "url", "urls", "strings", "integers", "objects"]
 # Common tool arguments a wire field can be filled from.
 CommonArg = Literal["prompt", "aspect_ratio", "resolution", "duration", "audio"]
 Scalar = str | int | float | bool

@@ -534,7 +534,18 @@ def _coerce(field: FieldSpec, value: Any) -> Any:
             return int(value)
     if field.type == "integer" and isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value)
+    if field.type == "integers" and isinstance(value, list):
+        return [_whole(item) for item in value]
     return value
+
+
+def _whole(item: Any) -> Any:
+    """A list of whole numbers' item as KIE takes it: ``"3"`` and ``3.0`` are 3; anything else as given (checked)."""
+    if isinstance(item, str) and item.strip().lstrip("-").isdigit():
+        return int(item)
+    if isinstance(item, float) and item.is_integer():
+        return int(item)
+    return item
 
 
 def _listed_spelling(field: FieldSpec, value: str) -> str:
@@ -603,6 +614,12 @@ def _check_value(field: FieldSpec, value: Any) -> str | None:
         return "expected a list of text values."
     if kind == "objects" and not all(isinstance(v, dict) for v in value):
         return "expected a list of objects."
+    if kind == "integers":
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return f"expected a list of whole numbers, got {plain(value)}."
+        low, high = field.min, field.max
+        if outside := [v for v in value if (low is not None and v < low) or (high is not None and v > high)]:
+            return f"every item must be {_range_text(low, high)}; {plain(outside[0])} is not."
     low, high = field.min_items or 0, field.max_items
     if len(value) < low or (high is not None and len(value) > high):
         return f"has {len(value)} item(s); allowed {_range_text(low, high)}."

@@ -255,6 +255,12 @@ def _property(field: FieldSpec) -> dict[str, Any]:
         items: dict[str, Any] = {"type": "object"} if field.type == "objects" else {"type": "string"}
         if field.type == "urls":
             items["format"] = "uri"
+        if field.type == "integers":
+            items = {"type": "integer"}
+            if field.min is not None:
+                items["minimum"] = field.min
+            if field.max is not None:
+                items["maximum"] = field.max
         prop = {"type": "array", "items": items}
         if field.min_items is not None:
             prop["minItems"] = field.min_items
