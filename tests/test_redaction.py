@@ -384,6 +384,25 @@ def test_another_credential_holding_a_piece_of_the_key_is_redacted_whole():
     assert redact(f"api_key={key}tail&x=1") == f"api_key={REDACTED}&x=1"
 
 
+@pytest.mark.parametrize(
+    "credential",
+    [
+        "sk-proj-abcdefghijklmnopqrstuvwxyz0123",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJl",
+        "ghp_AbCdEfGhIjKlMnOpQrStUvWxYzAbCdEf1234",
+        "Bearer zq81xy0w99",
+        "password=hunter2x",
+    ],
+)
+def test_a_credential_right_after_the_key_is_redacted_too(credential):
+    """Found in the text as given, a credential glued to the key's last character once lost its pattern's boundary
+    ("no token character before it") and stayed: the key's place counts as a boundary, as [redacted] did."""
+    key = "5f0c2d9e8a7b6c4d3e2f1a0b9c8d7e6f"
+    register_secret(key)
+    shown = redact(f"a poster reading {key}{credential} ok")
+    assert key[:16] not in shown and credential.split("=")[-1].split()[-1][-8:] not in shown, shown
+
+
 def test_ordinary_text_urls_and_task_ids_are_untouched():
     ordinary = [
         "the bearer of bad news; authorization required for this model",

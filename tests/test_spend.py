@@ -323,3 +323,44 @@ def test_a_max_credits_below_the_most_an_unknown_price_may_cost_refuses_it():
     with pytest.raises(SpendRefused, match="over the per-call cap of 10"):
         tight.reserve(None, max_credits=12, most=16)
     assert ledger.reserve(None, max_credits=16, most=16).credits == 16
+
+
+def test_creates_a_start_gave_back_for_a_server_it_took_for_stopped_are_neither_sent_nor_refunded_again(tmp_path):
+    """Should a start take a live server for stopped (``owner_gone`` misjudged) and give back its reservation's
+    creates not yet begun, that server's creates are not begun (not sent: ``ReservationGivenBack``) and its own
+    not-sent refunds book nothing more: the cap never counts less than what may have reached KIE."""
+    import subprocess
+    import sys
+
+    from kie_mcp.journal import ReservationGivenBack
+    from kie_mcp.processes import HOST
+    from kie_mcp.spend.ledger import SpendBook
+
+    journal = Journal(tmp_path / "j.sqlite3")
+    ledger = Ledger(journal, Caps(100, 100))
+    booked = ledger.reserve(30, "q_live", tasks=3)
+    begin = dict(model="m", family="market", approved_by="quote", quote_id="q", prompt="p", params={}, session=None)
+    assert journal.begin_attempt(**begin, credits_quoted=10, reservation=booked.entry)  # one create begun
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    journal.execute("UPDATE spend SET owner = ? WHERE id = ?", f"{HOST}-{int(gone.stdout)}-0a0b0c0d", booked.entry)
+    assert SpendBook(Journal(tmp_path / "j.sqlite3")).book_unsent(0) == [20]  # the two not begun, given back
+    assert ledger.spent_today() == 10
+    with pytest.raises(ReservationGivenBack):
+        journal.begin_attempt(**begin, credits_quoted=10, reservation=booked.entry)
+    refund = dict(at=booked.at, day=booked.day, reserved=10, settles=booked.entry)
+    assert not ledger.adjust(-10, "refunded: not sent", **refund)
+    assert ledger.spent_today() == 10  # the begun create's share stays counted, once
+    assert len(journal.query("SELECT 1 FROM attempts")) == 1
+
+
+def test_a_tag_is_never_judged_gone_where_the_pid_namespace_cannot_be_read(monkeypatch):
+    """Where a sandbox hides the PID namespace, another container's live server (its own process 1) shares this
+    machine's tag: no process id there is judged gone, only this very process is known to run."""
+    from kie_mcp import processes
+
+    monkeypatch.setattr(processes, "PIDS_TOLD", False)
+    assert processes.owner_gone(f"{processes.HOST}-1-0a0b0c0d") is None
+    assert processes.owner_gone(f"{processes.HOST}-999999999-0a0b0c0d") is None
+    assert processes.owner_gone(processes.this_process()) is False
+    monkeypatch.setattr(processes, "PIDS_TOLD", True)
+    assert processes.owner_gone(f"{processes.HOST}-999999999-0a0b0c0d") is True

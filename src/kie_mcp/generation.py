@@ -34,7 +34,15 @@ from kie_mcp.catalog.pricing import (
 from kie_mcp.catalog.script import ClipCost, ClipPrice, ScriptFit, fit_script, speech_models
 from kie_mcp.catalog.spec import Operation, UnifiedRoute
 from kie_mcp.catalog.validate import argument_name, named_for_user
-from kie_mcp.journal import CALL_ANSWERED, CALL_CUT_OFF, CALL_RUNNING, JOURNAL_ERRORS, JournalUnavailable, storage_fix
+from kie_mcp.journal import (
+    CALL_ANSWERED,
+    CALL_CUT_OFF,
+    CALL_RUNNING,
+    JOURNAL_ERRORS,
+    JournalUnavailable,
+    ReservationGivenBack,
+    storage_fix,
+)
 from kie_mcp.kie import FAMILIES, KieClient, KieError, NotSentError, OutcomeUnknownError, RefusedHereError
 from kie_mcp.kie.client import UPLOAD_FAILED, ExistingTaskError
 from kie_mcp.kie.errors import not_published
@@ -2345,6 +2353,14 @@ async def _submit(
                 still=still,
             )
         )
+    except ReservationGivenBack:  # given back by a start that took this server for stopped: not sent, not refunded
+        slot.not_counted()
+        record.state, record.credits_reserved = "failed", 0.0
+        record.error = (
+            "Not sent: another kie-mcp starting on this workspace took this server for stopped and gave this "
+            "create's credits back, so it was not sent; nothing was created or charged for it. Ask for it again."
+        )
+        return None
     except JOURNAL_ERRORS as err:
         slot.not_counted()
         record.state, record.credits_reserved = "failed", 0.0

@@ -758,6 +758,11 @@ def _take_up_unclaimed(db: sqlite3.Connection, create: LoggedCreate, attempts: l
     return True
 
 
+class ReservationGivenBack(RuntimeError):
+    """A create's reservation shows none of its creates left to begin: a start on the workspace took this server
+    for stopped and gave them back (``SpendBook.book_unsent``), so this one is not sent, nor refunded again."""
+
+
 class JournalUnavailable(RuntimeError):
     """The journal cannot be opened or written; the message says why and what to do."""
 
@@ -1357,8 +1362,8 @@ class Journal:
         moment, so that a start books the refund of a refusal its server could not (``Ledger.book_owed_refunds``);
         ``reservation``: that reservation's entry, whose creates not begun it counts one fewer of (``UNSENT_DOWN``) in
         the same transaction: a create written here may have reached KIE, so its share is never given back as not
-        sent. The id returned (``a_`` and 16 random hex digits) is no secret: the call log names the create's answer
-        by it.
+        sent. Raises ``ReservationGivenBack``, writing nothing, when it shows none left to begin. The id returned
+        (``a_`` and 16 random hex digits) is no secret: the call log names the create's answer by it.
         ``still``: whether the create is still wanted, asked once the write lock is held (after any wait for another
         writer's): False writes nothing and returns None, and the create is not sent (its call was cut off, or
         declined, while the lock was waited for)."""
@@ -1367,6 +1372,8 @@ class Journal:
         with self.transaction(durable=True) as db:
             if still is not None and not still():
                 return None
+            if reservation is not None and not db.execute(UNSENT_DOWN, (reservation,)).rowcount:
+                raise ReservationGivenBack(reservation)  # nothing written: the transaction is rolled back
             db.execute(
                 "INSERT INTO attempts (attempt_id, model, family, approved_by, quote_id, prompt, params, options_key,"
                 " credits_quoted, state, session, created, updated, digest, owner, answered, kind, sandbox,"
@@ -1397,8 +1404,6 @@ class Journal:
                     reserved_at,
                 ),
             )
-            if reservation is not None:
-                db.execute(UNSENT_DOWN, (reservation,))
         return attempt_id
 
     def finish_attempt(self, attempt_id: str, state: str, task_id: str | None = None, error: str | None = None) -> None:
@@ -1578,7 +1583,7 @@ class Journal:
         with contextlib.suppress(OSError), _own_folder(folder) as opened:
             for attempt_id in attempt_ids:
                 if ATTEMPT_ID.fullmatch(attempt_id):
-                    with contextlib.suppress(FileNotFoundError):
+                    with contextlib.suppress(OSError):  # gone already, or a folder of that name: the others still go
                         os.unlink(attempt_id, dir_fd=opened) if opened is not None else (folder / attempt_id).unlink()
 
     def take_kept_answers(self) -> int:

@@ -7,6 +7,7 @@ import hashlib
 import os
 import secrets
 import socket
+import sys
 from pathlib import Path
 
 
@@ -24,9 +25,24 @@ def _this_host() -> str:
     return hashlib.sha256("\0".join(facts).encode("utf-8", "replace")).hexdigest()[:8]
 
 
+def _pids_told() -> bool:
+    """Whether this machine's tag tells its process ids from those of another PID namespace beside it: off Linux
+    there are none, and on Linux only when the namespace could be read (``_this_host``)."""
+    if not sys.platform.startswith("linux"):
+        return True
+    try:
+        os.stat("/proc/self/ns/pid")
+    except OSError:
+        return False
+    return True
+
+
 # This machine (this boot, this PID namespace), in a temporary file's name or a create attempt's owner: a workspace on
 # shared storage may be written by servers on other machines (or containers), whose process ids mean nothing here.
 HOST = _this_host()
+# False where a sandbox hides the PID namespace: two containers of one name, each its own process 1, then share a
+# tag, and another's live server would be taken for gone (``owner_gone`` cannot tell, and says so).
+PIDS_TOLD = _pids_told()
 
 
 # This run of this process: a process given the id an earlier one had (a container restarted in place is process 1
@@ -82,6 +98,8 @@ def owner_gone(owner: str | None) -> bool | None:
     pid, _, run = rest.partition("-")  # older kie-mcp wrote no run
     if host != HOST or not (pid.isascii() and pid.isdigit()) or len(pid) > 20:  # "①" is a digit to isdigit
         return None
+    if not PIDS_TOLD:  # its process id may be another PID namespace's: only this very process is told
+        return False if (int(pid), run) == (os.getpid(), RUN) else None
     if int(pid) == os.getpid():
         return run != RUN  # this process id, another run: an earlier process, gone
     return not alive(int(pid))

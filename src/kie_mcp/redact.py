@@ -592,7 +592,21 @@ def redact(text: str) -> str:
     longer matched, and the token's ends stayed; a credential replaced first could leave part of a disguised key."""
     if not text:
         return text
-    return _replaced(text, _registered_spans(text) + _credential_spans(text))
+    secrets = _registered_spans(text)
+    spans = secrets + _credential_spans(text)
+    if secrets:  # and with the secrets taken out: a credential right after the key ends where the key does
+        spans += _credential_spans(_masked(text, secrets))
+    return _replaced(text, spans)
+
+
+def _masked(text: str, spans: list[tuple[int, int]]) -> str:
+    """``text`` with each of ``spans`` filled with NUL characters, its length and every other place kept: a
+    pattern's boundary (``\b``, "no token character before") sees one there, as it saw ``[redacted]``, and a run
+    of a secret's characters stops there."""
+    kept = list(text)
+    for begin, end in spans:
+        kept[begin:end] = "\0" * (end - begin)
+    return "".join(kept)
 
 
 def _credential_spans(text: str, *, every: bool = False) -> list[tuple[int, int]]:
@@ -734,7 +748,8 @@ def _secret_spans(text: str) -> list[tuple[int, int]]:
     """Where in ``text`` registered secrets stand (any form, or a run of their characters), merged, in order."""
     pattern, runs = _registry.pattern, _registry.runs
     spans = [match.span() for match in pattern.finditer(text)] if pattern is not None else []
-    for match in runs.finditer(text) if runs is not None else ():
+    looked = _masked(text, spans) if spans and runs is not None else text  # a whole form found is no run to cut
+    for match in runs.finditer(looked) if runs is not None else ():
         spans += [(match.start() + begin, match.start() + end) for begin, end in _piece_spans(match.group(0))]
     return _merged(spans)
 

@@ -537,7 +537,8 @@ class SpendBook:
         clock set back): booked on that earlier day, a refund was cut to what it held (often nothing, and never
         again) or reopened its cap. ``settles``: the reservation's entry (``Reservation.entry``) when this gives back
         the share of one of its creates that was not sent: counted as such in the same transaction
-        (``journal.UNSENT_DOWN``), so that a start never gives it back again once this server is gone."""
+        (``journal.UNSENT_DOWN``), so that a start never gives it back again once this server is gone; one a start
+        gave back already (it took this server for stopped) is not booked again, and returns False."""
         if not math.isfinite(delta):
             return False
         same = _ONE_CHARGE if reason in _ONE_CHARGE else (reason, reason)  # a task's charge: however it was learned
@@ -549,9 +550,9 @@ class SpendBook:
         with self.journal.transaction(durable=True) as db:  # what KIE charged or refunded: kept through a power loss
             if once and ref and db.execute(seen, (ref, *same)).fetchone():  # booked meanwhile, by another writer
                 return False
+            if settles is not None and not db.execute(UNSENT_DOWN, (settles,)).rowcount:
+                return False  # a start took its server for stopped and gave it back already (``book_unsent``)
             self._correct(db, delta, reason, ref, at=at, day=day, reserved=reserved)
-            if settles is not None:
-                db.execute(UNSENT_DOWN, (settles,))
         return True
 
     def _correct(
