@@ -1144,10 +1144,12 @@ class Follower:
         being recorded."""
         try:
             for uri in uris:
-                if self._publish is not None:
-                    await self._publish(uri)
-                for connection in self.subscribers.subscribed(uri):
-                    self.outboxes.of(connection).updated(uri)
+                if self._publish is not None:  # and under each URI a listen stream wrote it otherwise, as written
+                    for written in (uri, *self.subscribers.listened_as(uri)):
+                        await self._publish(written)
+                for connection, written_as in self.subscribers.subscribed(uri):
+                    for written in written_as:  # as the session subscribed to it
+                        self.outboxes.of(connection).updated(written)
         except Exception as err:
             log.debug("could not publish the update of %s: %s", ", ".join(uris), err)
 
