@@ -385,15 +385,20 @@ def simulator_running(speed: str = "1", *, kill: bool = False) -> Iterator[str]:
     process.wait(timeout=10)
 
 
-def answer_from(stdout: Any, pending: bytearray, request_id: Any, within: float) -> dict[str, Any]:
+def answer_from(
+    stdout: Any, pending: bytearray, request_id: Any, within: float, seen: list[tuple[float, Any]] | None = None
+) -> dict[str, Any]:
     """The answer to ``request_id`` read from a server's ``stdout`` (messages before it skipped; ``pending`` holds
-    what was read past it), or an AssertionError when none comes ``within`` seconds."""
+    what was read past it), or an AssertionError when none comes ``within`` seconds. ``seen`` gets every message
+    read, the answer too, each with the moment it was read."""
     deadline = time.monotonic() + within
     while True:
         while b"\n" in pending:
             line, _, rest = bytes(pending).partition(b"\n")
             pending[:] = rest
             message = json.loads(line)
+            if seen is not None:
+                seen.append((time.monotonic(), message))
             if message.get("id") == request_id and "method" not in message:
                 return message
         ready, _, _ = select.select([stdout], [], [], max(deadline - time.monotonic(), 0))

@@ -165,16 +165,19 @@ async def test_check_task_of_0_s_on_a_second_server_asks_kie_once_and_leaves_the
     task answered "queued. Check again later" for a video KIE had finished: it only read the journal, and the
     following server's next look was up to a minute away (the README calls 0 s "the one explicit 'look now'"). It
     asks KIE once, answers that the task succeeded and that the other server saves its results; that server,
-    reading the journal, looks at once and saves them, and the second server downloads nothing."""
+    reading the journal, looks at once and saves them, and the second server downloads nothing. It waits a while for
+    them, as for results it saves itself (``save_grace``: 0.5 s here, the first server's download taking 3 s), and says
+    who saves them once that runs out."""
     slow = replace(settings, poll_min_interval=2.0)  # the first server's own first look at the video: 72 s away
     first, second = CountedTransport(transport), CountedTransport(transport)
     await controls.post("clock/speed", {"speed": 0})
     async with (
         Client(create_server(slow, transport=first), elicitation_callback=answering()) as a,
-        Client(create_server(slow, transport=second), mode=mode) as b,
+        Client(create_server(replace(slow, save_grace=0.5), transport=second), mode=mode) as b,
     ):
         task_id = await video_nobody_waits_for(a)
         await controls.post(f"tasks/{task_id}", {"state": "success"})
+        await controls.fault("files", kind="slow", seconds=3)
         checked = await b.call_tool("check_task", {"task_id": task_id})
         assert await until_saved(tmp_path, task_id, seconds=10)  # well before the first server's own look
         later = await listing_files(b, task_id)  # ... and recorded: this server's check_task shows them

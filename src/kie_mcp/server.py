@@ -38,6 +38,7 @@ from mcp.types import (
     PaginatedRequestParams,
     SetLevelRequestParams,
     SubscribeRequestParams,
+    SubscriptionsListenRequestParams,
     UnsubscribeRequestParams,
 )
 from mcp.types import Resource as MCPResource
@@ -265,26 +266,9 @@ async def _set_client_log_level(ctx: Any, params: SetLevelRequestParams) -> Empt
     return EmptyResult()
 
 
-async def _subscribe(ctx: Any, params: SubscribeRequestParams) -> EmptyResult:
-    """resources/subscribe (handshake era; 2026-07-28 clients listen): the updates of a task resource are sent to
-    this session from now on (``tasks.subscribers``); any other URI is refused, saying which can be subscribed to."""
-    from kie_mcp.tasks.subscribers import NotSubscribable, connection_of, subscribable
-
-    try:
-        uri = subscribable(params.uri)
-    except NotSubscribable as err:
-        raise MCPError(code=INVALID_PARAMS, message=str(err)) from None
-    holder = ctx.lifespan_context
-    try:
-        runtime = await holder.get()  # the follower sends the updates
-    except RuntimeUnavailable as err:
-        raise MCPError(code=INTERNAL_ERROR, message=str(err)) from None
-    runtime.follower.subscribers.subscribe(connection_of(ctx), uri)
-    return EmptyResult()
-
-
 async def _unsubscribe(ctx: Any, params: UnsubscribeRequestParams) -> EmptyResult:
-    """resources/unsubscribe: no more updates of that URI to this session (nothing to do when it was not subscribed)."""
+    """resources/unsubscribe: no more updates of that URI, as it was subscribed to, to this session (nothing to do
+    when it was not subscribed)."""
     from kie_mcp.tasks.subscribers import connection_of
 
     with contextlib.suppress(RuntimeUnavailable):  # unavailable: nothing could have been subscribed
@@ -307,7 +291,9 @@ class _Server(MCPServer):
       cannot read.
     - ``logging/setLevel`` is served (so ``logging`` is declared): the follower's log messages honour it.
     - ``resources/subscribe`` and ``resources/unsubscribe`` are served (so handshake-era clients are told
-      ``subscribe: true``): the follower sends a subscribed session the updates of the task resources.
+      ``subscribe: true``): the follower sends a subscribed session the updates of the task resources. Those and the
+      URIs of a ``subscriptions/listen`` are judged as their read takes them (``tasks.subscribers.subscribable``):
+      one whose read is refused, or that is never updated, is refused in words (the SDK's listen honours any URI).
     - ``resources/list`` answers in pages (``resourcepages``): the SDK's handler ignores the cursor and lists all.
     - ``completion/complete`` is served (so ``completions`` is declared): the workflows' model and picture arguments
       and the model and task templates' ids (``completions``).
@@ -350,8 +336,16 @@ class _Server(MCPServer):
         self._lowlevel_server.add_request_handler("resources/list", PaginatedRequestParams, self._list_resources_page)
         # Handshake-era subscriptions to the task resources (the 2026-07-28 era has subscriptions/listen instead; the
         # SDK answers these methods "Method not found" there and advertises subscribe by listen alone).
-        self._lowlevel_server.add_request_handler("resources/subscribe", SubscribeRequestParams, _subscribe)
+        self._lowlevel_server.add_request_handler("resources/subscribe", SubscribeRequestParams, self._subscribe)
         self._lowlevel_server.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, _unsubscribe)
+        # subscriptions/listen (2026-07-28): the SDK's stream, once its resource URIs are judged as resources/subscribe
+        # judges one (the SDK's own handler acknowledges any URI, which then never fires)
+        listen = self._lowlevel_server._request_handlers.get("subscriptions/listen")
+        self._listener = listen.handler if listen is not None else None
+        if self._listener is not None:
+            self._lowlevel_server.add_request_handler(
+                "subscriptions/listen", SubscriptionsListenRequestParams, self._listen
+            )
         # As the SDK's ``completion()`` decorator registers one, but with the request: the runtime, opened on need.
         self._lowlevel_server.add_request_handler("completion/complete", CompleteRequestParams, self._complete)
         # Outside the SDK's request-state boundary, so its refusal of a stale answer is explained here too.
@@ -359,6 +353,72 @@ class _Server(MCPServer):
         boundary = next((i for i, m in enumerate(chain) if isinstance(m, RequestStateBoundary)), len(chain))
         security = kwargs.get("request_state_security")  # to tell why an answer's sealed state was refused
         chain.insert(boundary, functools.partial(_answered_without_secrets, sealed_by=security))
+
+    async def _subscribe(self, ctx: Any, params: SubscribeRequestParams) -> EmptyResult:
+        """resources/subscribe (handshake era; 2026-07-28 clients listen): the updates of a task resource are sent to
+        this session from now on, under the URI as it subscribed to it (``tasks.subscribers``); a URI whose read is
+        refused, and any other resource, is refused, saying why and which can be subscribed to."""
+        from kie_mcp.tasks.subscribers import connection_of
+
+        runtime = await self._subscription_runtime(ctx)
+        [published] = (await self._subscribable(ctx, [params.uri])).values()
+        runtime.follower.subscribers.subscribe(connection_of(ctx), params.uri, published)
+        return EmptyResult()
+
+    async def _listen(self, ctx: Any, params: SubscriptionsListenRequestParams) -> Any:
+        """subscriptions/listen (2026-07-28): the SDK's stream, its resource URIs judged first as resources/subscribe
+        judges one: a listen naming one whose read is refused, or a resource never updated, is refused in words before
+        it is acknowledged (nothing listened to); a URI written otherwise than the follower publishes it that reads the
+        same task hears its updates under the URI as written, while the stream is open."""
+        assert self._listener is not None
+        uris = list(dict.fromkeys(params.notifications.resource_subscriptions or ()))
+        if not uris:  # list changes only: nothing to judge, nor to open
+            return await self._listener(ctx, params)
+        published = await self._subscribable(ctx, uris)  # kie://tasks alone opens nothing: a stream from the start
+        if all(uri == to for uri, to in published.items()):  # hears what the follower's start announces
+            return await self._listener(ctx, params)
+        runtime = await self._subscription_runtime(ctx)  # open already: a task's URI was read
+        with runtime.follower.subscribers.listening(published):
+            return await self._listener(ctx, params)
+
+    @staticmethod
+    async def _subscription_runtime(ctx: Any) -> Runtime:
+        holder = ctx.lifespan_context
+        try:
+            runtime: Runtime = await holder.get()  # the follower sends the updates
+        except RuntimeUnavailable as err:
+            raise MCPError(code=INTERNAL_ERROR, message=str(err)) from None
+        return runtime
+
+    async def _subscribable(self, ctx: Any, uris: list[str]) -> dict[str, str]:
+        """Each of ``uris``: the URI its updates are published as (``tasks.subscribers.subscribable``: by this server's
+        own resource read, made on the request ``ctx``). The first refused ends it, refused as invalid params (or as
+        the read's own error, when it could not be made now), saying why."""
+        from mcp.server.mcpserver import Context
+
+        from kie_mcp.tasks.subscribers import NotSubscribable, ReadRefused, subscribable
+
+        async def read(uri: str) -> str:
+            context = Context(request_context=ctx, mcp_server=self, subscriptions=self._subscriptions)
+            try:
+                contents = await self.read_resource(uri, context)
+            except ResourceNotFoundError as err:
+                raise ReadRefused(str(err)) from None
+            except ResourceError as err:
+                raise ReadRefused(str(err), INTERNAL_ERROR) from None
+            except MCPError as err:
+                raise ReadRefused(err.error.message, err.error.code) from None
+            item = next(iter(contents), None) if isinstance(contents, list | tuple) else None
+            content = getattr(item, "content", "")
+            return content if isinstance(content, str) else ""
+
+        published: dict[str, str] = {}
+        for uri in uris:
+            try:
+                published[uri] = await subscribable(uri, read)
+            except NotSubscribable as err:
+                raise MCPError(code=err.code, message=str(err)) from None
+        return published
 
     def _ensure_registered(self) -> None:
         """Load the surface and register its tools (deferring its resources and prompts), once. A registration

@@ -80,8 +80,13 @@ whether or not a tool call is waiting on it:
   and takes it over once that server is gone (its process has ended, killed too: a call waiting on it here at once,
   the next rescan otherwise), or its claim goes ``QUIET`` unrenewed (another machine's). Meanwhile a call here that
   waits on such a task (a ``check_task``; a generation, when KIE answered with a task another server made, or that
-  server's rescan took up this one's new task while it was busy) reads the journal every ``poll_max_interval``
-  instead of asking KIE, and this server's clients are told of its changes read the same way (``_observe``): every
+  server's rescan took up this one's new task while it was busy) reads its row in the journal instead of asking KIE
+  (``_read_apart``: every ``poll_min_interval``, a second at most, in a worker thread, and once more as the wait ends,
+  so it answers what that server recorded within a second, with progress notifications at each read), waits for
+  the results of one that ended while that server saves them (``check_task``: as long as for its own,
+  ``save_grace``; saying they are being saved elsewhere only once that runs out), and saves them itself when that
+  server let them go unsaved (it stopped). This server's clients are told of its changes read the same way
+  (``_observe``): every
   ``poll_max_interval`` the follower reads the tasks the journal recorded since its last read (``_relay``, an index
   search on ``updated``) and observes each unfinished one it does not follow, whoever made it and whether or not
   anyone here asked about it; one another server made and finished between two reads is announced at once. A
@@ -168,6 +173,7 @@ RESCAN = 60.0  # how often the journal is read for unfinished tasks nobody follo
 ADOPT_PAGE = 500  # unfinished tasks read from the journal at a time (the journal's default page)
 ADOPT_PAGES = 20  # pages a scan reads at most: 10,000 unfinished tasks
 QUIET = 180.0  # ... adopted when nothing was recorded about them for this long
+APART_READ = 1.0  # real seconds: a call waiting on a task another server follows reads it at least this often
 CHANGES_OVERLAP = 5.0  # real seconds each read of the journal's changes reaches back (a write committed late)
 TOLD_KEPT = 10_000  # what the clients were last told of each task, for this many tasks (the journal relay's memory)
 GIVE_UP = 8  # refusals in a row after which a task is left alone
@@ -1138,10 +1144,12 @@ class Follower:
         being recorded."""
         try:
             for uri in uris:
-                if self._publish is not None:
-                    await self._publish(uri)
-                for connection in self.subscribers.subscribed(uri):
-                    self.outboxes.of(connection).updated(uri)
+                if self._publish is not None:  # and under each URI a listen stream wrote it otherwise, as written
+                    for written in (uri, *self.subscribers.listened_as(uri)):
+                        await self._publish(written)
+                for connection, written_as in self.subscribers.subscribed(uri):
+                    for written in written_as:  # as the session subscribed to it
+                        self.outboxes.of(connection).updated(written)
         except Exception as err:
             log.debug("could not publish the update of %s: %s", ", ".join(uris), err)
 
@@ -1263,12 +1271,16 @@ class Follower:
         on_update: OnUpdate | None,
         *,
         links_owed: bool = False,
+        saving_for: float | None = None,
     ) -> tuple[list[TaskRecord], list[str]]:
         """Wait on ``watches`` (the followed ``records``). A record another server's follower holds (it may have
         taken up a task while the server that made it was busy, or KIE answered with a task that server made) is
-        read from the journal every ``poll_max_interval`` instead, never asked of KIE a second time, and followed
-        here once that server is gone. ``links_owed``: a task KIE said succeeded without a result link ends the
-        wait too."""
+        read from the journal instead, never asked of KIE a second time: every ``apart_every`` (a second at most),
+        off the event loop, and once more as the wait ends, so an end recorded there is answered, not the state the
+        wait began with; followed here once that server is gone. One that ended with its results unsaved is waited
+        on until that server has saved them; ``saving_for`` (``check_task``: its ``save_grace``, as for a task this
+        follower saves) is how long from the start of the wait that may take at least. ``links_owed``: a task KIE
+        said succeeded without a result link ends the wait too."""
         rt = await self._runtime()
         records, watches = list(records), list(watches)
         apart = {i for i, watch in enumerate(watches) if watch is None and self._held_apart(records[i])}
@@ -1276,15 +1288,20 @@ class Follower:
         followed = [w for w in watches if w is not None]
         for watch in followed:
             watch.waiters += 1
-        deadline = time.monotonic() + seconds
-        read_at = time.monotonic() + rt.settings.poll_max_interval
+        start = time.monotonic()
+        deadline = start + seconds
+        every = self.apart_every()
+        read_at = start + every
         try:
             while True:
-                if apart and time.monotonic() >= read_at:
-                    read_at = time.monotonic() + rt.settings.poll_max_interval
-                    for taken in self._read_apart(records, watches, apart):
+                now = time.monotonic()
+                if apart and (now >= read_at or now >= deadline):  # ... and once more at the end, before answering
+                    for taken in await self._read_apart(records, watches, apart):
                         taken.waiters += 1
                         followed.append(taken)
+                    read_at = time.monotonic() + every
+                if saving_for is not None and any(records[i].finished for i in apart):  # saved elsewhere: a while
+                    deadline = max(deadline, start + saving_for)
                 for watch in followed:
                     self._estimate(watch)
                 if on_update is not None:
@@ -1318,25 +1335,52 @@ class Follower:
             problems += [line for line in watch.problems if line not in problems]
         return _current(records, watches), problems
 
-    def _held_apart(self, record: TaskRecord) -> bool:
-        return record.task_id is not None and not record.finished and self._held_elsewhere(record.task_id)
-
-    def _read_apart(self, records: list[TaskRecord], watches: list[Watch | None], apart: set[int]) -> list[Watch]:
-        """Read again from the journal the records held elsewhere (in place); one that ended leaves ``apart``, and
-        one whose holder is gone is followed here (returned: the waiter waits on it from now on)."""
+    def apart_every(self) -> float:
+        """How often a call waiting on a task another server follows reads it from the journal (real seconds):
+        ``settings.poll_min_interval``, a second at most. One indexed row in a worker thread: the other server's
+        record of the task's end (or of its saved results) is answered within that, never a state read at the start
+        of the wait."""
         assert self._rt is not None
+        return min(self._rt.settings.poll_min_interval, APART_READ)
+
+    def _held_apart(self, record: TaskRecord) -> bool:
+        """Whether another server's follower holds ``record``'s task, unfinished or ended with its results unsaved
+        (that server is saving them)."""
+        if record.task_id is None or (record.finished and not self._unsaved_results(record)):
+            return False
+        return self._held_elsewhere(record.task_id)
+
+    async def _read_apart(self, records: list[TaskRecord], watches: list[Watch | None], apart: set[int]) -> list[Watch]:
+        """Read again from the journal, in a worker thread, the records held elsewhere (in place): each one's holder
+        first, then its record, so that a holder gone after it recorded the saved results is read with them. One
+        that ended with its results saved, or that no server holds any more, leaves ``apart``; one still unfinished
+        whose holder is gone is followed here (returned: the waiter waits on it from now on)."""
+        assert self._rt is not None
+        tasks = self._rt.tasks
+        known = {i: records[i] for i in sorted(apart)}
+
+        def read() -> dict[int, tuple[bool, TaskRecord, bool] | None]:
+            found: dict[int, tuple[bool, TaskRecord, bool] | None] = {}
+            for i, record in known.items():
+                assert record.task_id is not None
+                try:
+                    held = self._held_elsewhere(record.task_id)
+                    current = tasks.get(record.task_id) or record
+                    found[i] = (held, current, current.finished and self._unsaved_results(current))
+                except JOURNAL_ERRORS:  # no journal to read: what this call knew is its answer
+                    found[i] = None
+            return found
+
         taken: list[Watch] = []
-        for i in sorted(apart):
-            task_id = records[i].task_id
-            assert task_id is not None
-            try:
-                records[i] = self._rt.tasks.get(task_id) or records[i]
-            except JOURNAL_ERRORS:
-                apart.discard(i)  # no journal to read: what this call knew is its answer
-                continue
-            if records[i].finished:
+        for i, seen in (await anyio.to_thread.run_sync(read)).items():
+            if seen is None:
                 apart.discard(i)
-            elif not self._held_elsewhere(task_id) and (watch := self._add(records[i], asked=True)) is not None:
+                continue
+            held, records[i], unsaved = seen
+            if records[i].finished:
+                if not (held and unsaved):  # saved, or nobody saves them now: the caller's to answer (and save)
+                    apart.discard(i)
+            elif not held and (watch := self._add(records[i], asked=True)) is not None:
                 apart.discard(i)
                 watches[i] = watch
                 taken.append(watch)
@@ -1355,10 +1399,15 @@ class Follower:
             problems: list[str] = []
             if seconds <= 0 and not looked:  # the person asks: KIE is asked once here too (that server saves it)
                 record, problems = await self._look_apart(record)
-            [current], _ = await self._wait_on([record], [None], seconds, on_update)
+            # Its end, read from the journal, waits a while for that server to save the results, as one of this
+            # follower's own does (``save_grace``)
+            grace = self.save_grace(seconds)
+            [current], _ = await self._wait_on([record], [None], seconds, on_update, saving_for=grace)
+            saving = current.finished and self._unsaved_results(current)
+            if saving and current.task_id is not None and not self._held_elsewhere(current.task_id):
+                return Checked(current, problems, held=False)  # let go unsaved (stopped, between tries): saved here
             self._observe(current)
             self._remember_told(current)
-            saving = current.finished and self._unsaved_results(current)
             return Checked(current, problems, held=True, saving=saving, elsewhere=saving)
         if seconds <= 0 and not looked:  # also a success KIE sent without its links: the person asks, KIE is asked
             await self._look_now(watch)
