@@ -272,3 +272,27 @@ async def test_a_script_refused_with_no_prompt_is_the_requests_only_problem_neve
     listed = [line[2:].split(": ", 1)[0] for line in text_of(with_ratio).splitlines() if line.startswith("- ")]
     assert listed == ["script", "aspect_ratio"], text_of(with_ratio)
     assert await controls.creates() == []
+
+
+# -- whole numbers KIE could not take ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model_id", "options"),
+    [
+        ("grok-imagine-image-2-0/segment-edit", {"task_id": "t1", "mask_indexs": ["¹"]}),
+        ("grok-imagine-image-2-0/segment-edit", {"task_id": "t1", "mask_indexs": [10**30]}),
+        ("grok-imagine-image-2-0/segment-edit", {"task_id": "t1", "mask_indexs": [1e300]}),
+        ("grok-imagine-image-2-0/segment-edit", {"task_id": "t1", "mask_indexs": [2**63]}),
+        (SILENT_VIDEO, {"seed": "²"}),
+        (SILENT_VIDEO, {"seed": 10**30}),
+        (SILENT_VIDEO, {"seed": 1e300}),
+    ],
+)
+def test_a_whole_number_in_other_digits_or_too_large_for_kie_is_refused_naming_its_field(model_id, options):
+    """ "²" is a digit to ``str.isdigit`` but no number to ``int`` (it crashed the check), and 10**30 or 1e300 went
+    to KIE as a setting no model has (a charge, or a refusal, nobody knows): each is refused, naming the field."""
+    spec = CATALOG.get(model_id)
+    prompt = "make the hat red" if "segment" in model_id else "a fox at dawn"
+    problems = _problems(spec, prompt=prompt, options=options)
+    assert [field for field, _ in problems] == [f"options.{next(k for k in options if k != 'task_id')}"], problems

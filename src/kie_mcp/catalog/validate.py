@@ -530,20 +530,28 @@ def _coerce(field: FieldSpec, value: Any) -> Any:
         if isinstance(field.values[0], str) and isinstance(value, int | float) and not isinstance(value, bool):
             as_text = str(int(value)) if float(value).is_integer() else str(value)
             return as_text if as_text in field.values else value
-        if isinstance(field.values[0], int) and isinstance(value, str) and value.strip().isdigit():
+        if isinstance(field.values[0], int) and isinstance(value, str) and _WHOLE_TEXT.fullmatch(value):
             return int(value)
-    if field.type == "integer" and isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if field.type == "integer" and isinstance(value, str) and _WHOLE_TEXT.fullmatch(value):
         return int(value)
     if field.type == "integers" and isinstance(value, list):
         return [_whole(item) for item in value]
     return value
 
 
+# A whole number written as text: ASCII digits alone (``str.isdigit`` also takes "²", which ``int`` refuses), few
+# enough for any whole number KIE takes (``WHOLE_LIMIT``).
+_WHOLE_TEXT = re.compile(r"\s*-?[0-9]{1,18}\s*")
+# The largest whole number sent to KIE in a field that sets no bound of its own: a 64-bit integer's (10**30, or 1e300
+# as a number, is no setting any model has, and what KIE makes of it, a refusal or a charge, is unknown).
+WHOLE_LIMIT = 2**63 - 1
+
+
 def _whole(item: Any) -> Any:
     """A list of whole numbers' item as KIE takes it: ``"3"`` and ``3.0`` are 3; anything else as given (checked)."""
-    if isinstance(item, str) and item.strip().lstrip("-").isdigit():
+    if isinstance(item, str) and _WHOLE_TEXT.fullmatch(item):
         return int(item)
-    if isinstance(item, float) and item.is_integer():
+    if isinstance(item, float) and item.is_integer() and abs(item) <= 2**53:
         return int(item)
     return item
 
@@ -581,6 +589,8 @@ def _check_value(field: FieldSpec, value: Any) -> str | None:
             return _not_finite(field, value, nested=False)
         if isinstance(value, bool) or not isinstance(value, int | float) or (kind == "integer" and value != int(value)):
             return f"expected a{'n integer' if kind == 'integer' else ' number'}, got {plain(value)}."
+        if kind == "integer" and abs(value) > WHOLE_LIMIT:
+            return f"{plain(value)} is too large: give a whole number between {-WHOLE_LIMIT} and {WHOLE_LIMIT}."
         if field.auto is not None and value == field.auto:
             return _auto_refused(field, value)
         if (field.min is not None and value < field.min) or (field.max is not None and value > field.max):
@@ -617,6 +627,8 @@ def _check_value(field: FieldSpec, value: Any) -> str | None:
     if kind == "integers":
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             return f"expected a list of whole numbers, got {plain(value)}."
+        if huge := [v for v in value if abs(v) > WHOLE_LIMIT]:
+            return f"{plain(huge[0])} is too large: give whole numbers between {-WHOLE_LIMIT} and {WHOLE_LIMIT}."
         low, high = field.min, field.max
         if outside := [v for v in value if (low is not None and v < low) or (high is not None and v > high)]:
             return f"every item must be {_range_text(low, high)}; {plain(outside[0])} is not."
