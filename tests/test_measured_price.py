@@ -261,3 +261,27 @@ async def test_a_result_link_of_a_task_made_here_binds_its_price_as_the_saved_fi
     assert auto.structured_content["status"] == "submitted", text_of(auto)  # a known 128, under the 300 limit
     creates = await controls.creates()
     assert creates[-1]["body"]["input"]["video_url"] == link
+
+
+async def test_the_simulated_kie_charges_a_rate_per_input_second_by_the_clip_it_was_sent(connect, controls, tmp_path):
+    """The review: the simulator priced a rate per second of an input video (Kling 3.0 Omni transformation, 20
+    credits a second at 720p) without measuring the clip, so 2 s, 10 s and 60 s clips were all charged its flat
+    unknown price (50), and nothing kie-mcp measured and quoted was ever borne out against it. It reads the clips it
+    holds as KIE bills them: 40 credits for 2 s, 200 for 10 s, as the quote said."""
+    charged: list[float] = []
+    quoted: list[float] = []
+    for seconds in (2, 10):
+        (tmp_path / f"clip{seconds}.mp4").write_bytes(clip_bytes("16x9.mp4", seconds))
+        call = {
+            "model": "kling-3.0-omni/transformation",
+            "prompt": "x",
+            "options": {"video_urls": [f"clip{seconds}.mp4"]},
+        }
+        before = (await controls.get("state"))["balances"]["default"]
+        async with connect(auto_approve_credits=500, max_credits_per_call=500) as client:
+            estimate = await client.call_tool("estimate_cost", call)
+            made = await client.call_tool("generate_video", {**call, "wait_seconds": 5})
+        assert made.structured_content["status"] == "completed", text_of(made)
+        quoted.append(estimate.structured_content["quote"]["credits_total"])
+        charged.append(before - (await controls.get("state"))["balances"]["default"])
+    assert charged == quoted == [40, 200], (charged, quoted)

@@ -85,3 +85,32 @@ async def test_segment_requests_kie_would_refuse_are_refused_before_anything_is_
     assert "options.mask_indexs: expected a list of whole numbers" in said["a word"], said
     assert "options.mask_indexs: has 0 item(s); allowed at least 1" in said["no segment"], said
     assert await controls.creates() == []
+
+
+async def test_a_segment_edit_of_no_grok_image_2_task_is_refused_by_kie_and_costs_nothing(connect, controls):
+    """The review: the simulator made and charged a segment edit of a task it never held (and would of another
+    model's task), which KIE refuses: its task_id is "an existing grok-imagine-image-2-0 task". It answers 422 as KIE
+    does for an unknown task, charging nothing; an edit of a Grok Image 2.0 task it made still goes through."""
+    before = (await controls.get("state"))["balances"]["default"]
+    async with connect(auto_approve_credits=10) as client:
+        other = await client.call_tool(
+            "generate_image", {"model": "nano-banana-2", "prompt": "a hat", "wait_seconds": 30}
+        )
+        other_task = other.structured_content["tasks"][0]["task_id"]
+        edits = {
+            task_id: await client.call_tool(
+                "generate_image",
+                {
+                    "model": SEGMENT_EDIT,
+                    "prompt": "make the hat red",
+                    "options": {"task_id": task_id, "mask_indexs": [1]},
+                    "wait_seconds": 30,
+                },
+            )
+            for task_id in ("no-such-task", other_task)
+        }
+    for task_id, edit in edits.items():
+        assert edit.structured_content["status"] == "failed", (task_id, text_of(edit))
+        assert not [t for t in edit.structured_content["tasks"] if t.get("task_id")], text_of(edit)
+    after = (await controls.get("state"))["balances"]["default"]
+    assert before - after == 8  # the Nano Banana 2 picture only

@@ -1488,9 +1488,11 @@ async def test_a_confirmation_answered_after_the_server_restarted_says_nothing_w
         ({"tool": "generate_image", "arguments": {**IMAGE, "variations": 4}}, "other arguments than the call that"),
         ({"tool": "generate_image", "arguments": {**IMAGE, "wait_seconds": 5}}, "other arguments than the call that"),
         ({"tool": "generate_video", "arguments": IMAGE}, "on a call of another tool than the one that asked it"),
+        # A tool that asks nothing (check_credits) is no tool to call "to be asked about it": the one that asked is
+        ({"tool": "check_credits", "arguments": {}}, "call generate_image without requestState to be asked about it"),
         ({"tool": "generate_image", "arguments": IMAGE, "late": 901}, "came too late"),
     ],
-    ids=["other-variations", "other-wait", "another-tool", "too-late"],
+    ids=["other-variations", "other-wait", "another-tool", "a-tool-that-asks-nothing", "too-late"],
 )
 @pytest.mark.parametrize("mode", ["auto"])  # the answer comes back sealed in a retried request
 async def test_an_answer_the_seal_refuses_says_why_it_was_refused(connect, controls, monkeypatch, sent, said):
@@ -1674,3 +1676,20 @@ async def test_the_confirmation_form_speaks_to_the_person_not_to_developers(conn
     assert FORM_DESCRIPTION.startswith("kie-mcp asks before it spends KIE credits.")
     assert "``" not in json.dumps(form) and "not_boolean" not in json.dumps(form)
     assert list(form["properties"]) == ["confirm"] and form["required"] == ["confirm"]
+
+
+@pytest.mark.parametrize("mode", ["legacy"])  # the form asked in the call, and answered unreadably
+async def test_with_form_approval_an_unreadable_answer_says_its_quote_only_asks_the_form_again(connect, controls):
+    """The review: under KIE_APPROVAL=form an answer to the form that could not be read came back with a quote and
+    "once they do, call ... with quote_id", as if that quote approved the spend in the chat; here it only binds the
+    call, and repeating it asks the form again. The answer says so, and nothing is sent."""
+
+    async def unreadable(context: Any, params: Any) -> ElicitResult:
+        return ElicitResult(action="accept", content=None)
+
+    async with connect(elicitation=unreadable, approval="form") as client:
+        answer = await client.call_tool("generate_image", IMAGE)
+    assert answer.structured_content["status"] == "confirmation_required", text_of(answer)
+    assert "could not be read" in text_of(answer)
+    assert "only binds the call" in text_of(answer) and "asks the form again" in text_of(answer), text_of(answer)
+    assert await controls.creates() == []

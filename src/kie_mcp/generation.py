@@ -665,7 +665,9 @@ MADE_BEFORE = "This exact request was already made at"  # the note ``twins`` add
 MADE_RECENTLY = "WARNING: this exact request was already made at"  # its warning within ``RECENTLY_MADE``; the same
 
 
-def twins(rt: Runtime, digest: str) -> tuple[str | None, str | None]:
+def twins(
+    rt: Runtime, digest: str, *, besides: str | None = None, strict: bool = False
+) -> tuple[str | None, str | None]:
     """What the quote says of identical requests sent in the last day.
 
     First, the warning for one whose create's outcome is unknown (it may have reached KIE and been charged): led
@@ -676,11 +678,14 @@ def twins(rt: Runtime, digest: str) -> tuple[str | None, str | None]:
     A call of this request still under way (sending its create, or waiting on its task; here also while its input
     files upload or its create waits for its turn, before the journal knows of it: ``under_way``), and one made in
     the last ``RECENTLY_MADE``, are warned about the same way, and so never auto-approved: a host that timed out a
-    call without cancelling it and sent it again would otherwise pay twice, unasked."""
+    call without cancelling it and sent it again would otherwise pay twice, unasked.
+
+    ``besides``: a quote whose own use is left out (``settled_twin``: a call looking again once it used its approval).
+    ``strict``: a journal that cannot be read raises (``JOURNAL_ERRORS``) instead of saying nothing."""
     now = time.time()
     try:
         rows = rt.journal.recent_attempts(digest, now - UNSETTLED_WINDOW)
-        begun = under_way(rt, digest)
+        begun = under_way(rt, digest, besides=besides)
         live = {r["attempt_id"] for r in rows if r["answered"] == CALL_RUNNING and owner_gone(r["owner"]) is False}
         replayed = {r["attempt_id"] for r in rows if now - r["created"] <= RETRY_WINDOW and _cut_off(r)}
         made = [
@@ -691,6 +696,8 @@ def twins(rt: Runtime, digest: str) -> tuple[str | None, str | None]:
         recent = [row for row in made if now - row["created"] <= RECENTLY_MADE and paid_for(rt, row)]
         again = [row for row in rows if row["attempt_id"] in replayed and row["state"] == "created" and row["task_id"]]
     except JOURNAL_ERRORS:
+        if strict:
+            raise
         return None, None
     unsettled = [row for row in rows if row["state"] == "unknown"]
     running = [row for row in rows if row["attempt_id"] in live and row["state"] in ("sending", "created")]
@@ -744,6 +751,43 @@ def on_its_way(begun: float) -> str:
         "input files uploading, or its create waiting for its turn or being sent). Approving this one makes it, and "
         "pays for it, a second time; that call answers with what it made (list_tasks shows it too)."
     )
+
+
+# How long the gate waits for a call of the same request that is on its way to settle (a host's cut-off call giving
+# its approval back, a create being answered) before it asks instead of auto-approving (``settled_twin``).
+TWIN_SETTLING_WAIT = 3.0
+
+
+def _twin_sending(rt: Runtime, digest: str) -> bool:
+    """Whether a call of this request is on its way to KIE now: approved and not in the journal yet (``under_way``),
+    or its create being sent by a live process. A call whose task is made is not: it bought what it bought."""
+    rows = rt.journal.recent_attempts(digest, time.time() - UNSETTLED_WINDOW)
+    live = (row["answered"] == CALL_RUNNING and owner_gone(row["owner"]) is False for row in rows)
+    sending = any(is_live and row["state"] == "sending" for is_live, row in zip(live, rows, strict=True))
+    return sending or under_way(rt, digest) is not None
+
+
+async def settled_twin(rt: Runtime, p: Plan, *, wait: float = 0.0, besides: str | None = None) -> Plan:
+    """``p`` without the warning ``twins`` gave it at planning (``Plan.unsettled``, its first note), when the call of
+    the same request that warning was about has since settled having bought nothing: cut off in a 429's wait, say,
+    and its approval given back. Waits up to ``wait`` seconds, while such a call is still on its way, for it to
+    settle (the gate, before it asks instead of auto-approving). The warning stays whenever the journal says
+    anything of that call that may have cost (its outcome unknown, its task made, still on its way) or cannot be
+    read. ``besides``: this call's own approval, already used (``twins``)."""
+    if not p.unsettled:
+        return p
+    deadline = anyio.current_time() + wait
+    try:
+        while anyio.current_time() < deadline:
+            if not _twin_sending(rt, p.digest):
+                break
+            await anyio.sleep(0.05)  # rare (a retry right after a cut-off): the other call gives its approval back
+        warning, note = twins(rt, p.digest, besides=besides, strict=True)
+    except JOURNAL_ERRORS:
+        return p
+    if warning is not None or (note is not None and not note.startswith(MADE_BEFORE)):
+        return p  # it may have reached KIE (or was cut off after making a task, which a retry is answered with)
+    return replace(p, notes=p.notes[1:], unsettled=False)
 
 
 def _cut_off(attempt: sqlite3.Row) -> bool:
@@ -1241,6 +1285,11 @@ async def decide_approval(
     A quote the person declined on the approval card (``QuoteBook.decline``), passed back as quote_id, is refused
     saying so: nothing is asked, auto-approved or quoted. The same request sent without a quote is not auto-approved
     for ten minutes from the Decline (the person is asked, or a new quote comes back)."""
+    # A call of this request on its way (its warning from ``plan`` alone stops auto-approval) may settle in a moment,
+    # having bought nothing (cut off by its host in a 429's wait): waited for briefly, never asked about needlessly.
+    waited = priced(p.counted) if p.unsettled and p.quote_id is None else None
+    if waited is not None and waited <= auto_approve_limit(rt, replace(p, unsettled=False)):
+        p = await settled_twin(rt, p, wait=TWIN_SETTLING_WAIT)
     if (replay := replay_of(rt, p)) is not None:
         return replay
     refusal = rt.quotes.refusal(p.quote_id, p.digest, p.bound) if p.quote_id else None
@@ -1762,6 +1811,12 @@ async def execute(
             return await replayed(rt, p, tool, decision, wait_seconds=wait_seconds, progress=progress)
         if not isinstance(decision, Approved):
             return without_spending(rt, p, tool, decision)
+        # The call of this request it was warned of at planning (still on its way then) may have settled since,
+        # buying nothing: its warning is then not repeated in this call's answer. An auto approval is given only
+        # once the gate found it so (``decide_approval``), and this call's own claim would count as one on its way.
+        if decision.by == "auto" and p.unsettled:
+            p = replace(p, notes=p.notes[1:], unsettled=False)
+        p = await settled_twin(rt, p, besides=decision.quote_id)
         try:
             made = await made_once(rt, p)
         except BaseException:  # cut off while it waited for another call: nothing was sent, the approval stays good

@@ -789,9 +789,9 @@ ANSWER_FOR_OTHER_ARGUMENTS = (
     "requestState, to be asked about them."
 )
 ANSWER_FOR_ANOTHER_TOOL = (
-    "This answer to a confirmation question came back on a call of another tool than the one that asked it: a yes "
-    "approves only the request it was asked about. Nothing was run, sent or spent. Send the answer with the call "
-    "that asked it, or call this tool without requestState to be asked about it."
+    "This answer to a confirmation question came back on a call of another tool than the one that asked it ({asked}): "
+    "a yes approves only the request it was asked about. Nothing was run, sent or spent. Send the answer with the "
+    "call of {asked} that asked it, or call {asked} without requestState to be asked about it."
 )
 
 
@@ -815,7 +815,7 @@ def stale_answer(security: RequestStateSecurity | None, method: str, params: Map
     if not time.time() < expires:
         return ANSWER_TOO_LATE.format(minutes=security.ttl / 60)
     if asked[:2] != (method, target):
-        return ANSWER_FOR_ANOTHER_TOOL
+        return ANSWER_FOR_ANOTHER_TOOL.format(asked=asked[1] if isinstance(asked[1], str) else asked[0])
     if asked[2] != arguments:
         return ANSWER_FOR_OTHER_ARGUMENTS
     return STALE_ANSWER

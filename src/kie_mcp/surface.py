@@ -154,6 +154,12 @@ UNREADABLE_ANSWER = (
     "The answer to the confirmation form could not be read (accepted with nothing filled in, or not as the form "
     "asked), so it approves nothing; it is not taken as a no either."
 )
+# The same under KIE_APPROVAL=form, where the quote that comes with it approves nothing: only the form's yes does.
+UNREADABLE_ANSWER_FORM = (
+    f"{UNREADABLE_ANSWER} On this server only the user's yes in the confirmation form approves a spend "
+    "(KIE_APPROVAL=form): the quote_id below only binds the call to this request and price, and repeating the call "
+    "with it asks the form again."
+)
 
 READ_LOCAL = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 READ_KIE = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=True)
@@ -1296,8 +1302,13 @@ async def _decide(
     if ctx.protocol_version is not None and ctx.session.can_send_request:
         return await _ask_with_deadline(ctx, decision, rt.settings.confirm_timeout_seconds)
     if any(_unreadable(answer) for answer in _answers(ctx, kind)):  # the SDK would refuse it as a bare tool error
-        return NeedsConfirmation(UNREADABLE_ANSWER)
+        return NeedsConfirmation(_unreadable_answer(rt))
     return Elicit(decision.message, ConfirmSpend)  # 2026-07-28: the answer comes back in a retried request
+
+
+def _unreadable_answer(rt: Runtime) -> str:
+    """Why an unreadable form answer approved nothing, worded for this server's approval mode."""
+    return UNREADABLE_ANSWER_FORM if rt.settings.approval == "form" else UNREADABLE_ANSWER
 
 
 def _would_spend(rt: Runtime, plan: gen.Plan, decision: Any) -> bool:
@@ -1376,7 +1387,7 @@ async def _ask_with_deadline(ctx: Context, ask: Ask, seconds: float) -> Approved
         try:
             outcome = await ctx.elicit(ask.message, ConfirmSpend)
         except ValueError:  # accepted with no content or not as the form asked, an unknown action, an empty result
-            return NeedsConfirmation(UNREADABLE_ANSWER)
+            return NeedsConfirmation(_unreadable_answer(_runtime(ctx)))
         except MCPError as err:  # the client declared forms but refused this one: as a client without forms
             return NeedsConfirmation(
                 f"The client could not show the confirmation form ({plain(err.message)}).", form_refused=True

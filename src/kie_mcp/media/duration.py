@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import logging
 import math
 import os
@@ -899,6 +900,17 @@ def video_seconds(path: Path, mime: str | None) -> float | None:
         return None
     seconds = mp4_seconds(path)
     return round(seconds, 3) if seconds is not None else None
+
+
+def bytes_seconds(data: bytes) -> float | None:
+    """Seconds of the audio or video held in ``data`` by the pure-Python readers (WAV, MP3, MP4/MOV, FLAC; no
+    ffmpeg), or None when they cannot tell: the simulated KIE measures the clips it hosts, as KIE bills them."""
+    try:
+        _, found = _pure(_FileReader(io.BytesIO(data), len(data)))
+    except Exception as exc:  # bad input never raises (``_TryFfmpeg`` included)
+        log.debug("could not measure %d bytes: %s", len(data), exc)
+        return None
+    return _valid(found.seconds if found is not None else None)
 
 
 def flac_seconds(path: Path) -> float | None:

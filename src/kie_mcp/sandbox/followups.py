@@ -61,6 +61,25 @@ def market_source(ctx: Ctx, spec: ModelSpec, wire: dict[str, Any]) -> Source:
     )
 
 
+# Grok Imagine Image 2.0's segment tools take a task of that model by its id (``task_id``): KIE documents "an existing
+# grok-imagine-image-2-0 task" (a segment map of it, or a segment edit of a picture made or mapped there).
+GROK_IMAGE_2 = "grok-imagine-image-2-0/"
+SEGMENT_TOOLS = (f"{GROK_IMAGE_2}segment-map", f"{GROK_IMAGE_2}segment-edit")
+
+
+def check_segment_source(ctx: Ctx, spec: ModelSpec, wire: dict[str, Any]) -> None:
+    """KIE's 422 for a Grok Image 2.0 segment map or edit whose ``task_id`` names no Grok Image 2.0 task of this
+    account (unknown, another account's, or another model's): nothing is created or charged."""
+    if spec.id not in SEGMENT_TOOLS or "task_id" not in wire:
+        return
+    task_id = wire["task_id"]
+    task = ctx.sim.get_task(task_id) if isinstance(task_id, str) and task_id else None
+    if task is None or task.account != ctx.account:
+        raise KieError(422, NOT_FOUND)
+    if not task.model.startswith(GROK_IMAGE_2):
+        raise KieError(422, f"{spec.id} only takes tasks of grok-imagine-image-2-0; {task_id} is {task.model}")
+
+
 def _resolution(task: Task) -> str | None:
     """The source clip's resolution: what it was made at, or (as KIE does) its model's default when not asked."""
     value = task.meta.get("resolution") or _inputs(task).get("resolution")

@@ -16,7 +16,7 @@ from kie_mcp.catalog import ModelSpec, apply_defaults, check_input, load_catalog
 
 from .context import Ctx, describe_problems, model_spec, number
 from .errors import KieError
-from .followups import market_source
+from .followups import check_segment_source, market_source
 from .routes import SimRoute
 from .state import MediaFile, Simulator, Task
 from .veo import DEFAULT_MODEL as VEO_DEFAULT_TIER
@@ -150,6 +150,7 @@ async def create_task(ctx: Ctx) -> Response:
     callback = body.get("callBackUrl")
     if callback is not None and not isinstance(callback, str):
         raise KieError(422, "callBackUrl must be a URL")
+    check_segment_source(ctx, spec, wire)  # a Grok Image 2.0 segment map or edit: its task, one of that model's
     source = market_source(ctx, spec, wire)  # a follow-up job (Grok extend/upscale): its finished source, checked
     files, groups = result_files(spec, {**wire, **source.shape})
     if source.video is not None:  # an upscale plays as long as its source, with its sound

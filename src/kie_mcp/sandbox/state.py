@@ -425,12 +425,39 @@ class Simulator:
         if spec.id in self.price_overrides:
             return self.price_overrides[spec.id]
         try:
-            quoted = price_input(spec, wire)
+            quoted = price_input(spec, wire, self.measured(spec, wire))
         except (KeyError, TypeError, ValueError):
             quoted = None
         if quoted is None or not quoted.known or quoted.credits is None:
             return float(self.config.unknown_price_credits)
         return float(quoted.credits)
+
+    def measured(self, spec: ModelSpec, wire: Mapping[str, Any]) -> dict[str, float] | None:
+        """``{input label: seconds}`` for a rate billed per second of an input clip (``pricing.input_to_measure``),
+        as KIE measures it: the clips this simulator holds (uploaded, or a task's result), summed, read from their
+        bytes. None where no rate bills by an input; ``{}`` where a clip cannot be read here (another host's link):
+        the price stays unknown (``unknown_price_credits``)."""
+        from kie_mcp.catalog.pricing import input_to_measure
+        from kie_mcp.media.duration import bytes_seconds, input_field
+
+        label = input_to_measure(spec, wire)
+        if label is None:
+            return None
+        name = input_field(spec, label)
+        value = wire.get(name) if name is not None else None
+        seconds = 0.0
+        for url in value if isinstance(value, list) else [value]:
+            path = self.resolve_sim_url(url) if isinstance(url, str) else None
+            if path is None:
+                return {}
+            try:
+                data, _ = self.file_bytes(path, check_ttl=False)
+            except FileError:
+                return {}
+            if (length := bytes_seconds(data)) is None:
+                return {}
+            seconds += length
+        return {label: seconds} if seconds > 0 else {}
 
     def charge(self, account: str, key: str, credits: float) -> None:
         """Debit now (KIE charges at submission), or refuse with 433 (key cap) / 402 (balance)."""
