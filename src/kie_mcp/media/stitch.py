@@ -270,6 +270,7 @@ async def _run(
     On cancellation or timeout (the caller's scope) the process is killed and reaped before this returns, so ffmpeg
     never outlives the call and cannot write after its temporary output has been removed.
     """
+    stops = _STOPS[0]
     try:
         # Shielded: a spawn cancelled half-way would leave a running process that nobody owns.
         with anyio.CancelScope(shield=True):
@@ -307,6 +308,9 @@ async def _run(
 
     # Leaving ``process`` by cancellation kills the process and waits for it.
     _RUNNING.add(process)
+    if _STOPS[0] != stops:  # ``stop_all`` came while it was being started, and could not kill it then
+        with contextlib.suppress(OSError, ProcessLookupError):
+            process.kill()
     try:
         async with process, anyio.create_task_group() as group:
             if process.stdout:
@@ -322,12 +326,14 @@ async def _run(
 # What runs and what is being written now, for ``stop_all``: a server stopped by a signal ends them first.
 _RUNNING: set[anyio.abc.Process] = set()
 _WRITING: set[Path] = set()
+_STOPS = [0]  # how many times ``stop_all`` ran: a process started meanwhile (not yet in _RUNNING) is killed as it is
 
 
 def stop_all() -> None:
     """Kill every ffmpeg this process runs and remove the joins they were writing: called when the server is
     stopped by a signal (SIGTERM from a host, SIGHUP from a closed terminal), which ends the process before any
     cancellation could, and which ffmpeg, a process of its own, would otherwise outlive, writing on."""
+    _STOPS[0] += 1
     for process in list(_RUNNING):
         with contextlib.suppress(OSError, ProcessLookupError):
             process.kill()
