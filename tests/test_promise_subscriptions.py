@@ -71,7 +71,41 @@ async def test_a_subscription_to_a_task_uri_whose_read_is_refused_is_refused_wit
     assert refused.value.error.code == INVALID_PARAMS, message
     assert said in message and "nothing was subscribed to" in message, message
     assert len(await controls.creates()) == creates
-    assert asked == read_asked and (asked > 0) == asks_kie  # what its read asks (an unknown id: each family's)
+    # what its read asked (an unknown id: each family's), and no more: KIE said it has no such task a moment ago
+    assert asked == 0 and (read_asked > 0) == asks_kie
+
+
+async def test_made_up_task_ids_are_looked_up_one_at_a_time_and_each_once_a_minute(settings, transport, controls, mode):
+    """An agent reading or subscribing to made-up ids (hundreds at once, each asked of every family) filled KIE's
+    10-a-second status window, and the workspace's own tasks were followed late behind them: such lookups go one at
+    a time, and an id KIE just said it has no task of is not asked again."""
+    made_up = [f"nosuchtask{n:04d}" for n in range(6)]
+    async with Client(create_server(settings, transport=transport), mode=mode, elicitation_callback=answering()) as c:
+        async with anyio.create_task_group() as group:
+            for task_id in made_up:
+                group.start_soon(refused_read, c, f"kie://tasks/{task_id}")
+        asked_once = await status_calls_in_order(controls)
+        for task_id in made_up[:3]:
+            await refused_read(c, f"kie://tasks/{task_id}")
+            with pytest.raises(MCPError):
+                await subscribe(c, mode, f"kie://tasks/{task_id}")
+        asked_again = await status_calls_in_order(controls)
+    assert set(asked_once) == set(made_up)
+    runs = [task_id for n, task_id in enumerate(asked_once) if n == 0 or asked_once[n - 1] != task_id]
+    assert sorted(runs) == sorted(made_up), runs  # each id's calls together: never two lookups at once
+    assert asked_again == asked_once  # asked of KIE once each, however often read or subscribed to
+
+
+async def refused_read(client: Client, uri: str) -> None:
+    with pytest.raises(MCPError):
+        await client.read_resource(uri)
+
+
+async def status_calls_in_order(controls: Any) -> list[str]:
+    """The task ids of the status calls KIE received, in the order it received them."""
+    requests = await controls.get("requests")
+    items = requests if isinstance(requests, list) else requests["requests"]
+    return [r["query"].get("taskId") for r in items if r["path"] in STATUS_PATHS]
 
 
 @pytest.mark.parametrize("uri", ["kie://models", "garbage", "kie://outputs/index.html"])

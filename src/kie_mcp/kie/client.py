@@ -143,6 +143,12 @@ class UploadedFile(BaseModel, defer_build=True):
     kept_seconds: float | None = None
 
 
+# How long an id every family said it has no task of is answered so without asking again (``find_task``), and how
+# many such ids are kept: a task KIE makes elsewhere (its site) is asked for again a minute on.
+UNKNOWN_ID_SECONDS = 60.0
+UNKNOWN_IDS_KEPT = 1000
+
+
 class KieClient:
     clients_built: ClassVar[int] = 0  # HTTP clients built by every KieClient of this process (start-up builds none)
 
@@ -207,6 +213,8 @@ class KieClient:
         self.upload_base_url = upload_base_url  # where inputs are uploaded: an earlier upload is reused only there
         self._clients: dict[str, httpx2.AsyncClient] = {}
         self._closed = False
+        self._finding: anyio.Lock | None = None  # one lookup of an id of no known family at a time (``find_task``)
+        self._unknown: dict[str, tuple[float, KieError]] = {}  # ids every family just said it has no task of
         self.rate_limit_backoff = rate_limit_backoff
         self.max_rate_limit_retries = max_rate_limit_retries
         self.call_log = call_log
@@ -534,8 +542,29 @@ class KieClient:
         return _read_status(family, task_id, data)
 
     async def find_task(self, task_id: str, family: str | None = None) -> TaskStatus:
-        """Status of any task id; without a known family, ask each family in turn."""
+        """Status of any task id; without a known family, ask each family in turn: one such lookup at a time, and an
+        id every family said it has no task of is not asked again for ``UNKNOWN_ID_SECONDS``. An agent naming
+        hundreds of made-up ids (a read, a subscription, check_task each) took six status calls each, all at once, and
+        the following of the workspace's own tasks waited behind them in KIE's 10-a-second window."""
         candidates = [FAMILIES[family]] if family else family_for_task_id(task_id)
+        if len(candidates) == 1:
+            return await self._find_in(candidates, task_id)
+        if self._finding is None:
+            self._finding = anyio.Lock()
+        async with self._finding:
+            now = time.monotonic()
+            self._unknown = {k: v for k, v in self._unknown.items() if v[0] > now}
+            if (known := self._unknown.get(task_id)) is not None:
+                raise known[1].with_traceback(None)
+            try:
+                return await self._find_in(candidates, task_id)
+            except KieError as err:
+                unknown = err.code in (404, 422) or isinstance(err, NoTaskRecord) or err.category == Category.NOT_FOUND
+                if unknown and len(self._unknown) < UNKNOWN_IDS_KEPT:
+                    self._unknown[task_id] = (time.monotonic() + UNKNOWN_ID_SECONDS, err)
+                raise
+
+    async def _find_in(self, candidates: list[Family], task_id: str) -> TaskStatus:
         last: KieError | None = None
         for candidate in candidates:
             try:
