@@ -64,11 +64,7 @@ def every_pattern(text: str) -> str:
     """The baseline: the key's passes, then every credential pattern over the whole text."""
     if not text:
         return text
-    pattern, runs = redaction._registry.pattern, redaction._registry.runs
-    if pattern is not None:
-        text = pattern.sub(REDACTED, text)
-    if runs is not None:
-        text = runs.sub(redaction._cut_pieces, text)
+    text = redaction.redact_secrets(text)
     for regex, replacement, _ in redaction._PATTERNS:
         text = regex.sub(replacement, text)
     text = redaction._BEARER.sub(redaction._bearer, text)

@@ -762,8 +762,10 @@ def _twin_sending(rt: Runtime, digest: str) -> bool:
     """Whether a call of this request is on its way to KIE now: approved and not in the journal yet (``under_way``),
     or its create being sent by a live process. A call whose task is made is not: it bought what it bought."""
     rows = rt.journal.recent_attempts(digest, time.time() - UNSETTLED_WINDOW)
-    live = (row["answered"] == CALL_RUNNING and owner_gone(row["owner"]) is False for row in rows)
-    sending = any(is_live and row["state"] == "sending" for is_live, row in zip(live, rows, strict=True))
+    sending = any(
+        row["state"] == "sending" and row["answered"] == CALL_RUNNING and owner_gone(row["owner"]) is False
+        for row in rows
+    )
     return sending or under_way(rt, digest) is not None
 
 

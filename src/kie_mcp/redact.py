@@ -199,7 +199,7 @@ def other_service(value: str) -> str | None:
 def register_secret(value: str | None) -> None:
     """Redact ``value`` from now on, process-wide, in any letter case, URL-encoded, and base64-encoded (see
     ``_encoded_forms``), and any run of ``FRAGMENT`` or more of its characters in any letter case, with or without
-    a dash, a space or a line break between them (``_cut_pieces``). Idempotent.
+    a dash, a space or a line break between them (``_piece_spans``). Idempotent.
 
     Also installs the log-record factory, so a process that holds a key never logs it.
     """
@@ -496,18 +496,10 @@ def _branches(node: _Trie) -> str:
     return "".join(run) + tail
 
 
-def _cut_pieces(match: re.Match[str]) -> str:
-    """A run of a secret's characters with every stretch of ``FRAGMENT`` or more of them that is a piece of a
-    secret (in order, any letter case, whatever stands between them) replaced by ``[redacted]``; the rest (a task
-    id, a hash made of the same letters) as it is."""
-    run = match.group(0)
-    for begin, end in reversed(_piece_spans(run)):
-        run = run[:begin] + REDACTED + run[end:]
-    return run
-
-
 def _piece_spans(run: str) -> list[tuple[int, int]]:
-    """Where in ``run`` stretches of a secret's pieces stand (``_cut_pieces``), in order, none overlapping."""
+    """Where in ``run`` (a run of a secret's characters) the stretches of ``FRAGMENT`` or more of them that are a piece
+    of a secret stand (in order, any letter case, whatever stands between them), none overlapping; the rest of the run
+    (a task id, a hash made of the same letters) is no secret."""
     spans: list[tuple[int, int]] = []
     for kept, pieces in list(_registry.pieces.items()):
         if pieces:
