@@ -233,5 +233,6 @@ def test_two_servers_over_stdio_check_task_on_the_one_that_does_not_follow_answe
     assert checked["task"]["files"] and checked["task"]["files"] == on_disk, said
     assert answered - asked < 12, said  # as recorded, not when the wait ran out
     times = [asked] + [at for at, m in seen if m.get("method") == "notifications/progress"] + [answered]
-    assert max(later - earlier for earlier, later in itertools.pairwise(times)) < 2.5, times
+    # progress all the while: gaps of a read a second, far under the 15 s between the reads of old (or the 12 s wait)
+    assert max(later - earlier for earlier, later in itertools.pairwise(times)) < 5, times
     assert status_calls(simulator, task_id) == 1  # A's look; B read the journal
