@@ -59,7 +59,7 @@ async def test_a_result_a_stopped_server_left_unsaved_is_saved_by_another_server
             left.write_bytes(b"\x89PNG half of it")
         assert saved(tmp_path, task_id) == []  # A stopped mid-download: the journal says succeeded, no file
         files = await until_saved(tmp_path, task_id, seconds=10)  # nobody asks
-        with anyio.fail_after(5):  # the rescan that took the task up sweeps beside the save
+        with anyio.fail_after(5):  # the rescan's save of the task removed it first
             while left.exists():  # noqa: ASYNC110 - a file on disk: nothing to await
                 await anyio.sleep(0.02)
         # The file's row is written as it is saved, the task's own record once its saving ends: a moment later

@@ -903,10 +903,12 @@ def sweep_interrupted_downloads(outputs: Path) -> int:
     """Remove the temporary files of downloads a crashed or killed server left behind; return how many.
 
     A temporary file names the machine and process writing it (and the process's run: ``processes.RUN``, its
-    random part's first 8 digits): one of this machine whose process is gone is removed, one of a live process
-    (another server on the same workspace) is left alone, and one with this process's id but from another run (an
-    earlier process given the same id, as a container restarted in place is) is removed. Those of another machine
-    (a workspace on shared storage) or unnamed (older kie-mcp) go once an hour old.
+    random part's first 8 digits): one whose process is gone (``_writer_gone``: this machine's, this PID namespace's,
+    another run of this process's id as a container restarted in place gives) is removed, one of a live process
+    (another server on the same workspace) is left alone. One whose writer cannot be judged (another machine's or
+    container's on shared storage, one where a sandbox hides the PID namespace, or unnamed: older kie-mcp) goes once
+    it has been an hour unwritten: a live download writes every ``WRITE_BATCH`` (1 MiB), and one sending less than
+    ``TRICKLE_BYTES`` a minute is stopped, so none goes 16 minutes without writing.
     """
     if saved.refusal(outputs) is not None:  # a link to / or the home folder: nothing there is kie-mcp's to remove
         return 0
@@ -920,18 +922,64 @@ def sweep_interrupted_downloads(outputs: Path) -> int:
         if match is None:
             continue
         try:
-            host, pid, tail = match.group(1), match.group(2), match.group(3)
-            if pid is not None and host in (None, _HOST):
-                earlier_run = int(pid) == os.getpid() and not tail.startswith(processes.RUN)
-                if processes.alive(int(pid)) and not earlier_run:
-                    continue
-            elif time.time() - path.stat().st_mtime < _STALE_UNOWNED_SECONDS:
+            gone = _writer_gone(match)
+            if gone is False or (gone is None and time.time() - path.stat().st_mtime < _STALE_UNOWNED_SECONDS):
                 continue
             path.unlink()
             removed += 1
         except OSError:
             continue
     return removed
+
+
+def sweep_left_downloads(folder: Path, stem: str) -> int:
+    """Remove the temporary files of the downloads of one task's results (named ``<stem>_<n>.<ext>``: ``result_stem``)
+    that a server now gone left in ``folder``, the session folder they are saved in (the real folder ``real_folder``
+    writes them into; nothing is created); return how many. A step of every save of a task's results, before its
+    downloads: the server that saves results another let go also clears what that one's download left. Only a file
+    whose writer is known to be gone (``_writer_gone`` is True) is removed: a live process's (this one's too) is
+    being written, and one whose writer cannot be judged (another machine's, a hidden PID namespace, no owner in its
+    name) is left to the start-up sweep (``sweep_interrupted_downloads``)."""
+    if saved.refusal(folder.parent) is not None or (real := _written_folder(folder)) is None:
+        return 0
+    name = re.compile(rf"\.{re.escape(stem)}_\d+\.[a-z0-9]{{1,8}}\.part-")
+    removed = 0
+    try:
+        with os.scandir(real) as entries:
+            left = [e for e in entries if name.match(e.name) and e.is_file(follow_symlinks=False)]
+    except OSError:
+        return 0
+    for entry in left:
+        match = _TEMP_NAME.match(entry.name)
+        if match is None or _writer_gone(match) is not True:
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+            removed += 1
+    return removed
+
+
+def _writer_gone(match: re.Match[str]) -> bool | None:
+    """Whether the process that wrote a temporary file (``_TEMP_NAME``'s match of its name) is gone: True, False while
+    it runs, None when this machine cannot tell (``processes.owner_gone``: another machine's or PID namespace's, a
+    namespace a sandbox hides, or a name of an older kie-mcp naming no machine, whose process id may be any machine's).
+    """
+    host, pid, tail = match.groups()
+    if pid is None:
+        return None
+    return processes.owner_gone(f"{host or ''}-{pid}-{tail[: len(processes.RUN)]}")
+
+
+def _written_folder(folder: Path) -> Path | None:
+    """The folder ``real_folder`` writes ``folder``'s files into, when it is there: ``folder`` or the first of
+    ``<name>_2``, ... that is a real folder, where none before it is missing (``real_folder`` would make that one)."""
+    for n in range(1, FOLDER_NAMES_TRIED + 1):
+        candidate = folder if n == 1 else folder.with_name(f"{folder.name}_{n}")
+        if _is_real_folder(candidate):
+            return candidate
+        if not os.path.lexists(candidate):
+            return None
+    return None
 
 
 def is_temporary(name: str) -> bool:
@@ -1110,10 +1158,15 @@ def result_name(model_id: str, task_id: str, index: int, ext: str) -> str:
 
     ``/`` and other unsafe characters in model ids become ``-``; ``index`` is written as given.
     """
+    suffix = re.sub(r"[^a-z0-9]+", "", ext.lower())[:8] or "bin"
+    return f"{result_stem(model_id, task_id)}_{int(index)}.{suffix}"
+
+
+def result_stem(model_id: str, task_id: str) -> str:
+    """``<model>_<task>``: what the names of a task's results begin with (``result_name``)."""
     model = re.sub(r"\.{2,}", ".", _slug(model_id, 48, "a-z0-9.")).strip(".-") or "model"
     task = re.sub(r"[^A-Za-z0-9_-]+", "-", task_id).strip("-_")[:64] or "task"
-    suffix = re.sub(r"[^a-z0-9]+", "", ext.lower())[:8] or "bin"
-    return f"{model}_{task}_{int(index)}.{suffix}"
+    return f"{model}_{task}"
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:

@@ -39,7 +39,9 @@ from .downloads import (
     download,
     not_whole,
     result_name,
+    result_stem,
     session_folder,
+    sweep_left_downloads,
     write_json_atomic,
 )
 from .saved import read_sidecar
@@ -90,7 +92,9 @@ async def save_results(
 ) -> Saved:
     """Download what is not on disk yet, and write the sidecar again when it is not what it should say. Each
     download ends ``within`` its allowance (``downloads.Allowance``): a slower one is left to the next try, its link
-    kept."""
+    kept. First, what a server now gone left of its downloads of these results (temporary files: it was stopped or
+    killed mid-download) is removed (``sweep_left_downloads``): whoever saves the results clears it, so no partial
+    file stays beside them."""
     if record.state != "succeeded" or not record.task_id or not record.result_urls:
         return Saved([])
     row = journal.task_row(record.task_id)
@@ -98,6 +102,9 @@ async def save_results(
     label = session or (row["prompt"] if row else None) or record.model
     day = datetime.fromtimestamp(record.created_at).date()
     folder = session_folder(workspace, label, day, named=session is not None)
+    swept = await anyio.to_thread.run_sync(sweep_left_downloads, folder, result_stem(record.model, record.task_id))
+    if swept:
+        log.info("task %s: removed %d unfinished download(s) of a kie-mcp that stopped", record.task_id, swept)
     have = {f["idx"]: f for f in journal.files_for(record.task_id)}
     for unrecorded in record.unrecorded_rows():  # saved before, the journal refusing their rows: not fetched again
         have.setdefault(unrecorded[1], {"path": unrecorded[2]})

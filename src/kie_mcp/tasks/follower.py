@@ -40,7 +40,8 @@ whether or not a tool call is waiting on it:
   (what to do: check_task saves them now) and when the tries stop. After a restart they are tried at once for every task
   of the last 14 days the journal shows succeeded with fewer saved files than result links (up to 10,000); every
   ``RESCAN`` too for such a task nobody here has (another server on the workspace stopped while saving it, or between
-  two tries; not one a live follower claims), the temporary files of dead processes' downloads then swept. A task made
+  two tries; not one a live follower claims). Every save of a task's results, whoever makes it, first removes the
+  temporary files a dead process's download of them left (``results.save_results``). A task made
   elsewhere and first seen already finished (through ``kie://tasks/{id}``, or as a follow-up's source) has its results
   saved the same way, at once (``follow``); a ``check_task`` of a task no follower holds saves it itself, claiming it as
   a background try does (``save_now``: another server's try waits, never downloading it at the same time), and what it
@@ -684,17 +685,11 @@ class Follower:
 
     async def _rescan_unsaved(self) -> None:
         """Every ``RESCAN``: results another server on the workspace left unsaved when it stopped (mid-download, or
-        between two tries) are saved here, and, when the rescan took some up, the temporary files of the downloads of
-        servers that are gone are removed (``sweep_interrupted_downloads``: never a live process's). Never raises."""
+        between two tries) are saved here (each save first removes what a dead server's download of them left:
+        ``results.save_results``). Never raises."""
         assert self._rt is not None
         try:
-            if await self._adopt_unsaved():
-                from kie_mcp.media.downloads import sweep_interrupted_downloads  # media -> tasks: when first used
-
-                outputs = self._rt.settings.workspace / "outputs"
-                swept = await anyio.to_thread.run_sync(sweep_interrupted_downloads, outputs)
-                if swept:
-                    log.info("removed %d unfinished download(s) left by a kie-mcp that stopped", swept)
+            await self._adopt_unsaved()
         except Exception:  # a bug here must not stop the follower, which would stop the server
             log.exception("the rescan for unsaved results failed; trying again at the next")
         finally:
