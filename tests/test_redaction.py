@@ -13,6 +13,7 @@ import logging
 import re
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -500,6 +501,7 @@ def test_a_credential_pattern_is_skipped_only_for_a_text_it_cannot_match():
         "Authorization: Bearer abcdefgh12345678",
         '{"authorization": "Basic dXNlcjpwYXNz"} and proxy-authorization=xyz',
         "AUTHORıZATION: Basic abc123",
+        "Authorİzation: Basic dXNlcjpwYXNzd29yZA and İD_TOKEN=abc",  # the dotted capital I: casefold() adds a dot
         "authorization: [redacted]",
         "KIE_API_KEY=abc123 apiKey: xyz client_secret: s id_token=t",
         "x-api-\u212aey: q",
@@ -514,6 +516,39 @@ def test_a_credential_pattern_is_skipped_only_for_a_text_it_cannot_match():
     ]
     for text in texts:
         assert redaction._credential_spans(text) == redaction._credential_spans(text, every=True), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the token of " + "a_" * 100_000,  # every "_" of the run was a start of api_key=... scanning to its end
+        "Use KIE_API_KEY from env. Files: " + "_".join(f"take_{n}" for n in range(20_000)),
+        " " + "-eyJ" * 50_000,  # every "-eyJ" a start of a JSON Web Token scanning to the run's end
+    ],
+)
+def test_a_long_prompt_near_a_credential_word_never_stalls_the_server(text):
+    """The audit: redaction (every log record, journal write and answer about the task, on the event loop) took
+    quadratic time on a run of underscored words near "key"/"token" (a 4 KB prompt 0.7 s, 100 KB 288 s, and every
+    later list_tasks or check_task paid it again) or of "-eyJ": a 200 KB text now takes milliseconds. Bounded by the
+    stall it guards against (minutes), not by a speed."""
+    register_secret(SECRET)
+    started = time.perf_counter()
+    assert redact(text) == text
+    assert time.perf_counter() - started < 10
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("a_b_c_api_key=s3cr3tvalue ok", f"a_b_c_api_key={REDACTED} ok"),
+        ("KIE_API_KEY=s3cr3tvalue", f"KIE_API_KEY={REDACTED}"),
+        ("my_client_secret: s3cr3tvalue", f"my_client_secret: {REDACTED}"),
+        ("x -eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.abcdefghij y", f"x -{REDACTED} y"),
+        ("Authorİzation: Basic dXNlcjpwYXNzd29yZA", f"Authorİzation: Basic {REDACTED}"),
+    ],
+)
+def test_a_credential_after_words_joined_by_underscores_or_a_dash_is_still_redacted(text, shown):
+    assert redact(text) == shown
 
 
 def test_a_secret_logged_at_debug_never_reaches_a_log_handler(caplog):

@@ -110,10 +110,12 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
         rf"\1{REDACTED}",
         ("authorization",),
     ),
-    # api_key=xyz, KIE_API_KEY=xyz, "apiKey": "xyz", x-api-key: xyz, password=xyz, ...
+    # api_key=xyz, KIE_API_KEY=xyz, "apiKey": "xyz", x-api-key: xyz, password=xyz, ... The name may follow a "_"
+    # (KIE_ in KIE_API_KEY stays, as it would): matching the words before it too (a_b_c_api_key) made every "_" of a
+    # long a_b_c_... run a start scanning to the run's end, seconds for a prompt of some kilobytes.
     (
         re.compile(
-            rf"(?i)((?<![A-Za-z0-9])(?:[A-Za-z0-9]+_)*(?:{_SENSITIVE_NAME}){_SEPARATOR}){_NOT_DONE}(?!{_PLACEHOLDER})"
+            rf"(?i)((?<![A-Za-z0-9])(?:{_SENSITIVE_NAME}){_SEPARATOR}){_NOT_DONE}(?!{_PLACEHOLDER})"
             rf"(?P<value>{_VALUE})"
         ),
         rf"\1{REDACTED}",
@@ -145,7 +147,7 @@ _GOOGLE = r"AIza[A-Za-z0-9_-]{35}"
 _HUGGING_FACE = rf"hf_{_MIXED_CASE}[A-Za-z0-9]{{30,}}"
 _SECRET_KEY = r"(?:sk|rk)[-_][A-Za-z0-9_-]{16,}"
 _TOKEN_SHAPES = re.compile(
-    rf"\beyJ[A-Za-z0-9_-]{{8,}}\.[A-Za-z0-9_-]{{8,}}\.[A-Za-z0-9_-]*|(?<![A-Za-z0-9_-]){_SECRET_KEY}"
+    rf"(?:(?<![A-Za-z0-9_-])|(?<=(?<![A-Za-z0-9_-])-))eyJ[A-Za-z0-9_-]{{8,}}\.[A-Za-z0-9_-]{{8,}}\.[A-Za-z0-9_-]*|(?<![A-Za-z0-9_-]){_SECRET_KEY}"
     rf"|(?<![A-Za-z0-9_-])(?:{_GITHUB}|{_SLACK}|{_GOOGLE}|{_HUGGING_FACE})(?![A-Za-z0-9_-])"
 )
 # The same shapes, whole, by the service they are another's key of: a KIE_API_KEY shaped like one is refused before
@@ -572,8 +574,9 @@ def _bearer(match: re.Match[str]) -> str:
 
 def _folded(text: str) -> str:
     """``text`` as the credential patterns' (?i) sees it: casefold() also folds the Kelvin sign and the long s,
-    and the dotless i is the one letter (?i) takes for "i" that casefold() keeps."""
-    return text.casefold().replace("ı", "i")
+    and the dotless i is the one letter (?i) takes for "i" that casefold() keeps; the dotted capital I (which (?i)
+    also takes for "i") folds to "i" and a combining dot, read here as "i"."""
+    return text.casefold().replace("ı", "i").replace("i\u0307", "i")
 
 
 def redact(text: str) -> str:

@@ -590,7 +590,7 @@ def _check_value(field: FieldSpec, value: Any) -> str | None:
         if isinstance(value, bool) or not isinstance(value, int | float) or (kind == "integer" and value != int(value)):
             return f"expected a{'n integer' if kind == 'integer' else ' number'}, got {plain(value)}."
         if kind == "integer" and abs(value) > WHOLE_LIMIT:
-            return f"{plain(value)} is too large: give a whole number between {-WHOLE_LIMIT} and {WHOLE_LIMIT}."
+            return f"{plain(value)} is out of range: give a whole number between {-WHOLE_LIMIT} and {WHOLE_LIMIT}."
         if field.auto is not None and value == field.auto:
             return _auto_refused(field, value)
         if (field.min is not None and value < field.min) or (field.max is not None and value > field.max):
@@ -628,7 +628,7 @@ def _check_value(field: FieldSpec, value: Any) -> str | None:
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             return f"expected a list of whole numbers, got {plain(value)}."
         if huge := [v for v in value if abs(v) > WHOLE_LIMIT]:
-            return f"{plain(huge[0])} is too large: give whole numbers between {-WHOLE_LIMIT} and {WHOLE_LIMIT}."
+            return f"{plain(huge[0])} is out of range: give whole numbers between {-WHOLE_LIMIT} and {WHOLE_LIMIT}."
         low, high = field.min, field.max
         if outside := [v for v in value if (low is not None and v < low) or (high is not None and v > high)]:
             return f"every item must be {_range_text(low, high)}; {plain(outside[0])} is not."
