@@ -524,12 +524,13 @@ def test_a_credential_pattern_is_skipped_only_for_a_text_it_cannot_match():
         "the token of " + "a_" * 100_000,  # every "_" of the run was a start of api_key=... scanning to its end
         "Use KIE_API_KEY from env. Files: " + "_".join(f"take_{n}" for n in range(20_000)),
         " " + "-eyJ" * 50_000,  # every "-eyJ" a start of a JSON Web Token scanning to the run's end
+        "see http:// " + "a." * 100_000,  # every word of the run a start of a scheme scanning to its end
     ],
 )
 def test_a_long_prompt_near_a_credential_word_never_stalls_the_server(text):
     """The audit: redaction (every log record, journal write and answer about the task, on the event loop) took
     quadratic time on a run of underscored words near "key"/"token" (a 4 KB prompt 0.7 s, 100 KB 288 s, and every
-    later list_tasks or check_task paid it again) or of "-eyJ": a 200 KB text now takes milliseconds. Bounded by the
+    later list_tasks or check_task paid it again) or of "-eyJ", or of a.b.c... words with a "://" in the text: a 200 KB text now takes milliseconds. Bounded by the
     stall it guards against (minutes), not by a speed."""
     register_secret(SECRET)
     started = time.perf_counter()
@@ -545,6 +546,8 @@ def test_a_long_prompt_near_a_credential_word_never_stalls_the_server(text):
         ("my_client_secret: s3cr3tvalue", f"my_client_secret: {REDACTED}"),
         ("x -eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.abcdefghij y", f"x -{REDACTED} y"),
         ("Authorİzation: Basic dXNlcjpwYXNzd29yZA", f"Authorİzation: Basic {REDACTED}"),
+        ("a.b.c.https://user:pa55w0rd@example.com/x", f"a.b.c.https://{REDACTED}@example.com/x"),
+        ("-git+ssh://me:pa55w0rd@host", f"-git+ssh://{REDACTED}@host"),
     ],
 )
 def test_a_credential_after_words_joined_by_underscores_or_a_dash_is_still_redacted(text, shown):
