@@ -530,8 +530,8 @@ def test_a_credential_pattern_is_skipped_only_for_a_text_it_cannot_match():
 def test_a_long_prompt_near_a_credential_word_never_stalls_the_server(text):
     """The audit: redaction (every log record, journal write and answer about the task, on the event loop) took
     quadratic time on a run of underscored words near "key"/"token" (a 4 KB prompt 0.7 s, 100 KB 288 s, and every
-    later list_tasks or check_task paid it again) or of "-eyJ", or of a.b.c... words with a "://" in the text: a 200 KB text now takes milliseconds. Bounded by the
-    stall it guards against (minutes), not by a speed."""
+    later list_tasks or check_task paid it again), of "-eyJ", or of a.b.c... words in a text holding "://": a 200 KB
+    text now takes milliseconds. Bounded by the stall it guards against (minutes), not by a speed."""
     register_secret(SECRET)
     started = time.perf_counter()
     assert redact(text) == text
