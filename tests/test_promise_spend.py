@@ -357,6 +357,54 @@ async def test_one_confirmation_approves_one_call_even_when_two_race(connect, co
     assert any("already used" in text_of(r) for r in results)
 
 
+@pytest.mark.parametrize("forms", [True, False], ids=["form", "no-form"])
+async def test_a_call_held_while_its_twin_is_sent_warns_before_it_is_approved(connect, controls, forms):
+    """Two identical calls at once, the second planned before the first spends and held while KIE reads its balance
+    (the ``hold`` fault) until the first's create is made. Its question, or the quote a client without forms is
+    handed, is then a new one, no longer bound to the quote the first used: it leads with the warning that approving
+    pays a second time (it said nothing of it, and a yes paid twice unawares), and a person who reads it says no."""
+    await controls.fault("credit", kind="hold", seconds=60)  # the first balance read: the second call's
+    seen: list[str] = []
+
+    async def reading(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        seen.append(params.message)
+        if params.message.startswith("WARNING:"):
+            return ElicitResult(action="decline")
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    answers: dict[str, Any] = {}
+    async with connect(elicitation=reading if forms else None) as client, anyio.create_task_group() as group:
+
+        async def second() -> None:
+            answers["second"] = await client.call_tool("generate_video", {**UNPRICED, "wait_seconds": 0})
+
+        group.start_soon(second)
+        try:
+            with anyio.fail_after(20):
+                while (await controls.get("faults"))["held"] == 0:  # noqa: ASYNC110 - the simulator is asked
+                    await anyio.sleep(0.02)
+            first = {**UNPRICED, "wait_seconds": 0}
+            if not forms:  # the user approved the estimate's cost in the chat
+                quote = (await client.call_tool("estimate_cost", UNPRICED)).structured_content["quote"]
+                first["quote_id"] = quote["quote_id"]
+            answers["first"] = await client.call_tool("generate_video", first)
+            assert len(await controls.creates()) == 1
+        finally:
+            await controls.post("faults/release")
+    assert answers["first"].structured_content["status"] == "submitted", text_of(answers["first"])
+    warning = "approving it again makes it, and pays for it, a second time"
+    said = text_of(answers["second"])
+    if forms:
+        assert len(seen) == 2 and warning not in seen[0], seen
+        assert seen[1].startswith("WARNING: this exact request was already made at") and warning in seen[1], seen[1]
+        assert answers["second"].structured_content["status"] == "declined", said
+    else:
+        assert answers["second"].structured_content["status"] == "confirmation_required", said
+        assert said.startswith("WARNING: this exact request was already made at") and warning in said, said
+        assert "Nothing was spent" in said
+    assert len(await controls.creates()) == 1
+
+
 @pytest.mark.parametrize("approval", ["any", "form"])
 async def test_a_client_that_declines_forms_on_its_own_is_told_how_to_approve_in_the_chat(connect, controls, approval):
     """Codex with approval_policy "never" declines every form without showing it: the answer says the dialog was
