@@ -349,12 +349,36 @@ async def test_the_question_s_quote_cannot_be_passed_as_quote_id(connect, contro
     assert await controls.creates() == []
 
 
+def answering_once_both_asked(seen: list[str]) -> Callable[..., Any]:
+    """A form answerer that says yes to each question only once two have been asked: the person meets both forms
+    open at once, as two identical calls at once show them, whatever order a loaded machine runs the calls in."""
+    both = anyio.Event()
+
+    async def callback(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        seen.append(params.message)
+        if len(seen) == 2:
+            both.set()
+        with anyio.fail_after(30):  # a second question that never comes fails the test, never hangs it
+            await both.wait()
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    return callback
+
+
 async def test_one_confirmation_approves_one_call_even_when_two_race(connect, controls):
-    async with connect(elicitation=answering()) as client:
+    """Two identical calls at once, both forms open before either is answered: both questions are bound to the same
+    single-use quote, so the two yeses buy one create, and the other call says it spent nothing and why."""
+    seen: list[str] = []
+    async with connect(elicitation=answering_once_both_asked(seen)) as client:
         results = await twice_at_once(client, "generate_image", IMAGE)
-    # Both questions were bound to the same single-use quote: one create, and the other call says so.
+    assert len(seen) == 2 and seen[0] == seen[1], seen  # one question, one confirmation id, asked twice
     assert len(await controls.creates()) == 1
-    assert any("already used" in text_of(r) for r in results)
+    assert [r.structured_content["status"] for r in results] == ["completed", "completed"], [*map(text_of, results)]
+    confirmation = seen[0].rsplit("(confirmation ", 1)[1].split(")", 1)[0]
+    used = f"This approval ({confirmation}) was already used, so this call created and charged nothing new."
+    assert sum(used in text_of(r) for r in results) == 1, [*map(text_of, results)]
+    made = [[task["task_id"] for task in r.structured_content["tasks"]] for r in results]
+    assert made[0] == made[1] and len(made[0]) == 1, made  # the one task made, shown to both
 
 
 @pytest.mark.parametrize("forms", [True, False], ids=["form", "no-form"])
