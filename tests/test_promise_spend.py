@@ -349,12 +349,84 @@ async def test_the_question_s_quote_cannot_be_passed_as_quote_id(connect, contro
     assert await controls.creates() == []
 
 
+def answering_once_both_asked(seen: list[str]) -> Callable[..., Any]:
+    """A form answerer that says yes to each question only once two have been asked: the person meets both forms
+    open at once, as two identical calls at once show them, whatever order a loaded machine runs the calls in."""
+    both = anyio.Event()
+
+    async def callback(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        seen.append(params.message)
+        if len(seen) == 2:
+            both.set()
+        with anyio.fail_after(30):  # a second question that never comes fails the test, never hangs it
+            await both.wait()
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    return callback
+
+
 async def test_one_confirmation_approves_one_call_even_when_two_race(connect, controls):
-    async with connect(elicitation=answering()) as client:
+    """Two identical calls at once, both forms open before either is answered: both questions are bound to the same
+    single-use quote, so the two yeses buy one create, and the other call says it spent nothing and why."""
+    seen: list[str] = []
+    async with connect(elicitation=answering_once_both_asked(seen)) as client:
         results = await twice_at_once(client, "generate_image", IMAGE)
-    # Both questions were bound to the same single-use quote: one create, and the other call says so.
+    assert len(seen) == 2 and seen[0] == seen[1], seen  # one question, one confirmation id, asked twice
     assert len(await controls.creates()) == 1
-    assert any("already used" in text_of(r) for r in results)
+    assert [r.structured_content["status"] for r in results] == ["completed", "completed"], [*map(text_of, results)]
+    confirmation = seen[0].rsplit("(confirmation ", 1)[1].split(")", 1)[0]
+    used = f"This approval ({confirmation}) was already used, so this call created and charged nothing new."
+    assert sum(used in text_of(r) for r in results) == 1, [*map(text_of, results)]
+    made = [[task["task_id"] for task in r.structured_content["tasks"]] for r in results]
+    assert made[0] == made[1] and len(made[0]) == 1, made  # the one task made, shown to both
+
+
+@pytest.mark.parametrize("forms", [True, False], ids=["form", "no-form"])
+async def test_a_call_held_while_its_twin_is_sent_warns_before_it_is_approved(connect, controls, forms):
+    """Two identical calls at once, the second planned before the first spends and held while KIE reads its balance
+    (the ``hold`` fault) until the first's create is made. Its question, or the quote a client without forms is
+    handed, is then a new one, no longer bound to the quote the first used: it leads with the warning that approving
+    pays a second time (it said nothing of it, and a yes paid twice unawares), and a person who reads it says no."""
+    await controls.fault("credit", kind="hold", seconds=60)  # the first balance read: the second call's
+    seen: list[str] = []
+
+    async def reading(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        seen.append(params.message)
+        if params.message.startswith("WARNING:"):
+            return ElicitResult(action="decline")
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    answers: dict[str, Any] = {}
+    async with connect(elicitation=reading if forms else None) as client, anyio.create_task_group() as group:
+
+        async def second() -> None:
+            answers["second"] = await client.call_tool("generate_video", {**UNPRICED, "wait_seconds": 0})
+
+        group.start_soon(second)
+        try:
+            with anyio.fail_after(20):
+                while (await controls.get("faults"))["held"] == 0:  # noqa: ASYNC110 - the simulator is asked
+                    await anyio.sleep(0.02)
+            first = {**UNPRICED, "wait_seconds": 0}
+            if not forms:  # the user approved the estimate's cost in the chat
+                quote = (await client.call_tool("estimate_cost", UNPRICED)).structured_content["quote"]
+                first["quote_id"] = quote["quote_id"]
+            answers["first"] = await client.call_tool("generate_video", first)
+            assert len(await controls.creates()) == 1
+        finally:
+            await controls.post("faults/release")
+    assert answers["first"].structured_content["status"] == "submitted", text_of(answers["first"])
+    warning = "approving it again makes it, and pays for it, a second time"
+    said = text_of(answers["second"])
+    if forms:
+        assert len(seen) == 2 and warning not in seen[0], seen
+        assert seen[1].startswith("WARNING: this exact request was already made at") and warning in seen[1], seen[1]
+        assert answers["second"].structured_content["status"] == "declined", said
+    else:
+        assert answers["second"].structured_content["status"] == "confirmation_required", said
+        assert said.startswith("WARNING: this exact request was already made at") and warning in said, said
+        assert "Nothing was spent" in said
+    assert len(await controls.creates()) == 1
 
 
 @pytest.mark.parametrize("approval", ["any", "form"])

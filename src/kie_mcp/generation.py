@@ -1317,15 +1317,18 @@ async def decide_approval(
     quote_approves = p.quote_id is not None and not binds_only and (problem or changed or overtaken) is None
     declined = twin = None
     looked = time.time()
+    if not quote_approves and not p.unsettled:
+        # A call of this request approved since ``plan`` looked (while this one's balance was read; of two identical
+        # calls at once, the first's yes used once this one's question would be asked): warned about, as ``plan``
+        # would have had it looked now, never auto-approved, and the question or quote handed back leads with it.
+        # From here to the claim, the question's quote or the answer below nothing is awaited.
+        twin = twins(rt, p.digest)[0]
+        if twin is not None:
+            p = replace(p, notes=(twin, *p.notes), unsettled=True)
     if not quote_approves and total is not None and total <= limit:  # looked at only where auto-approve would apply
         # The person said no to this very request on the approval card a moment ago: it is never run unasked
         # meanwhile, whatever quote the call names (one that only binds, one for another request).
         declined = rt.quotes.declined_lately(p.digest)
-        # A call of this request approved since ``plan`` looked (while this one's balance was read): warned about and
-        # asked, as ``plan`` would have had it looked now. From here to the claim below nothing is awaited.
-        twin = twins(rt, p.digest)[0]
-        if twin is not None:
-            p = replace(p, notes=(twin, *p.notes), unsettled=True)
 
     def decided(auto_approve_limit: float) -> Decision:
         return decide(
@@ -1347,7 +1350,7 @@ async def decide_approval(
         decision = decided(0.0)
     if isinstance(decision, NeedsConfirmation) and (declined is not None or twin is not None):
         said = DECLINED_LATELY.format(at=timestamp(declined)) if declined is not None else None
-        return NeedsConfirmation(" ".join(text for text in (said, twin) if text))
+        return NeedsConfirmation(" ".join(text for text in (said, decision.reason, twin) if text))
     if not isinstance(decision, Ask):
         return decision
     last = rt.quotes.last_question(p.digest) if answered else None
