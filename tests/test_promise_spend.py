@@ -31,6 +31,7 @@ from kie_mcp.journal import journal_path
 from kie_mcp.sandbox import SANDBOX_API_KEY
 from kie_mcp.server import create_server
 from kie_mcp.spend.gate import FORM_DESCRIPTION, ConfirmSpend
+from kie_mcp.spend.quotes import DECLINED
 
 from .conftest import answering, confirmed_and_replayed, text_of, twice_at_once
 from .test_live_wiring import feed_row, sync
@@ -1315,7 +1316,7 @@ async def test_a_quote_issued_before_the_same_request_was_sent_again_approves_no
         spent = await spent_today(client)
     warning = "WARNING: this exact request was already sent to KIE"
     assert first.structured_content["status"] == "unknown", text_of(first)
-    assert used == 0  # left unused
+    assert used == (DECLINED if forms else 0)  # left unused, until the person's No in the form declined it
     if forms:
         assert len(asked) == 1 and asked[0].startswith(warning), asked
         assert second.structured_content["status"] == "declined", text_of(second)

@@ -94,7 +94,7 @@ from kie_mcp.spend import (
 )
 from kie_mcp.spend.approval import ApprovedBy
 from kie_mcp.spend.ledger import ALREADY_HAD, ALREADY_HAD_ANSWER, CHARGED, MEASURED, REFUSED
-from kie_mcp.spend.quotes import CHARGED_HERE, AskedInputs, Bound, seen_charging, staleness
+from kie_mcp.spend.quotes import CHARGED_HERE, DECLINED, AskedInputs, Bound, seen_charging, staleness
 from kie_mcp.stopping import CREATES
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.tasks.follower import saving_words
@@ -1259,8 +1259,16 @@ FORM_APPROVES = (
     "quote_id binds the call to the quoted request, and the server asks the user when the call is repeated."
 )
 DECLINED_LATELY = (
-    "The user declined this very request on the approval card at {at}, so it is not auto-approved: ask them again "
-    "before running it."
+    "The user declined this very request {where} at {at}, so it is not auto-approved: ask them again before running it."
+)
+# What the form says when it asks again about a request the person said no to a moment ago (``decide_approval``):
+# the agent sent it again (with its own quote_id, perhaps), which approves nothing on its own meanwhile.
+ASKED_AGAIN = "You declined this same request {where} at {at}; it was sent again, so you are asked again."
+# What an estimate of such a request says (``surface._estimate``): its quote_id is no yes of the person's meanwhile.
+SAID_NO_ESTIMATE = (
+    "The user declined this very request {where} at {at}: until {until} it is not auto-approved, and on a client that "
+    "shows forms this quote_id does not approve it on its own (the generate call asks the user again in the form). "
+    "Do not run it unless the user asks for it again."
 )
 BINDS_ONLY = (
     "bind_quote_id only binds the call to the request that quote priced (as an approval card drew it); it never "
@@ -1284,9 +1292,13 @@ async def decide_approval(
     server) is answered with what that call made: a host's retry never creates twice. A quote issued before the same
     request was sent again (``sent_since_quoted``) approves nothing: whoever approved it did not know of that send.
 
-    A quote the person declined on the approval card (``QuoteBook.decline``), passed back as quote_id, is refused
-    saying so: nothing is asked, auto-approved or quoted. The same request sent without a quote is not auto-approved
-    for ten minutes from the Decline (the person is asked, or a new quote comes back)."""
+    A quote the person declined on the approval card (``QuoteBook.decline``) or voided by their No in the
+    confirmation form (``QuoteBook.decline_in_form``), passed back as quote_id, is refused saying so: nothing is asked,
+    auto-approved or quoted. For a quote's life from that no, the same request is not auto-approved (the person is
+    asked, or a new quote comes back), and on a client that shows forms a quote_id of it (the agent's own new
+    estimate's) does not approve it on its own: the person is asked again in the form, told they declined it. A
+    request that carries the person's answer to an open question of it (2026-07-28) is decided by that answer, never
+    by a quote or auto-approval in its place."""
     # A call of this request on its way (its warning from ``plan`` alone stops auto-approval) may settle in a moment,
     # having bought nothing (cut off by its host in a 429's wait): waited for briefly, never asked about needlessly.
     waited = priced(p.counted) if p.unsettled and p.quote_id is None else None
@@ -1300,6 +1312,12 @@ async def decide_approval(
     binds_only = form_only or p.quote_binds  # bind_quote_id (an approval card's Approve) binds on every host
     if refusal is not None and refusal.why == "declined" and not binds_only:
         return Declined(f"Not run: {refusal}")
+    # The person said no to this very request a moment ago (in the form or on the card): on a client that shows forms,
+    # the agent's quote_id does not approve it on its own (the person is asked again); and the person's answer to an
+    # open question of it, carried by this request (2026-07-28), decides it, whatever else would approve it now.
+    said_no = rt.quotes.declined_lately(p.digest)
+    answering = answered and question_open(rt, p.digest)
+    asks_again = can_ask and (said_no is not None or answering) and not binds_only
     # A quote that only binds (KIE_APPROVAL=form) bound the question when it was asked: its answer, in time, is
     # not refused because the quote expired while the form was open.
     bound = binds_only and answered and refusal is not None and refusal.why == "expired" and question_open(rt, p.digest)
@@ -1312,9 +1330,11 @@ async def decide_approval(
     overtaken = None
     if p.quote_id and not binds_only and problem is None:
         overtaken = sent_since_quoted(rt, p.quote_id, p.digest)
-    limit = 0.0 if overtaken else auto_approve_limit(rt, p)
+    limit = 0.0 if overtaken or answering else auto_approve_limit(rt, p)
     total = priced(p.counted)
-    quote_approves = p.quote_id is not None and not binds_only and (problem or changed or overtaken) is None
+    quote_approves = (
+        p.quote_id is not None and not (binds_only or asks_again) and (problem or changed or overtaken) is None
+    )
     declined = twin = None
     looked = time.time()
     if not quote_approves and not p.unsettled:
@@ -1326,14 +1346,14 @@ async def decide_approval(
         if twin is not None:
             p = replace(p, notes=(twin, *p.notes), unsettled=True)
     if not quote_approves and total is not None and total <= limit:  # looked at only where auto-approve would apply
-        # The person said no to this very request on the approval card a moment ago: it is never run unasked
-        # meanwhile, whatever quote the call names (one that only binds, one for another request).
-        declined = rt.quotes.declined_lately(p.digest)
+        # The person said no to this very request a moment ago: it is never run unasked meanwhile, whatever quote the
+        # call names (one that only binds, one for another request).
+        declined = said_no
 
     def decided(auto_approve_limit: float) -> Decision:
         return decide(
             total=p.counted,  # auto-approved only when what KIE may charge is under the limit
-            quote_id=None if binds_only else p.quote_id,
+            quote_id=None if binds_only or asks_again else p.quote_id,
             quote_problem=problem or changed or overtaken,
             auto_approve_limit=auto_approve_limit,
             can_ask=can_ask,
@@ -1349,13 +1369,15 @@ async def decide_approval(
         p = replace(p, notes=(twin, *p.notes), unsettled=True)
         decision = decided(0.0)
     if isinstance(decision, NeedsConfirmation) and (declined is not None or twin is not None):
-        said = DECLINED_LATELY.format(at=timestamp(declined)) if declined is not None else None
+        said = None if declined is None else DECLINED_LATELY.format(where=declined.where, at=timestamp(declined.at))
         return NeedsConfirmation(" ".join(text for text in (said, decision.reason, twin) if text))
     if not isinstance(decision, Ask):
         return decision
     last = rt.quotes.last_question(p.digest) if answered else None
     if last is not None:
         quote_id, used, expired = last
+        if used == DECLINED:  # the person's No to it, carried again by a retried request: the same answer
+            return Declined(said_no=True, quote_id=quote_id)
         if used:
             return Replay(quote_id)
         if expired:
@@ -1376,7 +1398,8 @@ async def decide_approval(
     # is dropped and the person asked twice: its notes (a price list being read, a success rate) may have changed.
     shown = rt.quotes.asked_text(ask.quote_id) if answered else None
     if shown is None:  # redacted: the key pasted into a prompt is neither shown in the form nor kept in the journal
-        shown = redact(question(p, ask.quote_id, changed))
+        again = None if said_no is None else ASKED_AGAIN.format(where=said_no.where, at=timestamp(said_no.at))
+        shown = redact(question(p, ask.quote_id, " ".join(text for text in (again, changed) if text) or None))
         rt.quotes.keep_asked_text(ask.quote_id, shown)
     return Ask(shown, ask.quote_id)
 
@@ -1479,11 +1502,14 @@ def made_with(rt: Runtime, refusal: QuoteError, quote_id: str | None) -> str:
     return f" It made task {', '.join(made)} (check_task shows it)." if made else ""
 
 
-def refused_answer(rt: Runtime, quote_id: str, refusal: QuoteError) -> NeedsConfirmation | Replay:
+def refused_answer(rt: Runtime, quote_id: str, refusal: QuoteError) -> Declined | NeedsConfirmation | Replay:
     """What a yes whose question's quote cannot be used means: a used quote is a replay (show what it bought), an
-    expired one an answer that came too late (nothing spent, ask again), anything else the reason as it is."""
+    expired one an answer that came too late (nothing spent, ask again), one the person answered No (in another form
+    of the same question) that No, anything else the reason as it is."""
     if refusal.why == "used":
         return Replay(quote_id)
+    if refusal.why == "declined":
+        return Declined(f"Not run: {refusal}")
     if refusal.why == "expired":
         return NeedsConfirmation(UNANSWERED.format(minutes=rt.settings.confirm_timeout_seconds / 60), True)
     return NeedsConfirmation(f"The confirmation could not be used: {refusal}")
@@ -1802,6 +1828,8 @@ async def execute(
     try:
         if isinstance(decision, Replay):
             return await replayed(rt, p, tool, decision, wait_seconds=wait_seconds, progress=progress)
+        if isinstance(decision, Declined) and decision.said_no:  # the person's No in the form: it holds a while
+            decision = await record_no(rt, p, decision)
         if not isinstance(decision, Approved):
             return without_spending(rt, p, tool, decision)
         if decision.by == "elicitation" and decision.quote_id is not None:  # a yes to a form asked in this very call
@@ -1847,11 +1875,40 @@ async def execute(
             rt.quotes.let_go(claim.hold)  # for the other servers on the workspace too
 
 
+async def record_no(rt: Runtime, p: Plan, decision: Declined) -> Declined:
+    """Record the person's No in the confirmation form (``QuoteBook.decline_in_form``), for the question it answered
+    (in the 2026-07-28 era, the newest asked for this request): its request is declined as on the approval card,
+    and the answer (``without_spending``) says what the agent is to do. A create of it sent while the form was open
+    (the agent's own quote_id, approved meanwhile) is said to have been sent; a No the journal could not keep is said
+    not to hold beyond this answer."""
+    note = None
+    try:
+        asked = decision.quote_id
+        if asked is None and (last := rt.quotes.last_question(p.digest)) is not None:
+            asked = last[0]
+        if asked is None:
+            raise QuoteError("no confirmation question of this request is in the journal", "unknown")
+        sent = await rt.journal.off_loop_when_locked(functools.partial(rt.quotes.decline_in_form, asked))
+        if sent is not None:
+            note = (
+                f"But a call of this request was sent to KIE at {timestamp(sent)}, while the form was open, so it ran "
+                "or is on its way and may have been charged (list_tasks shows the tasks)."
+            )
+    except (QuoteError, *JOURNAL_ERRORS) as err:
+        log.warning("a No in the confirmation form could not be recorded: %s", err)
+        note = (
+            f"kie-mcp could not record this No in its journal ({err}), so it holds for this call only: ask the user "
+            "before calling again."
+        )
+    return replace(decision, reason=note)
+
+
 def still_wanted(rt: Runtime, p: Plan, quote_id: str | None, since: float) -> Callable[[], bool]:
     """Whether a create of this call may still be sent: asked right before each one is journaled and sent
     (``_submit``), and before each resend after a 429 (``KieClient.create``). False once the person declined the
     request on the approval card after this call's approval was used (``since``), whatever approved it (its own
-    quote, another quote, a form's yes or auto-approval; ``QuoteBook.decline``). A journal that cannot be read
+    quote, another quote, a form's yes or auto-approval; ``QuoteBook.decline``), or answered No in a confirmation
+    form of it put to them before that (``QuoteBook.decline_in_form``). A journal that cannot be read
     says nothing against it: the attempt's own write meets the same journal and settles the create as not sent."""
 
     def wanted() -> bool:
@@ -2304,6 +2361,14 @@ def without_spending(rt: Runtime, p: Plan, tool: str, decision: Declined | Needs
     ``replayed``)."""
     if isinstance(decision, Declined):
         message = (decision.reason or "The user declined.") + " Nothing was spent and no quote was issued."
+        if decision.said_no:
+            minutes = rt.quotes.ttl / 60
+            message = (
+                "The user said no in the confirmation form. Nothing was spent and no quote was issued. Do not retry on "
+                f"your own: for the next {minutes:g} minutes a quote_id of this request does not approve it here (it "
+                "brings the form back), and it is not auto-approved. If the user changes their mind, call "
+                f"{tool} again with the same arguments: it asks them again in the form."
+            ) + (f" {decision.reason}" if decision.reason else "")
         if decision.dialog:
             message = "The confirmation dialog was declined. Nothing was spent and no quote was issued. " + (
                 DECLINED_UNSEEN_FORM if rt.settings.approval == "form" else DECLINED_UNSEEN
@@ -2316,7 +2381,7 @@ def without_spending(rt: Runtime, p: Plan, tool: str, decision: Declined | Needs
     return result
 
 
-def use_approval(rt: Runtime, p: Plan, decision: Approved) -> Approved | NeedsConfirmation | Replay:
+def use_approval(rt: Runtime, p: Plan, decision: Approved) -> Approved | Declined | NeedsConfirmation | Replay:
     """Use up the quote behind an approval (a quote_id, or the confirmation question's own quote): one yes, one
     spend. Returns the approval with the quote it used, or what to answer instead."""
     if decision.by == "quote":
@@ -2342,7 +2407,7 @@ def use_approval(rt: Runtime, p: Plan, decision: Approved) -> Approved | NeedsCo
         if last is None:
             return NeedsConfirmation("The confirmation could not be matched to a question that was asked.")
         asked, used, expired = last
-        if used:
+        if used and used != DECLINED:  # a question the person answered No is refused below, saying so
             return Replay(asked)
         if expired:
             return NeedsConfirmation(UNANSWERED.format(minutes=rt.settings.confirm_timeout_seconds / 60), True)
@@ -2353,11 +2418,21 @@ def use_approval(rt: Runtime, p: Plan, decision: Approved) -> Approved | NeedsCo
     return Approved("elicitation", asked)
 
 
-# A create a Decline on the approval card stopped before it was sent (or sent again after a 429): the record's error.
+# A create a Decline on the approval card, or a No in the confirmation form, stopped before it was sent (or sent again
+# after a 429): the record's error (``declined_unsent``).
 DECLINED_UNSENT = (
-    "Not sent: the user declined this spend on the approval card before its create was sent; nothing was created or "
+    "Not sent: the user declined this spend {where} before its create was sent; nothing was created or "
     "charged. Do not run this request again unless they ask."
 )
+
+
+def declined_unsent(rt: Runtime, p: Plan) -> str:
+    """``DECLINED_UNSENT``, saying where the person declined the request (the approval card, else the form)."""
+    try:
+        said = rt.quotes.declined_lately(p.digest)
+    except JOURNAL_ERRORS:
+        said = None
+    return DECLINED_UNSENT.format(where="on the approval card" if said is None else said.where)
 
 
 async def _submit(
@@ -2434,10 +2509,10 @@ async def _submit(
         slot.not_counted()
         if given_up.is_set():  # cut off, or a stop came, while the journal's lock was waited for
             _not_sent(rt, p, record, problems, stopping=CREATES.closed, waited=JOURNAL_WAIT)
-        else:  # the card's Decline of this request came meanwhile, whatever approved this call
+        else:  # the card's Decline of this request, or a No in its form, came meanwhile, whatever approved this call
             record.state, record.credits_reserved = "failed", 0.0
-            record.error = DECLINED_UNSENT
-            _refund(rt, problems, p, "refunded: not sent, declined on the approval card", None)
+            record.error = declined_unsent(rt, p)
+            _refund(rt, problems, p, "refunded: not sent, declined by the user", None)
         return None
     state, error, existing, unoffered = "created", None, False, False
     try:
@@ -2459,7 +2534,7 @@ async def _submit(
         state, error = "unknown", err.message  # still counted as spent
     except KieError as err:
         withdrawn = isinstance(err, NotSentError) and err.withdrawn  # a resend after a 429, declined meanwhile
-        record.state, record.error = "failed", DECLINED_UNSENT if withdrawn else err.describe()
+        record.state, record.error = "failed", declined_unsent(rt, p) if withdrawn else err.describe()
         record.credits_reserved = 0.0  # released below: KIE created nothing
         state, error = "refused", err.message
         unoffered = not_published(err)

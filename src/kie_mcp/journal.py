@@ -52,7 +52,7 @@ CREATE TABLE IF NOT EXISTS quotes (
     quote_id TEXT PRIMARY KEY, model TEXT NOT NULL, digest TEXT NOT NULL, body TEXT NOT NULL,
     expires REAL NOT NULL, used INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL,
     kind TEXT NOT NULL DEFAULT 'estimate', used_by TEXT, used_at REAL, asked TEXT, shape TEXT, inputs TEXT,
-    declined_at REAL, request TEXT);
+    declined_at REAL, request TEXT, asked_at REAL, declined_in TEXT);
 CREATE TABLE IF NOT EXISTS spend (
     id INTEGER PRIMARY KEY AUTOINCREMENT, day TEXT NOT NULL, delta REAL NOT NULL, reason TEXT NOT NULL,
     ref TEXT, at REAL NOT NULL, counted_at REAL, owner TEXT, creates INTEGER, unsent INTEGER);
@@ -150,7 +150,11 @@ ATTEMPT_COLUMNS = {
 # And when the person declined the quote on the approval card (``QuoteBook.decline``): kept on a quote a call was
 # using then too, so that call sends no create after it, and never gives the quote back for a later spend. And what
 # an estimate's quote priced, argument by argument (``quotes.request_record``: a fingerprint of each value, and the
-# value redacted and cut short), so that a call with other arguments is told which changed.
+# value redacted and cut short), so that a call with other arguments is told which changed. And, for a confirmation
+# question, when it was last put to the person (``QuoteBook.keep_asked_text``): a No to it stops the calls of its
+# request approved since then, which the question could not tell the person of (``QuoteBook.decline_in_form``). And
+# where the person declined: NULL on the approval card, "form" in the confirmation form (a No there), so that every
+# answer says which.
 QUOTE_COLUMNS = {
     "used_by": "TEXT",
     "used_at": "REAL",
@@ -159,6 +163,8 @@ QUOTE_COLUMNS = {
     "inputs": "TEXT",
     "declined_at": "REAL",
     "request": "TEXT",
+    "asked_at": "REAL",
+    "declined_in": "TEXT",
 }
 # Columns of uploads added since: until when an upload may be reused, when KIE's answer said how long it keeps it.
 UPLOAD_COLUMNS = {"expires": "REAL"}

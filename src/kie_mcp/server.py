@@ -75,8 +75,10 @@ resources.
 2. estimate_cost shows the exact price and returns a quote_id. Show the cost to the user.
 3. generate_image / generate_video with the same arguments. When the client can show confirmation forms, the \
 server asks the user itself. Otherwise the tool answers status=confirmation_required with a quote; after the \
-user approves that cost in the chat, repeat the call with quote_id. Hard caps and the account balance are \
-enforced by the server and no approval overrides them.
+user approves that cost in the chat, repeat the call with quote_id. When the user answers No in the server's \
+form, do not retry on your own: for ten minutes a quote_id of that request does not approve it on a client with \
+forms, and the same call asks the user again. Hard caps and the account balance are enforced by the server and no \
+approval overrides them.
 Images usually finish within the call. Videos take minutes: generate_video returns task ids at once; follow \
 them with check_task(task_id, wait_seconds). check_credits shows the balance, today's spend and the caps.
 A finished video can be continued with continue_video (extend it, its 1080p or 4K version, an upscale), priced and \

@@ -17,6 +17,7 @@ import sqlite3
 import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
@@ -132,7 +133,7 @@ from kie_mcp.tasks.records import (
     time_left_words,
 )
 from kie_mcp.toolschema import FREE_TEXT
-from kie_mcp.words import duration_text, path_text, plain, readable_text
+from kie_mcp.words import duration_text, path_text, plain, readable_text, timestamp
 
 if TYPE_CHECKING:
     from kie_mcp.server import _Server
@@ -1396,6 +1397,8 @@ async def _ask_with_deadline(ctx: Context, ask: Ask, seconds: float) -> Approved
         if isinstance(decision, Approved):
             return Approved("elicitation", ask.quote_id)
         assert not isinstance(decision, Replay)
+        if isinstance(decision, Declined) and decision.said_no:
+            return replace(decision, quote_id=ask.quote_id)
         return decision
     return NeedsConfirmation(gen.UNANSWERED.format(minutes=seconds / 60), cancelled=True)
 
@@ -1485,8 +1488,8 @@ def _decision(outcome: ElicitationResult[Any]) -> Approved | Declined | NeedsCon
             )
         case AcceptedElicitation(data=ConfirmSpend(not_boolean=True)):
             return Declined("The confirmation answer was not the boolean true, so it is not a yes.")
-        case AcceptedElicitation(data=ConfirmSpend()):
-            return Declined()
+        case AcceptedElicitation(data=ConfirmSpend()):  # confirm false: the person's explicit No
+            return Declined(said_no=True)
         case AcceptedElicitation(data=Approved() | NeedsConfirmation() | Replay() | Declined() as decided):
             return decided
         case DeclinedElicitation():
@@ -1539,8 +1542,12 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
     except KieError as err:
         balance = None
         unread = f"The balance could not be read ({err.message}); generating reads it first, or spends nothing."
+    said_no = rt.quotes.declined_lately(plan.digest)  # the person said no to it a moment ago: never run unasked
     auto = (  # over a cap nothing runs, so nothing is auto-approved either
-        cap_problem is None and quote.price_known and 0 < (plan.counted or 0) <= gen.auto_approve_limit(rt, plan)
+        cap_problem is None
+        and said_no is None
+        and quote.price_known
+        and 0 < (plan.counted or 0) <= gen.auto_approve_limit(rt, plan)
     )
     cost = (
         f"{quote.credits_total:g} credits (about {usd_text(quote.usd_total or 0)})"
@@ -1565,6 +1572,12 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
         else f"quote_id={quote.quote_id} (until {quote.expires_at}) approves nothing while the request is over a "
         f"cap: {cap_problem}",
     ]
+    if said_no is not None:
+        parts.append(
+            gen.SAID_NO_ESTIMATE.format(
+                where=said_no.where, at=timestamp(said_no.at), until=timestamp(said_no.at + rt.quotes.ttl)
+            )
+        )
     if balance is not None and quote.credits_total is not None and balance < quote.credits_total:
         parts.append(f"The balance ({balance:g} credits) is too low for this request.")
     elif balance is not None and quote.credits_counted is not None and balance < quote.credits_counted:

@@ -121,7 +121,11 @@ def grant(
 @dataclass(frozen=True)
 class Declined:
     """The user said no: nothing is spent and no quote is issued. ``dialog``: the client's dialog was declined, by
-    the person or by a client that declines every form on its own without showing it."""
+    the person or by a client that declines every form on its own without showing it. ``said_no``: the person
+    answered the form with No (``confirm`` false), which holds against a quote_id of the same request for a while
+    (``QuoteBook.decline_in_form``); ``quote_id``: the question's quote, when known."""
 
     reason: str | None = None
     dialog: bool = False
+    said_no: bool = False
+    quote_id: str | None = None

@@ -270,7 +270,8 @@ def staleness(price: ItemPrice, today: date, why: str) -> str | None:
 
 
 # Which rule refused a quote: only "used" means the request it approved may already have run; "declined", that the
-# person said no to it on the approval card (``QuoteBook.decline``).
+# person said no to it on the approval card (``QuoteBook.decline``) or in the confirmation form
+# (``QuoteBook.decline_in_form``).
 QuoteRefusal = Literal["unknown", "question", "declined", "used", "expired", "other request"]
 
 # ``quotes.used`` of a quote the person declined on the approval card (``QuoteBook.decline``): used up without a use,
@@ -280,6 +281,24 @@ QuoteRefusal = Literal["unknown", "question", "declined", "used", "expired", "ot
 # call ends: the call sends no create after it (``declined_before_create``), and the quote, given back, is declined
 # (``_unuse``), never usable again.
 DECLINED = 2
+# ``quotes.declined_in`` of the quotes a No in the confirmation form declined (``QuoteBook.decline_in_form``): the
+# question the person answered, and every other quote of its request declined with it (voided, or stopped in use).
+# NULL is the approval card's Decline (``QuoteBook.decline``), as every row an older kie-mcp declined.
+FORM_NO = "form"
+FORM_NO_OF_REQUEST = "form: request"
+
+
+class SaidNo(NamedTuple):
+    """The person's last no to a request (``QuoteBook.declined_lately``): when, and whether in the confirmation form
+    (else on the approval card)."""
+
+    at: float
+    in_form: bool
+
+    @property
+    def where(self) -> str:
+        return "in the confirmation form" if self.in_form else "on the approval card"
+
 
 # ``quotes.kind`` of an auto approval's hold on its request (``QuoteBook.hold``): no quote anyone was shown or can pass
 # back (its id is no ``QUOTE_ID``, and every lookup by id, the estimates and the questions leave it out), only what
@@ -446,10 +465,18 @@ class QuoteBook:
         return rows[0]["asked"] if rows and rows[0]["asked"] else None
 
     def keep_asked_text(self, quote_id: str, text: str) -> None:
-        self.journal.execute("UPDATE quotes SET asked = ? WHERE quote_id = ? AND kind = 'ask'", text, quote_id)
+        """Keep the text a confirmation question is put to the person with, now (``asked_at``: a No to it stops the
+        calls of its request approved since, ``decline_in_form``)."""
+        self.journal.execute(
+            "UPDATE quotes SET asked = ?, asked_at = ? WHERE quote_id = ? AND kind = 'ask'",
+            text,
+            self._clock(),
+            quote_id,
+        )
 
-    def last_question(self, digest: str) -> tuple[str, bool, bool] | None:
-        """(quote_id, used, expired) of the newest confirmation question asked for this exact request."""
+    def last_question(self, digest: str) -> tuple[str, int, bool] | None:
+        """(quote_id, used, expired) of the newest confirmation question asked for this exact request; ``used`` is 0,
+        1, or ``DECLINED`` (the person answered it No, ``decline_in_form``)."""
         self.release_owed()
         rows = self.journal.query(
             "SELECT quote_id, used, expires FROM quotes WHERE digest = ? AND kind = 'ask'"
@@ -459,7 +486,7 @@ class QuoteBook:
         if not rows:
             return None
         row = rows[0]
-        return row["quote_id"], bool(row["used"]), self._clock() > row["expires"]
+        return row["quote_id"], int(row["used"]), self._clock() > row["expires"]
 
     def asked_inputs(self, shape: str) -> tuple[str, dict[str, str]] | None:
         """(digest, local files by path with their hashes) of the newest confirmation question asked for the request
@@ -562,28 +589,7 @@ class QuoteBook:
             if in_use and row["declined_at"] is not None:  # a second Decline: the quotes issued since stay
                 return not _sent(quote_id, query), f"quote {quote_id} was already declined: it approves nothing more."
             sent = in_use and _sent(quote_id, query)
-            # The calls of this request under way with no create sent yet keep the no: this quote's, and any other
-            # quote's or question's in use (``declined_since`` stops them, and an auto-approved one, at their create:
-            # its hold, ``AUTO_HOLD``, is no quote to keep it).
-            stopped = db.execute(
-                "UPDATE quotes SET declined_at = ? WHERE digest = ? AND used = 1 AND declined_at IS NULL"
-                " AND kind != 'auto' AND quote_id != ? AND NOT EXISTS (SELECT 1 FROM attempts a WHERE"
-                " a.quote_id = quotes.quote_id AND a.state != 'refused')",
-                (now, row["digest"], quote_id),
-            ).rowcount
-            if in_use:
-                db.execute("UPDATE quotes SET declined_at = ? WHERE quote_id = ?", (now, quote_id))
-            voided = db.execute(
-                "UPDATE quotes SET used = ?, used_by = NULL, used_at = ?, declined_at = ? WHERE digest = ?"
-                " AND kind = 'estimate' AND (used = 0 OR (quote_id = ? AND NOT ?))",
-                (DECLINED, now, now, row["digest"], quote_id, in_use),
-            ).rowcount - (0 if in_use else 1)  # the others: this quote, unless in use, is among them
-            ran = query(  # a create of this request sent since the quote was issued, whatever approved it
-                "SELECT created FROM attempts WHERE digest = ? AND created >= ? AND state != 'refused'"
-                " ORDER BY created DESC LIMIT 1",
-                row["digest"],
-                row["created"],
-            )
+            stopped, voided, ran = _said_no(db, row, now, in_use=in_use)
         if sent:  # a create of this quote may have reached KIE: the no still stops the rest
             return False, (
                 f"quote {quote_id} was already used: it approved its request, which may have run (list_tasks shows the "
@@ -594,7 +600,7 @@ class QuoteBook:
             return False, (
                 f"quote {quote_id} is declined, and so is every other quote of the same request: none approves it "
                 f"again. But a call of this request (approved otherwise: another quote, a confirmation form or "
-                f"auto-approval) was sent to KIE at {timestamp(ran[0]['created'])}, after this quote was issued, so it "
+                f"auto-approval) was sent to KIE at {timestamp(ran)}, after this quote was issued, so it "
                 "ran or is on its way and may have been charged (list_tasks shows the tasks). From now on no call of "
                 "it sends a further create."
             )
@@ -618,15 +624,49 @@ class QuoteBook:
         )
         return True, f"quote {quote_id} is declined{others}: it approves nothing.{calls} Nothing was spent."
 
+    def decline_in_form(self, quote_id: str) -> float | None:
+        """The person answered the confirmation question bound to ``quote_id`` with No (``confirm`` false in an
+        accepted form; never a dialog declined, which a client may do on its own without showing it): recorded as the
+        approval card's Decline is (``decline``), marked as the form's (``declined_in``). The question and every
+        unused estimate quote of its request approve nothing from now on; the calls of the request approved since the
+        question was put to the person (``asked_at``: the agent's own quote_id sent while the form was open) send no
+        create after it, as an auto-approved one (``declined_since``); a call approved before it was put, which the
+        question warned of, goes on. For a quote's life from now the request is not auto-approved, and on a client
+        that shows forms a quote_id of it asks the person again (``declined_lately``). Idempotent: a request retried
+        with the same answer changes nothing.
+
+        Returns when a create of the request approved since the question was put was sent to KIE already (it ran or
+        is on its way, and may have been charged), else None; raises QuoteError for a question this workspace never
+        asked."""
+        self.release_owed()
+        now = self._clock()
+        with self.journal.transaction() as db:
+            row = db.execute("SELECT * FROM quotes WHERE quote_id = ? AND kind = 'ask'", (quote_id,)).fetchone()
+            if row is None:
+                raise QuoteError(f"confirmation {quote_id} is unknown to this workspace.", "unknown")
+            if row["used"] == DECLINED or row["declined_at"] is not None:  # said already: a retried answer
+                return None
+
+            def query(sql: str, *args: Any) -> list[Any]:
+                return db.execute(sql, args).fetchall()
+
+            in_use = bool(row["used"]) and not self._abandoned(row, query)  # a yes in another form of it, sending
+            since = row["asked_at"] if row["asked_at"] is not None else row["created"]
+            return _said_no(db, row, now, in_use=in_use, form_asked=since)[2]
+
     def declined_since(self, digest: str, since: float) -> bool:
-        """Whether the person declined the request ``digest`` on the approval card at or after ``since`` (a call's
-        approval was used then): that call, however it was approved, sends no create after the no
+        """Whether the person declined the request ``digest`` at or after ``since`` (a call's approval was used then):
+        on the approval card, or in the confirmation form when the call was approved after that question was put
+        (``decline_in_form``). That call, however it was approved, sends no create after the no
         (``generation._submit`` asks right before each create, and before each resend after a 429)."""
         rows = self.journal.query(
             "SELECT 1 FROM quotes WHERE digest = ? AND (used = ? OR declined_at IS NOT NULL)"
-            " AND COALESCE(declined_at, used_at) >= ? LIMIT 1",
+            " AND COALESCE(declined_at, used_at) >= ? AND (declined_in IS NULL OR (declined_in = ?"
+            " AND COALESCE(asked_at, created) <= ?)) LIMIT 1",
             digest,
             DECLINED,
+            since,
+            FORM_NO,
             since,
         )
         return bool(rows)
@@ -638,18 +678,21 @@ class QuoteBook:
         rows = self.journal.query("SELECT declined_at FROM quotes WHERE quote_id = ?", quote_id)
         return bool(rows) and rows[0]["declined_at"] is not None
 
-    def declined_lately(self, digest: str) -> float | None:
-        """When the request ``digest`` was last declined on the approval card, if within the last ``ttl`` (a
-        quote's life, counted from the Decline): that same request, sent again without a quote, is not auto-approved
-        meanwhile (``generation.decide_approval``)."""
+    def declined_lately(self, digest: str) -> SaidNo | None:
+        """When and where the person last said no to the request ``digest`` (the approval card's Decline, or a No in
+        the confirmation form), if within the last ``ttl`` (a quote's life, counted from the no): that same request
+        is not auto-approved meanwhile, and on a client that shows forms a quote_id of it asks the person again
+        (``generation.decide_approval``)."""
         rows = self.journal.query(
-            "SELECT MAX(COALESCE(declined_at, used_at)) AS at FROM quotes WHERE digest = ? AND kind = 'estimate'"
-            " AND (used = ? OR declined_at IS NOT NULL)",
+            "SELECT COALESCE(declined_at, used_at) AS at, declined_in FROM quotes WHERE digest = ?"
+            " AND kind IN ('estimate', 'ask') AND (used = ? OR declined_at IS NOT NULL) ORDER BY at DESC LIMIT 1",
             digest,
             DECLINED,
         )
         at = rows[0]["at"] if rows else None
-        return float(at) if at is not None and at > self._clock() - self.ttl else None
+        if at is None or at <= self._clock() - self.ttl:
+            return None
+        return SaidNo(float(at), rows[0]["declined_in"] is not None)
 
     def being_used(self, quote_id: str) -> bool:
         """Whether a call that used this quote is under way, in this process or another live one, without a create
@@ -857,6 +900,13 @@ class QuoteBook:
         # Declined, or declined while a call used it and given back since (an older kie-mcp gives it back unused).
         if row["used"] == DECLINED or (not row["used"] and row["declined_at"] is not None):
             at = row["declined_at"] if row["declined_at"] is not None else row["used_at"]
+            if row["declined_in"] is not None:
+                return QuoteError(
+                    f"quote {quote_id} was declined by the user in the confirmation form at {timestamp(at)}: it "
+                    "approves nothing. Do not run this request unless the user asks for it again (the same call then "
+                    "asks them in the form).",
+                    "declined",
+                )
             return QuoteError(
                 f"quote {quote_id} was declined by the user on the approval card at {timestamp(at)}: it "
                 "approves nothing. Do not run this request unless the user asks for it again (estimate_cost then "
@@ -884,6 +934,46 @@ def _tried(write: Callable[..., object], *args: Any) -> bool | None:
     except JOURNAL_ERRORS as err:
         return None if is_locked(err) else False
     return True
+
+
+def _said_no(
+    db: Any, row: Any, now: float, *, in_use: bool, form_asked: float | None = None
+) -> tuple[int, int, float | None]:
+    """The person's no to the request of the quote ``row`` (``QuoteBook.decline``, ``QuoteBook.decline_in_form``),
+    written in the transaction ``db``: the calls of the request under way with no create sent yet keep it (this
+    quote's, in use, and any other quote's or question's; ``declined_since`` stops them, and an auto-approved one, at
+    their create: its hold, ``AUTO_HOLD``, is no quote to keep it); this quote, unless in use, and every unused
+    estimate quote of the request approve nothing from now on (``DECLINED``). ``form_asked``: a No in the confirmation
+    form, put to the person then; only the calls approved since (which the question could not tell of) are stopped,
+    and the rows are marked as the form's (``declined_in``). Returns (the other calls stopped, the other quotes
+    voided, when a create of the request was last sent since the quote was issued (or, in the form, since the question
+    was put), whatever approved it)."""
+    quote_id, digest = row["quote_id"], row["digest"]
+    this, others = (None, None) if form_asked is None else (FORM_NO, FORM_NO_OF_REQUEST)
+    stopped = db.execute(
+        "UPDATE quotes SET declined_at = ?, declined_in = ? WHERE digest = ? AND used = 1 AND declined_at IS NULL"
+        " AND kind != 'auto' AND quote_id != ? AND (? IS NULL OR used_at >= ?) AND NOT EXISTS (SELECT 1 FROM"
+        " attempts a WHERE a.quote_id = quotes.quote_id AND a.state != 'refused')",
+        (now, others, digest, quote_id, form_asked, form_asked),
+    ).rowcount
+    if in_use:
+        db.execute("UPDATE quotes SET declined_at = ?, declined_in = ? WHERE quote_id = ?", (now, this, quote_id))
+    else:
+        db.execute(
+            "UPDATE quotes SET used = ?, used_by = NULL, used_at = ?, declined_at = ?, declined_in = ? WHERE"
+            " quote_id = ?",
+            (DECLINED, now, now, this, quote_id),
+        )
+    voided = db.execute(
+        "UPDATE quotes SET used = ?, used_by = NULL, used_at = ?, declined_at = ?, declined_in = ? WHERE digest = ?"
+        " AND kind = 'estimate' AND used = 0",
+        (DECLINED, now, now, others, digest),
+    ).rowcount
+    ran = db.execute(  # a create of this request sent since, whatever approved it
+        "SELECT MAX(created) FROM attempts WHERE digest = ? AND created >= ? AND state != 'refused'",
+        (digest, row["created"] if form_asked is None else form_asked),
+    ).fetchone()[0]
+    return stopped, voided, ran
 
 
 def _sent(quote_id: str, query: Callable[..., list[Any]]) -> bool:
