@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .conftest import text_of
 from .test_live_catalog import EXTRA
 from .test_live_price_floor import QUALITY_ROW
 from .test_live_wiring import sync
@@ -97,3 +98,23 @@ async def test_every_model_s_price_in_the_tables_is_list_models_price(connect, c
     tools = {m["id"]: (m["price"], typical(m["typical"])) for m in listed}
     tables = {m["id"]: (m["price_summary"], m["typical_prices"]) for m in document["models"]}
     assert tables == tools
+
+
+async def test_list_models_text_says_the_credits_and_what_the_caps_count_as_the_model_table_does(
+    connect, controls, transport, tmp_path
+):
+    """An agent reading only list_models' text compares what the caps and auto-approval count: each model's line
+    says its typical outputs as kie://models' cell does, credits and "counted" figure included, never a dollar
+    figure alone. The audit: "veo3_lite 8 s clip $0.15" while the caps counted 60 credits ($0.30), and
+    segment-map "$0.00" where 4 are counted."""
+    await kie_changed_its_catalogue(controls, transport, tmp_path)
+    async with connect() as client:
+        listing = text_of(await client.call_tool("list_models", {}))
+        table = (await client.read_resource("kie://models")).contents[0].text
+    lines = {line.split(" ", 2)[1]: line for line in listing.splitlines() if line.startswith("- ")}
+    cells = {model_id: row(table, model_id)[6] for model_id in lines}
+    assert [model_id for model_id, cell in cells.items() if cell and f"; {cell}): " not in lines[model_id]] == []
+    assert sum("counted" in cell for cell in cells.values()) >= 3  # the figures this guards are there to compare
+    assert "; 8 s $0.15 (30 cr; 60 counted) at generationType=TEXT_2_VIDEO, resolution=720p): " in lines["veo3_lite"]
+    assert "; 8 s $0.005 (1 cr; 250 counted) at generationType=TEXT_2_VIDEO" in lines["veo3"]
+    assert "; 1 image $0.00 (0 cr; 4 counted)): " in lines["grok-imagine-image-2-0/segment-map"]

@@ -49,7 +49,14 @@ from kie_mcp.catalog import (
     usd,
 )
 from kie_mcp.catalog.pricing import TypicalPrice, typical_prices, usd_text
-from kie_mcp.catalog.tables import Offer, model_document, model_table_json, model_table_markdown, price_summary
+from kie_mcp.catalog.tables import (
+    Offer,
+    model_document,
+    model_table_json,
+    model_table_markdown,
+    price_summary,
+    typical_text,
+)
 from kie_mcp.clientroots import root_folders, roots_resolver
 from kie_mcp.config import Settings, no_key_advice
 from kie_mcp.journal import (
@@ -476,12 +483,10 @@ class ModelInfo(_Result):
 
 
 def _typical_text(model: "ModelInfo") -> str:
-    """'; 5 s clip $0.35, 8 s clip $0.56 at resolution=720p': what people compare, in the model's list line."""
-    if not model.typical:
-        return ""
-    parts = ", ".join(f"{p.output} {usd_text(p.usd)}" for p in model.typical)
-    settings = model.typical[0].settings
-    return f"; {parts}" + (f" at {settings}" if settings else "")
+    """'; 5 s $0.35 (70 cr), 8 s $0.56 (112 cr) at resolution=720p': what people compare, in the model's list line,
+    as the model table's cell says it: the credits too, and what the caps count when that is more ('8 s $0.15 (30 cr;
+    60 counted)'), never a dollar figure alone that the caps and auto-approval count double."""
+    return f"; {typical_text(model.typical)}" if model.typical else ""
 
 
 def _health_text(model: "ModelInfo") -> str:

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .pricing import ItemPrice, price_input, source_text, typical_prices, usd_text
+from .pricing import ItemPrice, TypicalPrice, price_input, source_text, typical_prices, usd_text
 from .registry import Catalog, load_catalog
 from .spec import ModelSpec
 
@@ -128,7 +128,12 @@ def _rates(
 def typical_cell(spec: ModelSpec, price: Callable[..., ItemPrice] | None = None) -> str:
     """The table's USD column: '5 s $0.35 (70 cr), 8 s $0.56 (112 cr) at resolution=720p'; '' when unknown. What the
     caps count, when more than the price, is said: '8 s $0.15 (30 cr; 60 counted)'."""
-    prices = typical_prices(spec, price)
+    return typical_text(typical_prices(spec, price))
+
+
+def typical_text(prices: Sequence[TypicalPrice]) -> str:
+    """``typical_cell`` of prices already made (list_models' line says the same): each output's USD, its credits and
+    what the caps count when that is more; '' without prices."""
     if not prices:
         return ""
     cells = ", ".join(
