@@ -1031,13 +1031,14 @@ FIRST_PRICES_WAIT = 3.0
 
 
 async def first_prices(rt: Runtime) -> None:
-    """Wait, ``FIRST_PRICES_WAIT`` at most, for the catalogue sync under way to read KIE's prices (the first thing it
-    reads) when no price list of KIE was ever read in this workspace, so that a fresh install's first quote is KIE's
+    """Wait, ``FIRST_PRICES_WAIT`` at most, when no price list of KIE was ever read in this workspace, for the
+    catalogue check or sync under way to try KIE's prices (the first thing a sync reads; a check that finds no sync
+    due, as after a failed read a moment ago, ends the wait at once), so that a fresh install's first quote is KIE's
     live price, not a months-old bundled one with a warning. A read that fails ends the wait as it fails (the quote
     then says so). An await, cancelled with its call; never under --sandbox, whose simulated list is a copy of the
     bundled prices."""
     priced = rt.catalog_priced
-    if rt.settings.sandbox or not rt.reading_prices or priced is None or rt.live.feed_at is not None:
+    if rt.settings.sandbox or priced is None or priced.is_set() or rt.live.feed_at is not None:
         return
     with anyio.move_on_after(FIRST_PRICES_WAIT):
         await priced.wait()
