@@ -28,6 +28,7 @@ from kie_mcp.catalog.pricing import (
     FAR_FROM_TABLE,
     LIVE_ONLY,
     PLUS_OUTPUT,
+    credits_text,
     input_to_measure,
     usd_text,
 )
@@ -1182,7 +1183,7 @@ def observed_price(rt: Runtime, spec: ModelSpec, options: str, table: ItemPrice)
     raised = table.model_copy(
         update={
             "credits": charged,
-            "breakdown": f"{charged:g} credits per task, as KIE charged{how} for the same model and options on "
+            "breakdown": f"{credits_text(charged)} per task, as KIE charged{how} for the same model and options on "
             f"{day} (the price table says {table.credits:g})",
             "source": CHARGED_HERE,
             "source_date": day,
@@ -1547,7 +1548,7 @@ def question(p: Plan, confirmation: str | None = None, why: str | None = None) -
     if p.total is None:
         cost = f"an UNKNOWN number of credits ({unknown_cost(p)})"
     else:
-        cost = f"{p.total:g} credits (about {usd_text(usd(p.total))})"
+        cost = f"{credits_text(p.total)} (about {usd_text(usd(p.total))})"
     seen = seen_charging(p.price, p.variations)  # KIE charged more than its list: said with the question itself
     prompt = str(p.wire.get("prompt", ""))
     # On one line, its breaks written \n: a host showing the form as markdown would make "\n## Cost: 0 credits" in a

@@ -48,7 +48,7 @@ from kie_mcp.catalog import (
     WithdrawnModelError,
     usd,
 )
-from kie_mcp.catalog.pricing import TypicalPrice, typical_prices, usd_text
+from kie_mcp.catalog.pricing import TypicalPrice, credits_text, typical_prices, usd_text
 from kie_mcp.catalog.tables import (
     Offer,
     model_document,
@@ -1548,7 +1548,7 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
         cap_problem is None and quote.price_known and 0 < (plan.counted or 0) <= gen.auto_approve_limit(rt, plan)
     )
     cost = (
-        f"{quote.credits_total:g} credits (about {usd_text(quote.usd_total or 0)})"
+        f"{credits_text(quote.credits_total)} (about {usd_text(quote.usd_total or 0)})"
         if quote.credits_total is not None
         else "UNKNOWN before it runs (never auto-approved): "
         + gen.unknown_cost(plan, refused=cap_problem is not None).rstrip(".")
