@@ -207,6 +207,37 @@ async def test_the_first_quote_while_kies_prices_are_being_read_says_so_and_the_
     assert later.structured_content["quote"]["price_source"].startswith("KIE live price list of")
 
 
+NO_FEED_ROW = {"prompt": "a lighthouse at dawn", "model": "bytedance/v1-lite-text-to-video"}  # a bundled price only
+
+
+@pytest.mark.parametrize("tool", ["estimate_cost", "generate_video"])
+async def test_an_old_price_in_a_workspace_whose_catalogue_is_fresh_never_says_kies_list_is_being_read(
+    connect, controls, transport, tmp_path, old_prices, monkeypatch, tool
+):
+    """The audit: the server marked KIE's price list as "being read" for every check of whether a sync was due (at
+    start, then every hour), before it knew one was; with a cache read today nothing is read, yet an estimate then
+    said "kie-mcp is reading KIE's price list right now; estimate again in a few seconds", and the next gave another
+    reason. A price KIE's list of today has no row for says that, at once after start and during every check."""
+    from kie_mcp import runtime
+
+    from .test_live_wiring import sync
+
+    monkeypatch.setattr(runtime, "CATALOG_CHECK_EVERY", 0.05)  # the hourly check, every 50 ms
+    await sync(transport.inner, controls, tmp_path)  # KIE's list and prices, read today
+    seen: list[str] = []  # the server's reads of KIE's model list would wait: ``transport.release`` is never set
+    async with connect(catalog_sync=True, elicitation=answering(seen=seen, action="decline")) as client:
+        first = await client.call_tool(tool, NO_FEED_ROW)  # at once after start, as the first check runs
+        later = []
+        until = anyio.current_time() + 1.0
+        while anyio.current_time() < until:  # twenty checks meanwhile
+            later.append(await client.call_tool("estimate_cost", NO_FEED_ROW))
+    said = [text_of(first) if tool == "estimate_cost" else seen[0]] + [text_of(answer) for answer in later]
+    assert [text for text in said if "reading KIE's price list right now" in text] == []
+    no_row = "not refreshed: KIE's price list has no row for this model and these settings."
+    assert len(said) > 5 and all(no_row in text for text in said), said
+    assert await controls.creates() == []
+
+
 @pytest.mark.parametrize("tool", ["estimate_cost", "generate_image"])
 async def test_the_first_quote_after_start_waits_for_kies_price_list_and_carries_the_live_price(
     connect, controls, transport, old_prices, tool

@@ -177,6 +177,29 @@ def test_sandbox_after_a_command_it_does_not_apply_to_is_refused_in_the_same_wor
     assert f"--sandbox does not apply to {command}: it runs offline" in err and "unrecognized" not in err, err
 
 
+@pytest.mark.parametrize(
+    ("argv", "usage"),
+    [
+        (["demo", "--x"], "usage: kie-mcp demo [-h] [--keep]\n"),
+        (
+            ["sim", "--port", "8790", "--x"],
+            "usage: kie-mcp sim [-h] [--port PORT] [--speed SPEED] [--balance BALANCE]\n",
+        ),
+        (["catalog", "sync", "--x"], "usage: kie-mcp catalog sync [-h] [--sandbox] [--model ID]\n"),
+        (["catalog", "--x", "check"], "usage: kie-mcp catalog [-h] [--sandbox] ACTION ...\n"),
+    ],
+)
+def test_an_argument_a_command_does_not_take_is_refused_under_that_command_s_usage(argv, usage, capsys):
+    """The audit: `kie-mcp demo --x` printed the top-level usage ("kie-mcp [-h] [--version] [--sandbox] COMMAND
+    ..."), which names none of demo's options, where the README promised its usage; a bad value (`sim --port 80a`)
+    already got the command's."""
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and err.startswith(usage), err
+    assert "error: unrecognized arguments: --x. Settings go in the environment" in err, err
+
+
 @pytest.mark.parametrize("command", ["serve", "stdio"])
 def test_each_name_of_serving_shows_its_own_usage(command, capsys):
     """The audit: `kie-mcp stdio --help` printed "usage: kie-mcp serve"."""

@@ -643,6 +643,7 @@ async def test_a_background_sync_that_failed_is_logged_as_failed(tmp_path, caplo
         settings=SimpleNamespace(workspace=tmp_path, sandbox=False),
         live=None,
         catalog=None,
+        sync_starts=lambda: None,
         prices_tried=lambda live: None,
     )
     async with KieClient(api_key="k", base_url="http://127.0.0.1:9", upload_base_url="http://127.0.0.1:9") as offline:

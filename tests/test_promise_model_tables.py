@@ -10,8 +10,10 @@ refuse, and left out the one list_models offered; list_models itself said "8-18 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
+from .conftest import text_of
 from .test_live_catalog import EXTRA
 from .test_live_price_floor import QUALITY_ROW
 from .test_live_wiring import sync
@@ -97,3 +99,43 @@ async def test_every_model_s_price_in_the_tables_is_list_models_price(connect, c
     tools = {m["id"]: (m["price"], typical(m["typical"])) for m in listed}
     tables = {m["id"]: (m["price_summary"], m["typical_prices"]) for m in document["models"]}
     assert tables == tools
+
+
+async def test_list_models_text_says_the_credits_and_what_the_caps_count_as_the_model_table_does(
+    connect, controls, transport, tmp_path
+):
+    """An agent reading only list_models' text compares what the caps and auto-approval count: each model's line
+    says its typical outputs as kie://models' cell does, credits and "counted" figure included, never a dollar
+    figure alone. The audit: "veo3_lite 8 s clip $0.15" while the caps counted 60 credits ($0.30), and
+    segment-map "$0.00" where 4 are counted."""
+    await kie_changed_its_catalogue(controls, transport, tmp_path)
+    async with connect() as client:
+        listing = text_of(await client.call_tool("list_models", {}))
+        table = (await client.read_resource("kie://models")).contents[0].text
+    lines = {line.split(" ", 2)[1]: line for line in listing.splitlines() if line.startswith("- ")}
+    cells = {model_id: row(table, model_id)[6] for model_id in lines}
+    assert [model_id for model_id, cell in cells.items() if cell and f"; {cell}): " not in lines[model_id]] == []
+    assert sum("counted" in cell for cell in cells.values()) >= 3  # the figures this guards are there to compare
+    assert "; 8 s $0.15 (30 cr; 60 counted) at generationType=TEXT_2_VIDEO, resolution=720p): " in lines["veo3_lite"]
+    assert "; 8 s $0.005 (1 cr; 250 counted) at generationType=TEXT_2_VIDEO" in lines["veo3"]
+    assert "; 1 image $0.00 (0 cr; 4 counted)): " in lines["grok-imagine-image-2-0/segment-map"]
+
+
+async def test_one_credit_is_said_in_the_singular_by_list_models_the_model_table_and_estimate_cost(connect, tmp_path):
+    """The audit: "1 credits per task" for recraft/remove-background in the README's model table, list_models and
+    estimate_cost (its figure and its breakdown). One credit reads "1 credit", wherever a model's price is said."""
+    from PIL import Image
+
+    photo = tmp_path / "mug.png"
+    Image.new("RGB", (320, 320), (40, 140, 60)).save(photo)  # background removal takes 256-4096 px a side
+    async with connect() as client:
+        listing = text_of(await client.call_tool("list_models", {}))
+        table = (await client.read_resource("kie://models")).contents[0].text
+        estimate = text_of(
+            await client.call_tool("estimate_cost", {"model": "recraft/remove-background", "images": [str(photo)]})
+        )
+    said = {"list_models": listing, "kie://models": table, "estimate_cost": estimate}
+    assert {where: text for where, text in said.items() if re.search(r"(?<![\d.])1 credits\b", text)} == {}
+    assert "- recraft/remove-background (image, 1 credit per task; " in listing
+    assert row(table, "recraft/remove-background")[4] == "1 credit per task"
+    assert "x1: 1 credit (about $0.005)." in estimate and "Breakdown: 1 credit per task" in estimate, estimate

@@ -50,6 +50,21 @@ class _Parser(argparse.ArgumentParser):
         raise ArgumentsRefused(self, message)
 
 
+class _CommandParser(_Parser):
+    """A command's parser (demo, sim, catalog and its actions, serve): arguments it does not take are refused by it,
+    under its own usage with its options (``kie-mcp demo [-h] [--keep]``), as argparse refuses a bad value there.
+    argparse left them to the top-level parser, whose usage ("kie-mcp [-h] [--version] [--sandbox] COMMAND ...")
+    names none of the command's options."""
+
+    def parse_known_args(  # type: ignore[override]  # typeshed's overloads; argparse calls it with both
+        self, args: list[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:  # every argument after the command is the command's: none is left for the top-level parser
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="kie-mcp",
@@ -72,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="ask the built-in KIE simulator instead of KIE (no key needed) and use the sandbox area's cache",
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
     serving = "serve MCP over stdio (the default; stdio is another name)"
     commands.add_parser("serve", parents=[after], help=serving, description=serving)
     # Its own parser, not an alias: an alias's --help said "usage: kie-mcp serve" (listed under serve, not apart).

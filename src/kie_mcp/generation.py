@@ -28,6 +28,7 @@ from kie_mcp.catalog.pricing import (
     FAR_FROM_TABLE,
     LIVE_ONLY,
     PLUS_OUTPUT,
+    credits_text,
     input_to_measure,
     usd_text,
 )
@@ -1031,13 +1032,14 @@ FIRST_PRICES_WAIT = 3.0
 
 
 async def first_prices(rt: Runtime) -> None:
-    """Wait, ``FIRST_PRICES_WAIT`` at most, for the catalogue sync under way to read KIE's prices (the first thing it
-    reads) when no price list of KIE was ever read in this workspace, so that a fresh install's first quote is KIE's
+    """Wait, ``FIRST_PRICES_WAIT`` at most, when no price list of KIE was ever read in this workspace, for the
+    catalogue check or sync under way to try KIE's prices (the first thing a sync reads; a check that finds no sync
+    due, as after a failed read a moment ago, ends the wait at once), so that a fresh install's first quote is KIE's
     live price, not a months-old bundled one with a warning. A read that fails ends the wait as it fails (the quote
     then says so). An await, cancelled with its call; never under --sandbox, whose simulated list is a copy of the
     bundled prices."""
     priced = rt.catalog_priced
-    if rt.settings.sandbox or not rt.reading_prices or priced is None or rt.live.feed_at is not None:
+    if rt.settings.sandbox or priced is None or priced.is_set() or rt.live.feed_at is not None:
         return
     with anyio.move_on_after(FIRST_PRICES_WAIT):
         await priced.wait()
@@ -1181,7 +1183,7 @@ def observed_price(rt: Runtime, spec: ModelSpec, options: str, table: ItemPrice)
     raised = table.model_copy(
         update={
             "credits": charged,
-            "breakdown": f"{charged:g} credits per task, as KIE charged{how} for the same model and options on "
+            "breakdown": f"{credits_text(charged)} per task, as KIE charged{how} for the same model and options on "
             f"{day} (the price table says {table.credits:g})",
             "source": CHARGED_HERE,
             "source_date": day,
@@ -1575,7 +1577,7 @@ def question(p: Plan, confirmation: str | None = None, why: str | None = None) -
     if p.total is None:
         cost = f"an UNKNOWN number of credits ({unknown_cost(p)})"
     else:
-        cost = f"{p.total:g} credits (about {usd_text(usd(p.total))})"
+        cost = f"{credits_text(p.total)} (about {usd_text(usd(p.total))})"
     seen = seen_charging(p.price, p.variations)  # KIE charged more than its list: said with the question itself
     prompt = str(p.wire.get("prompt", ""))
     # On one line, its breaks written \n: a host showing the form as markdown would make "\n## Cost: 0 credits" in a

@@ -138,9 +138,11 @@ class Runtime:
     spending: SpendingCalls = field(default_factory=SpendingCalls)  # calls sending creates now (spend/inflight.py)
     owed: OwedWrites = field(default_factory=OwedWrites)  # creates' outcomes a full disk kept out of the journal
     calls: RunningCalls = field(default_factory=RunningCalls)  # the tool calls served now, ended by the close
-    catalog_syncing: bool = False  # a look at KIE's live models and prices is under way (quotes say so)
-    # Set once the look under way has tried KIE's prices (the first thing it reads), read or failed, or ended: what the
-    # first quotes of a workspace that never read them wait for (``generation.first_prices``).
+    # KIE's live models and prices are being read (quotes say so): set once a check found a sync due, never for a check
+    # that reads nothing (a fresh cache, a failed try a moment ago).
+    catalog_syncing: bool = False
+    # Set once the check or sync under way has tried KIE's prices (the first thing a sync reads), read or failed, or
+    # ended: what the first quotes of a workspace that never read them wait for (``generation.first_prices``).
     catalog_priced: anyio.Event | None = None
     # While another program holds the journal locked (it has not opened yet): set when the next try to open it ends,
     # so a call waits for that try (``OPEN_WAIT`` at most) and finds it open once the lock is gone. None once open.
@@ -203,11 +205,18 @@ class Runtime:
         thousands never makes thousands of files."""
         return links_kept(self.catalog.get(model_id))
 
-    def sync_starts(self) -> None:
-        """A look at KIE's live catalogue begins: quotes say so, and the first ones may wait for its prices."""
-        self.catalog_syncing = True
+    def sync_checks(self) -> None:
+        """A check of whether KIE's live catalogue is due a sync begins (at start-up, then every hour): the first
+        quotes of a workspace that never read KIE's prices may wait for it, but none says a read is under way until
+        one is (``sync_starts``)."""
         if self.catalog_priced is None or self.catalog_priced.is_set():  # one a quote may already wait on is kept
             self.catalog_priced = anyio.Event()
+
+    def sync_starts(self) -> None:
+        """The check found a sync due and it begins (``maybe_sync``'s ``starts``, after its age check): quotes say
+        KIE's price list is being read until its prices are tried."""
+        self.sync_checks()
+        self.catalog_syncing = True
 
     def prices_tried(self, live: LiveCatalog) -> None:
         """The look under way has tried KIE's model list and prices (its schemas and success rates follow): what it
@@ -225,7 +234,8 @@ class Runtime:
 
     @property
     def reading_prices(self) -> bool:
-        """A look at KIE's catalogue is under way and has not tried its prices yet (neither read nor failed)."""
+        """A sync of KIE's catalogue is under way (a check found it due) and has not tried its prices yet (neither
+        read nor failed)."""
         return self.catalog_syncing and not (self.catalog_priced is not None and self.catalog_priced.is_set())
 
     def require_kie(self) -> KieClient:
@@ -473,7 +483,7 @@ async def open_runtime(
             background.start_soon(_forget_old_quotes, runtime)
             background.start_soon(_write_owed, runtime)
             if kie is not None and settings.catalog_sync:
-                runtime.sync_starts()  # from now: a quote made before it has read KIE's prices waits, or says so
+                runtime.sync_checks()  # from now: a quote made before it has read KIE's prices waits for the check
                 background.start_soon(_keep_catalog_current, runtime, kie)  # never delays start-up or a tool call
             yield runtime
             background.cancel_scope.cancel()
@@ -533,7 +543,7 @@ async def _keep_catalog_current(runtime: Runtime, kie: KieClient) -> None:
     server on this workspace wrote, or the models another server saw KIE refuse as not published. A sync only at
     start-up left prices and withdrawn models as they were that day."""
     while True:
-        runtime.sync_starts()
+        runtime.sync_checks()  # "being read" only once maybe_sync finds a sync due (``sync_starts``)
         try:
             await _sync_catalog(runtime, kie)
         finally:
@@ -549,7 +559,9 @@ async def _sync_catalog(runtime: Runtime, kie: KieClient) -> None:
     whose = "The simulator's" if runtime.settings.sandbox else "KIE's live"
     path = cache_path(runtime.settings.workspace)
     in_use = await anyio.to_thread.run_sync(models_in_use_from_journal, runtime.settings.workspace)
-    fresh = await maybe_sync(kie, path, in_use, prices_tried=runtime.prices_tried)  # only when a sync is due
+    fresh = await maybe_sync(  # only when a sync is due
+        kie, path, in_use, starts=runtime.sync_starts, prices_tried=runtime.prices_tried
+    )
     if fresh is None:  # not due: the cache may still be newer than what this server holds (another server wrote it)
         from kie_mcp.catalog.live import LiveCatalog
 

@@ -49,8 +49,15 @@ from kie_mcp.catalog import (
     WithdrawnModelError,
     usd,
 )
-from kie_mcp.catalog.pricing import TypicalPrice, typical_prices, usd_text
-from kie_mcp.catalog.tables import Offer, model_document, model_table_json, model_table_markdown, price_summary
+from kie_mcp.catalog.pricing import TypicalPrice, credits_text, typical_prices, usd_text
+from kie_mcp.catalog.tables import (
+    Offer,
+    model_document,
+    model_table_json,
+    model_table_markdown,
+    price_summary,
+    typical_text,
+)
 from kie_mcp.clientroots import root_folders, roots_resolver
 from kie_mcp.config import Settings, no_key_advice
 from kie_mcp.journal import (
@@ -477,12 +484,10 @@ class ModelInfo(_Result):
 
 
 def _typical_text(model: "ModelInfo") -> str:
-    """'; 5 s clip $0.35, 8 s clip $0.56 at resolution=720p': what people compare, in the model's list line."""
-    if not model.typical:
-        return ""
-    parts = ", ".join(f"{p.output} {usd_text(p.usd)}" for p in model.typical)
-    settings = model.typical[0].settings
-    return f"; {parts}" + (f" at {settings}" if settings else "")
+    """'; 5 s $0.35 (70 cr), 8 s $0.56 (112 cr) at resolution=720p': what people compare, in the model's list line,
+    as the model table's cell says it: the credits too, and what the caps count when that is more ('8 s $0.15 (30 cr;
+    60 counted)'), never a dollar figure alone that the caps and auto-approval count double."""
+    return f"; {typical_text(model.typical)}" if model.typical else ""
 
 
 def _health_text(model: "ModelInfo") -> str:
@@ -1550,7 +1555,7 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
         and 0 < (plan.counted or 0) <= gen.auto_approve_limit(rt, plan)
     )
     cost = (
-        f"{quote.credits_total:g} credits (about {usd_text(quote.usd_total or 0)})"
+        f"{credits_text(quote.credits_total)} (about {usd_text(quote.usd_total or 0)})"
         if quote.credits_total is not None
         else "UNKNOWN before it runs (never auto-approved): "
         + gen.unknown_cost(plan, refused=cap_problem is not None).rstrip(".")

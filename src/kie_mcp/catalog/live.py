@@ -517,12 +517,14 @@ async def maybe_sync(
     retry_after: timedelta = RETRY_AFTER,
     now: datetime | None = None,
     catalog: Catalog | None = None,
+    starts: Callable[[], None] | None = None,
     prices_tried: Callable[[LiveCatalog], None] | None = None,
 ) -> LiveCatalog | None:
     """Sync and save the cache when it is older than ``max_age``; return the new catalogue, or None when nothing was
     done (fresh cache, a sync already running for this cache in this process, a failed attempt less than
     ``retry_after`` ago, or any error at all). Never raises (except cancellation): meant to run in a background task
-    so that it never delays start-up or a tool call. ``prices_tried``: as for ``LiveCatalog.sync``."""
+    so that it never delays start-up or a tool call. ``starts``: called once a sync is found due, before anything is
+    read (never for a check that reads nothing); ``prices_tried``: as for ``LiveCatalog.sync``."""
     key = str(cache_path)
     if key in _RUNNING:
         return None
@@ -536,6 +538,8 @@ async def maybe_sync(
         attempted = parse_timestamp(live.attempted_at)
         if attempted is not None and moment - attempted < retry_after:
             return None  # the last attempt failed a moment ago (offline): do not hammer KIE at every start
+        if starts is not None:
+            starts()
         new = await live.sync(kie, models_in_use=models_in_use, now=moment, catalog=catalog, prices_tried=prices_tried)
         return new.save_keeping_refusals(cache_path)
     except OSError as err:  # the cache could not be written (a read-only workspace, a full disk): no traceback

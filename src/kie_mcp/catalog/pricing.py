@@ -180,7 +180,7 @@ def price_input(spec: ModelSpec, wire: Mapping[str, Any], measured: Mapping[str,
                     known=False,
                     credits=None,
                     unit=table.unit,
-                    breakdown=f"{_fmt(rate.credits)} credits per second of {what} ({condition}); that length {why}, "
+                    breakdown=f"{credits_text(rate.credits)} per second of {what} ({condition}); that length {why}, "
                     "so the total is unknown",
                     source=source.ref,
                     source_date=source.date,
@@ -192,7 +192,7 @@ def price_input(spec: ModelSpec, wire: Mapping[str, Any], measured: Mapping[str,
                 text = f"{_fmt(rate.credits)} credits/s x {_fmt(seconds)} s ({condition})"
         else:
             scale = 1.0
-            text = f"{_fmt(rate.credits)} credits per {table.unit} ({condition})"
+            text = f"{credits_text(rate.credits)} per {table.unit} ({condition})"
         count = 1.0
         if table.count_field and table.count_field in wire:
             count = float(wire[table.count_field])
@@ -287,6 +287,11 @@ def usd(credits: float) -> float:
 
 def _fmt(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def credits_text(value: float) -> str:
+    """'1 credit', '0 credits', '4.8 credits': a figure of credits with its word, never '1 credits'."""
+    return f"{_fmt(value)} {'credit' if value == 1 else 'credits'}"
 
 
 # -- typical outputs: what people compare (issue 12) -------------------------------------------------------------

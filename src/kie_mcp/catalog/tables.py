@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .pricing import ItemPrice, price_input, source_text, typical_prices, usd_text
+from .pricing import ItemPrice, TypicalPrice, credits_text, price_input, source_text, typical_prices, usd_text
 from .registry import Catalog, load_catalog
 from .spec import ModelSpec
 
@@ -71,17 +71,17 @@ class Offer:
 
 
 def price_summary(spec: ModelSpec, live: LiveCatalog | None = None) -> str:
-    """e.g. '8-18 credits per task', '14-67 credits per second' or, priced per output (``n``), '4.8 credits per
-    image'; 'price unknown' without a table. With ``live``, each rate as estimate_cost quotes it: KIE's live price
-    where its feed row has one, unknown where the row is gone, and a live price below the catalogue's said to count
-    at the catalogue's."""
+    """e.g. '8-18 credits per task', '1 credit per task', '14-67 credits per second' or, priced per output (``n``),
+    '4.8 credits per image'; 'price unknown' without a table. With ``live``, each rate as estimate_cost quotes it:
+    KIE's live price where its feed row has one, unknown where the row is gone, and a live price below the
+    catalogue's said to count at the catalogue's."""
     rates = _rates(spec, live)
     if not rates:
         return "price unknown"
     credits = sorted({now for now, _, _ in rates if now is not None})
     if not credits:
         return "price unknown (KIE's live price list has no usable price for it)"
-    span = _fmt(credits[0]) if len(credits) == 1 else f"{_fmt(credits[0])}-{_fmt(credits[-1])}"
+    span = credits_text(credits[0]) if len(credits) == 1 else f"{_fmt(credits[0])}-{_fmt(credits[-1])} credits"
     assert spec.price is not None
     unit = spec.kind if spec.price.count_field and spec.price.unit == "task" else spec.price.unit
     notes = []
@@ -92,7 +92,7 @@ def price_summary(spec: ModelSpec, live: LiveCatalog | None = None) -> str:
             "KIE's live list is lower than kie-mcp's catalogue at some settings: the catalogue's price is what counts "
             "against the caps"
         )
-    return f"{span} credits per {unit}" + "".join(f" ({note})" for note in notes)
+    return f"{span} per {unit}" + "".join(f" ({note})" for note in notes)
 
 
 def price_source(spec: ModelSpec, live: LiveCatalog | None = None, *, simulated: bool = False) -> str:
@@ -128,7 +128,12 @@ def _rates(
 def typical_cell(spec: ModelSpec, price: Callable[..., ItemPrice] | None = None) -> str:
     """The table's USD column: '5 s $0.35 (70 cr), 8 s $0.56 (112 cr) at resolution=720p'; '' when unknown. What the
     caps count, when more than the price, is said: '8 s $0.15 (30 cr; 60 counted)'."""
-    prices = typical_prices(spec, price)
+    return typical_text(typical_prices(spec, price))
+
+
+def typical_text(prices: Sequence[TypicalPrice]) -> str:
+    """``typical_cell`` of prices already made (list_models' line says the same): each output's USD, its credits and
+    what the caps count when that is more; '' without prices."""
     if not prices:
         return ""
     cells = ", ".join(
