@@ -8,6 +8,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -232,6 +233,7 @@ async def test_every_journal_lookup_of_a_tool_call_uses_an_index(connect, contro
     journal.answers_for(task_id)
     journal.live_upload("0" * 64, 3600)
     journal.file_at("outputs/day/clip.mp4")  # a join's clip given by its saved path
+    journal.unsettled_attempts("nano-banana-2", 0, time.time())  # a task found at KIE: the creates it may be of
     journal.close()
     queries = sorted({s for s in statements if re.match(r"\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\b", s, re.IGNORECASE)})
     exercised = (

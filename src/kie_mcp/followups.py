@@ -12,6 +12,7 @@ An extension's ``script`` (the next line) goes that way too, so it is spoken and
 
 # No ``from __future__ import annotations``: pydantic would compile each field's annotation string on import.
 
+import functools
 import json
 import logging
 import re
@@ -36,6 +37,7 @@ from kie_mcp.kie.text import task_id_problem
 from kie_mcp.media import saved
 from kie_mcp.runtime import Runtime
 from kie_mcp.tasks import TaskRecord
+from kie_mcp.tasks.lost import TakenUp, take_up
 from kie_mcp.tasks.records import time_left_words
 from kie_mcp.words import timestamp
 
@@ -181,8 +183,7 @@ async def find_source(rt: Runtime, task_id: str) -> TaskRecord:
                 f"KIE knows no task {task_id!r} ({err.message}). Use the id of a video task from generate_video, "
                 "check_task or list_tasks; KIE keeps tasks for 14 days."
             ) from err
-        record = made_elsewhere(rt, task_id, status)
-        rt.tasks.add(record)
+        record = (await found_elsewhere(rt, task_id, status)).record
         looked = True
         if record.finished:  # made elsewhere and done: the follower saves its results, as for kie://tasks/{id}
             return await rt.follower.follow(record, looked=True)
@@ -241,6 +242,18 @@ def made_elsewhere(rt: Runtime, task_id: str, status: TaskStatus) -> TaskRecord:
     )
     record.apply(status, rt.typical_seconds(model), rt.links_kept(model))
     return record
+
+
+async def found_elsewhere(rt: Runtime, task_id: str, status: TaskStatus) -> TakenUp:
+    """Record a task KIE describes in ``status`` that the journal did not know (``made_elsewhere``): as the task of
+    the create of unknown outcome that made it (its answer lost), when exactly that create can have
+    (``tasks.lost``), else on its own. Written in a worker thread while another program holds the journal's lock;
+    ``kie://tasks`` subscribers hear when a create is no longer of unknown outcome."""
+    record = made_elsewhere(rt, task_id, status)
+    taken = await rt.journal.off_loop_when_locked(functools.partial(take_up, rt, record, status))
+    if taken.linked:
+        await rt.follower.unknown_creates_changed()
+    return taken
 
 
 def _unified_tier(status: TaskStatus) -> str | None:

@@ -734,6 +734,21 @@ def _reserved_when(attempts: list[sqlite3.Row]) -> dict[str, Any]:
     return {"reserved_on": on, "reserved_at": at}
 
 
+def attempt_task_fields(attempt: sqlite3.Row) -> dict[str, Any]:
+    """What a task takes from the create ``attempt`` that made it, for its record: the price it was quoted at, its
+    share of the call's reservation (its quote's, from an older kie-mcp that kept no share) and when that reservation
+    was made (KIE's charge of the task replaces it once, at that moment: ``Ledger.settle_task``), and what the attempt
+    kept of the task (``TASK_KEPT``: its kind, the task it continues and how)."""
+    reserved = attempt["reserved"] if attempt["reserved"] is not None else attempt["credits_quoted"]
+    kept = {name: value for name, value in _kept_by([attempt]).items() if name != "sandbox" and value is not None}
+    return {
+        "credits_quoted": attempt["credits_quoted"],
+        "credits_reserved": reserved,
+        **_reserved_when([attempt]),
+        **kept,
+    }
+
+
 def _take_up_unclaimed(db: sqlite3.Connection, create: LoggedCreate, attempts: list[sqlite3.Row], now: float) -> bool:
     """Record the task of a call-log line that names no attempt and is the answer of one of ``attempts`` (which one,
     it cannot tell) as queued, so the follower follows it and saves its results: a paid task is never left unfollowed.
@@ -1659,6 +1674,45 @@ class Journal:
         if state is None:
             return self.query("SELECT * FROM attempts ORDER BY created")
         return self.query("SELECT * FROM attempts WHERE state = ? ORDER BY created", state)
+
+    def unsettled_attempts(self, model: str, since: float, until: float, limit: int = 200) -> list[sqlite3.Row]:
+        """The creates of ``model`` begun between ``since`` and ``until`` that may have made a task whose id this
+        journal never got: of unknown outcome, or still being sent. Oldest first, at most the newest ``limit``
+        (an index range of ``attempts_state_created``, however many there are)."""
+        rows = self.query(
+            "SELECT * FROM attempts WHERE state IN ('unknown', 'sending') AND created >= ? AND created <= ?"
+            " AND model = ? ORDER BY created DESC LIMIT ?",
+            since,
+            until,
+            model,
+            limit,
+        )
+        return rows[::-1]
+
+    def link_found_task(self, attempt_id: str, task_id: str, record: Callable[[sqlite3.Row], None], note: str) -> bool:
+        """Record ``task_id``, a task found at KIE (``check_task`` of an id this journal did not know), as the one the
+        create ``attempt_id`` made, whose answer was lost: the attempt becomes created with that task (no longer of
+        unknown outcome; ``note``: its error from now on), and ``record``, called in the transaction with the
+        attempt's row, writes the task's record with the attempt's prompt, session, quote and reservation. Only while
+        the attempt is still of unknown outcome and neither the journal's tasks nor another attempt hold that task
+        (another server, or another look, recorded it meanwhile). One durable transaction (a task id, and the money
+        its charge settles). Returns whether it was recorded."""
+        with self.transaction(durable=True) as db:
+            attempt = db.execute(
+                "SELECT * FROM attempts WHERE attempt_id = ? AND state = 'unknown'", (attempt_id,)
+            ).fetchone()
+            taken = db.execute(
+                "SELECT 1 FROM tasks WHERE task_id = ? UNION ALL SELECT 1 FROM attempts WHERE task_id = ?",
+                (task_id, task_id),
+            ).fetchone()
+            if attempt is None or taken is not None:
+                return False
+            db.execute(
+                "UPDATE attempts SET state = 'created', task_id = ?, error = ?, updated = ? WHERE attempt_id = ?",
+                (task_id, note, time.time(), attempt_id),
+            )
+            record(attempt)
+        return True
 
     # -- who follows a task ---------------------------------------------------------------------
     # One follower per workspace asks KIE about a task and saves its results, whichever server it runs in: each

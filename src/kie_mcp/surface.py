@@ -796,8 +796,9 @@ def _define_tools(mcp: _ToolRecorder) -> None:
             task_id = _usable_task_id(task_id)  # before anything is read or asked: an id holding a key never leaves
             record = rt.follower.known(task_id) or rt.tasks.get(task_id)
             looked = record is None
+            found = None  # what became of a create of unknown outcome that may have made it
             if record is None:  # a task the journal does not know: KIE is asked once, then the follower has it
-                record = await _find_record(rt, task_id)
+                record, found = await _find_record(rt, task_id)
             # The follower polls (once for every waiter); this call waits on it, with progress.
             reporter = gen.ProgressReporter(_progress(ctx), 1)
             try:
@@ -826,6 +827,8 @@ def _define_tools(mcp: _ToolRecorder) -> None:
                 rt.follower.save_later(record)  # what this call did not save, the follower saves in the background
             if record.error and record.state in ("queued", "running") and not record.unknown_to_kie:
                 problems.insert(0, record.error)  # why it does not move (one KIE does not know: _task_message)
+            if found is not None:  # the create of unknown outcome it was taken as the task of, or may be
+                problems.insert(0, found)
             rt.tasks.label(record)  # its prompt, session and folder, from the journal
             await rt.follower.deliver_notices(ctx)
         typical = rt.typical_seconds(record.model)
@@ -1635,12 +1638,14 @@ def _usable_task_id(task_id: str) -> str:
     return task_id.strip()
 
 
-async def _find_record(rt: Runtime, task_id: str, *, reading: bool = False) -> TaskRecord:
-    """The record of ``task_id`` (a usable id, ``_usable_task_id``): the journal's, else KIE's (asked once).
-    ``reading``: for a resource read, whose errors describe and never tell the client to call a tool or spend."""
+async def _find_record(rt: Runtime, task_id: str, *, reading: bool = False) -> tuple[TaskRecord, str | None]:
+    """The record of ``task_id`` (a usable id, ``_usable_task_id``): the journal's, else KIE's (asked once), taken
+    as the task of the create of unknown outcome that made it when surely one did (``followups.found_elsewhere``);
+    with what the answer says of that (None: nothing). ``reading``: for a resource read, whose errors describe and
+    never tell the client to call a tool or spend."""
     record = rt.tasks.get(task_id)
     if record is not None:
-        return record
+        return record, None
     if QUOTE_ID.fullmatch(task_id):  # an agent's easy mix-up: never asked of KIE, which would say "record is null"
         raise RefusedHereError(
             f"{task_id} is a quote id (from estimate_cost or confirmation_required), not a task id; nothing was asked "
@@ -1669,9 +1674,9 @@ async def _find_record(rt: Runtime, task_id: str, *, reading: bool = False) -> T
             next_step="Use a task id from generate_image, generate_video, list_tasks or https://kie.ai/logs; KIE "
             "keeps tasks for 14 days.",
         ) from None
-    record = followups.made_elsewhere(rt, task_id, status)  # as old as KIE says: the 14-day limit applies
-    rt.tasks.add(record)
-    return record
+    # As old as KIE says (the 14-day limit applies); the task of a create whose answer was lost when surely that one's
+    taken = await followups.found_elsewhere(rt, task_id, status)
+    return taken.record, taken.words
 
 
 async def _chain_in_one(rt: Runtime, clip: str, path: Path, notes: list[str]) -> CallToolResult:
@@ -2077,7 +2082,7 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
                 record = rt.tasks.get(task_id)
                 looked = record is None
                 if record is None:  # asked of KIE once, then followed
-                    record = await _find_record(rt, task_id, reading=True)
+                    record, _ = await _find_record(rt, task_id, reading=True)
             except _USER_ERRORS as err:  # an error, not a read: a client (or app) can tell it from a task
                 if isinstance(err, KieError) and err.category in (Category.INPUT, Category.NOT_FOUND):
                     raise ResourceNotFoundError(str(err)) from None  # no such task (or no task id at all)

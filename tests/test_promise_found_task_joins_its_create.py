@@ -1,0 +1,242 @@
+"""A task found after its create's answer was lost joins the create that made it, and only that one.
+
+The simulator's ``drop_after_create`` makes (and charges) the task, then loses the create's answer: the create is of
+unknown outcome, and its answer tells the agent to find the task on https://kie.ai/logs and follow it with
+check_task. That task, looked up by its id, is the create's: it takes the create's prompt, session (its results go to
+the session's folder) and reservation, which KIE's charge replaces once, and the create is no longer listed as one
+that may have been charged. An agent can name any task id of the account, so a task is taken as a create's only when
+nothing else can have made it: never one of another model or another prompt, and never when two calls' creates fit.
+
+Through the real MCP client against the simulator, in both protocol eras. The simulator's clock runs at real speed
+while the creates are sent (KIE's ``createTime`` is its clock's), then fast, so the videos end in moments.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from kie_mcp.processes import HOST
+from kie_mcp.sandbox import SANDBOX_API_KEY, SimConfig, Simulator
+
+from .conftest import Controls, answering, session_folder, text_of
+from .test_promise_saved_by_one import a_gone_process
+
+VIDEO = {"model": "kling-3.0/video", "prompt": "push in on a bottle", "duration": 5}  # 90 credits, quoted
+IMAGE = {"model": "nano-banana-2", "prompt": "a red apple on a wooden table"}  # 8 credits
+JOURNAL = Path(".kie-mcp") / "journal.sqlite3"
+MAY_BE_CHARGED = "may have been created and charged"
+
+
+@pytest.fixture
+def sim() -> Simulator:
+    """KIE at real speed while the creates go out, so its ``createTime`` is this machine's time (the default 1000x
+    clock puts it minutes ahead); each test speeds it up once the creates are answered (``fast``)."""
+    return Simulator(SimConfig(speed=1.0))
+
+
+async def fast(controls: Controls) -> None:
+    await controls.post("clock/speed", {"speed": 1000})
+
+
+async def sim_tasks(controls: Controls) -> list[dict[str, Any]]:
+    """Every task KIE holds, oldest first (its ids: what https://kie.ai/logs shows)."""
+    return sorted((await controls.get("tasks"))["tasks"], key=lambda task: task["createdAt"])
+
+
+async def lost(client: Client, controls: Controls, request: dict[str, Any], times: int = 1) -> Any:
+    """``request`` made with its create's answer lost after KIE made and charged the task(s)."""
+    await controls.fault("create", kind="drop_after_create", times=times)
+    made = await client.call_tool(f"generate_{'video' if 'duration' in request else 'image'}", request)
+    assert made.structured_content["status"] == "unknown", text_of(made)
+    return made
+
+
+async def made_elsewhere(controls: Controls, model: str, prompt: str) -> str:
+    """A task of the account made outside kie-mcp (KIE's playground, another tool with the same key): its id."""
+    response = await controls.http.post(
+        "/api/v1/jobs/createTask",
+        json={"model": model, "input": {"prompt": prompt}},
+        headers={"Authorization": f"Bearer {SANDBOX_API_KEY}"},
+    )
+    return response.json()["data"]["taskId"]
+
+
+async def credits(client: Client) -> dict[str, Any]:
+    return (await client.call_tool("check_credits", {})).structured_content
+
+
+async def test_a_task_found_after_its_create_s_answer_was_lost_joins_that_create(connect, controls, tmp_path):
+    """The audit: check_task of the task saved it to outputs/<date>-kling-3-0-video/ (not the session's folder),
+    answered with no prompt and no Cost line, and list_tasks and check_credits went on saying the create "may have
+    been created and charged" for ever, though its task was known."""
+    async with connect(elicitation=answering()) as client:
+        await lost(client, controls, {**VIDEO, "session": "d"})
+        assert (await credits(client))["unknown_creates"] == 1
+        await fast(controls)
+        [task] = await sim_tasks(controls)
+        checked = await client.call_tool("check_task", {"task_id": task["taskId"], "wait_seconds": 20})
+        listed = await client.call_tool("list_tasks", {})
+        after = await credits(client)
+        attempt = await client.call_tool("check_task", {"task_id": listed.structured_content["tasks"][0]["task_id"]})
+    found = checked.structured_content["task"]
+    assert found["state"] == "succeeded" and found["prompt"] == VIDEO["prompt"] and found["session"] == "d"
+    folder = session_folder(tmp_path, "d")
+    assert [Path(path).parent.name for path in found["files"]] == [folder.name], found["files"]
+    assert (tmp_path / found["files"][0]).is_file()
+    assert "Cost: 90 credits quoted and counted" in text_of(checked), text_of(checked)
+    assert "This is the task of create a_" in text_of(checked), text_of(checked)
+    assert listed.structured_content["unknown_creates"] == 0 and listed.structured_content["unknown_create_list"] == []
+    assert MAY_BE_CHARGED not in text_of(listed) and MAY_BE_CHARGED not in after["message"], after["message"]
+    assert after["unknown_creates"] == 0
+    assert not attempt.is_error, text_of(attempt)
+    with contextlib.closing(sqlite3.connect(tmp_path / JOURNAL)) as db:
+        [(state, task_id)] = db.execute("SELECT state, task_id FROM attempts").fetchall()
+    assert (state, task_id) == ("created", task["taskId"])
+
+
+async def test_spent_today_is_kie_s_charge_once_for_a_task_found_after_its_answer_was_lost(connect, controls, sim):
+    """The create reserved 90 credits (its quote); KIE charged 70. Linked, the reservation settles against the
+    charge, once: not both (160), not the reservation left beside nothing (90), not nothing."""
+    sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
+    await controls.post("prices", {"kling-3.0/video": 70})
+    async with connect(elicitation=answering()) as client:
+        await lost(client, controls, {**VIDEO, "session": "d"})
+        await fast(controls)
+        [task] = await sim_tasks(controls)
+        checked = await client.call_tool("check_task", {"task_id": task["taskId"], "wait_seconds": 20})
+        again = await client.call_tool("check_task", {"task_id": task["taskId"]})
+        spent = (await credits(client))["spent_today"]
+    assert checked.structured_content["task"]["state"] == "succeeded", text_of(checked)
+    assert "Cost: 70 credits charged" in text_of(checked), text_of(checked)
+    assert again.structured_content["task"]["credits_charged"] == 70
+    assert spent == 70 == 5000 - (await controls.get("state"))["balances"]["default"]
+
+
+async def test_two_calls_creates_that_fit_a_task_leave_it_unlinked_and_name_both(connect, controls, tmp_path):
+    """Two creates of one model and one prompt, in two sessions, both answers lost about the same moment: the task
+    found may be either's. It is taken as neither (no session's folder, no reservation settled, both creates still
+    counted), and the answer names both."""
+    async with connect(elicitation=answering()) as client:
+        await lost(client, controls, {**VIDEO, "session": "d"})
+        await lost(client, controls, {**VIDEO, "session": "e"})
+        await fast(controls)
+        first, _ = await sim_tasks(controls)
+        checked = await client.call_tool("check_task", {"task_id": first["taskId"], "wait_seconds": 20})
+        listed = await client.call_tool("list_tasks", {})
+        after = await credits(client)
+    attempts = [create["attempt_id"] for create in listed.structured_content["unknown_create_list"]]
+    text = text_of(checked)
+    assert len(attempts) == 2 and all(attempt in text for attempt in attempts), text
+    assert "This task may be the one of create" in text and "cannot tell" in text, text
+    found = checked.structured_content["task"]
+    assert found["prompt"] is None and found["session"] is None and found["credits_reserved"] is None
+    assert not [folder.name for folder in (tmp_path / "outputs").glob("*-[de]")]  # neither session's folder
+    assert after["unknown_creates"] == 2 and after["spent_today"] == 180
+
+
+async def test_a_task_of_another_model_or_prompt_is_never_taken_as_the_create_s(connect, controls):
+    """Made about the same moment outside kie-mcp (the playground, another tool with the key): a task of another
+    model with the create's prompt, and one of the create's model with another prompt. Neither is the create's,
+    whatever the agent says: each is recorded on its own and the create stays of unknown outcome, until its own task
+    is looked up."""
+    async with connect(elicitation=answering()) as client:
+        await lost(client, controls, {**VIDEO, "session": "d"})
+        [mine] = await sim_tasks(controls)
+        other_model = await made_elsewhere(controls, IMAGE["model"], VIDEO["prompt"])
+        other_prompt = await made_elsewhere(controls, VIDEO["model"], "a slow pan over a city at night")
+        await fast(controls)
+        others = [
+            await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 20})
+            for task_id in (other_model, other_prompt)
+        ]
+        between = await credits(client)
+        own = await client.call_tool("check_task", {"task_id": mine["taskId"], "wait_seconds": 20})
+        after = await credits(client)
+    for other in others:
+        task = other.structured_content["task"]
+        assert task["prompt"] is None and task["session"] is None and task["credits_reserved"] is None, task
+        assert "task of create" not in text_of(other) and "may be the one" not in text_of(other), text_of(other)
+    assert between["unknown_creates"] == 1 and between["spent_today"] == 90
+    assert own.structured_content["task"]["session"] == "d", text_of(own)
+    assert after["unknown_creates"] == 0 and after["spent_today"] == 90
+
+
+async def test_a_call_s_variations_each_take_one_task_found_after_their_answers_were_lost(connect, controls):
+    """One call, two variations, both answers lost: its two creates are one request, so the tasks found join them,
+    one each, and neither create is left of unknown outcome."""
+    async with connect(elicitation=answering()) as client:
+        await lost(client, controls, {**IMAGE, "variations": 2, "session": "fruit"}, times=2)
+        await fast(controls)
+        tasks = await sim_tasks(controls)
+        checked = [
+            await client.call_tool("check_task", {"task_id": task["taskId"], "wait_seconds": 20}) for task in tasks
+        ]
+        after = await credits(client)
+    assert len(tasks) == 2
+    for one in checked:
+        assert one.structured_content["task"]["session"] == "fruit", text_of(one)
+        assert "This is the task of create a_" in text_of(one), text_of(one)
+    assert after["unknown_creates"] == 0 and after["spent_today"] == 16
+
+
+async def test_a_create_whose_server_died_mid_send_takes_its_task_found_after_a_restart(connect, controls, tmp_path):
+    """The server was killed while the create was on its way, after KIE made the task, before the answer was
+    recorded (the journal left as such a death leaves it: the create being sent by a process that is gone). The next
+    start makes it one of unknown outcome; the task, looked up there, joins it all the same."""
+    async with connect(elicitation=answering()) as client:
+        await lost(client, controls, {**VIDEO, "session": "d"})
+    gone = f"{HOST}-{await a_gone_process()}-{'0' * 12}"
+    with contextlib.closing(sqlite3.connect(tmp_path / JOURNAL)) as db, db:
+        db.execute("UPDATE attempts SET state = 'sending', error = NULL, owner = ?", (gone,))
+    async with connect(elicitation=answering()) as client:
+        before = await credits(client)
+        await fast(controls)
+        [task] = await sim_tasks(controls)
+        checked = await client.call_tool("check_task", {"task_id": task["taskId"], "wait_seconds": 20})
+        after = await credits(client)
+    assert before["unknown_creates"] == 1, before  # the start found it: of unknown outcome, counted
+    found = checked.structured_content["task"]
+    assert found["session"] == "d" and found["prompt"] == VIDEO["prompt"], text_of(checked)
+    assert Path(found["files"][0]).parent.name == session_folder(tmp_path, "d").name
+    assert after["unknown_creates"] == 0 and after["spent_today"] == 90
+
+
+async def test_a_task_kie_made_minutes_after_a_create_was_given_up_is_never_taken_as_its(connect, controls, tmp_path):
+    """Two creates of one request, in two sessions; the first is moved five minutes back in the journal (as if sent
+    then, instead of waiting that long). KIE's time of each task places it: the second's task joins the second, the
+    only create sent about then, and the first's, made (KIE says) minutes after that create was given up, joins none."""
+    async with connect(elicitation=answering()) as client:
+        await lost(client, controls, {**VIDEO, "session": "d"})
+        await lost(client, controls, {**VIDEO, "session": "e"})
+        with contextlib.closing(sqlite3.connect(tmp_path / JOURNAL)) as db, db:
+            db.execute(
+                "UPDATE attempts SET created = created - 300, updated = updated - 300 WHERE session = 'd'",
+            )
+        await fast(controls)
+        first, second = await sim_tasks(controls)
+        joined = await client.call_tool("check_task", {"task_id": second["taskId"], "wait_seconds": 20})
+        alone = await client.call_tool("check_task", {"task_id": first["taskId"], "wait_seconds": 20})
+        listed = await client.call_tool("list_tasks", {})
+    assert joined.structured_content["task"]["session"] == "e", text_of(joined)
+    task = alone.structured_content["task"]
+    assert task["session"] is None and task["credits_reserved"] is None, text_of(alone)
+    assert [create["session"] for create in listed.structured_content["unknown_create_list"]] == ["d"]
+
+
+async def test_reading_the_found_task_s_resource_joins_it_to_its_create_too(connect, controls):
+    """kie://tasks/{id} of a task the journal does not know asks KIE once, as check_task does: the task found is
+    the lost create's there too, and the create leaves the list of unknown outcomes."""
+    async with connect(elicitation=answering()) as client:
+        await lost(client, controls, {**VIDEO, "session": "d"})
+        [task] = await sim_tasks(controls)
+        read = json.loads((await client.read_resource(f"kie://tasks/{task['taskId']}")).contents[0].text)
+        listed = json.loads((await client.read_resource("kie://tasks")).contents[0].text)
+    assert read["session"] == "d" and read["prompt"] == VIDEO["prompt"] and read["credits_reserved"] == 90, read
+    assert listed["unknown_creates"] == 0 and listed["unknown_create_list"] == []
