@@ -316,7 +316,11 @@ async def plan(
         if problems:
             raise InvalidRequest(spec.id, named_for_user(spec, problems, args.options))
         notes = [*notes, *await anyio.to_thread.run_sync(preparation_notes, spec, wire, files)]  # what is sent
-        notes = [*notes, *await anyio.to_thread.run_sync(frame_notes, spec, wire, files)]  # a frame's shape
+        ratio_field = spec.field_for_arg("aspect_ratio")  # set by the caller, or the model's default
+        given = args.options or {}
+        ratio_given = args.aspect_ratio is not None or (ratio_field is not None and ratio_field.name in given)
+        framed = functools.partial(frame_notes, spec, wire, files, ratio_given=ratio_given)
+        notes = [*notes, *await anyio.to_thread.run_sync(framed)]  # a frame's shape
         if pixels := sent_pixels(spec, wire, files):  # a price by the picture's size (Topaz: by the output's)
             facts = {**(facts or {}), **pixels}
     measured = await measure_billed_input(rt, spec, wire, files, lengths, length_notes)

@@ -375,8 +375,8 @@ def fit_script(
     if audio is False and spec.field_for_arg("audio") is not None:  # the switch turned off: the line never heard
         message = (
             f"{spec.id} would make this clip with its sound off (audio=false), so the script would never be heard, "
-            "and the clip would be charged all the same. A script needs sound: leave audio out or set it true, or drop the "
-            "script."
+            "and the clip would be charged all the same. A script needs sound: leave audio out or set it true, or "
+            "drop the script."
         )
         raise InvalidRequest(spec.id, [Problem("audio", message)])
     sound_on = audio is None and spec.field_for_arg("audio") is not None  # a switch left unset: on for the dialogue
