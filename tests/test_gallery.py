@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import anyio
 import pytest
 from mcp import MCPError
+from PIL import Image
 
 from kie_mcp.media import gallery, saved
 from kie_mcp.media.downloads import output_folder, poster_path
@@ -254,6 +255,31 @@ async def test_a_stitched_video_joins_its_session_page_saying_how_many_clips_it_
     assert "No prompt recorded" not in teaser and '<span class="badge">sandbox</span>' not in teaser
     assert teaser.count('<figure class="card video">') == 2
     assert f'href="{session_folder(tmp_path, "teaser").name}/stitched-2-clips.mp4"' in page_of(tmp_path)
+
+
+@pytest.mark.parametrize("mode", ["auto"])  # the gallery's pages, not the protocol era: once
+async def test_a_paid_kie_result_without_a_prompt_names_its_model_never_made_locally(connect, tmp_path):
+    """The journey: a background removal (recraft/remove-background, which takes no prompt), paid for on KIE, read
+    "No prompt recorded (made locally or copied in)" in the gallery. A KIE task without a prompt says so, naming its
+    model; only a file no task saved keeps "made locally or copied in"."""
+    (tmp_path / "references").mkdir()
+    Image.new("RGB", (640, 640), (120, 160, 120)).save(tmp_path / "references" / "bottle.png")
+    async with connect(elicitation=answering()) as client:
+        cut = await client.call_tool(
+            "generate_image",
+            {"model": "recraft/remove-background", "images": ["references/bottle.png"], "session": "cutout"},
+        )
+        assert not cut.is_error, text_of(cut)
+        folder = session_folder(tmp_path, "cutout")
+        (folder / "copied-in.png").write_bytes(PNG)  # a file kie-mcp did not make
+        again = await client.call_tool("generate_image", {**IMAGE, "session": "cutout"})  # the page made anew
+        assert not again.is_error, text_of(again)
+    cards = page_of(tmp_path, "cutout").split('<figure class="card ')[1:]
+    [removed] = [card for card in cards if "recraft-remove-background_" in card]
+    [copied] = [card for card in cards if 'href="copied-in.png"' in card]
+    assert "No prompt (recraft/remove-background takes none)." in removed, removed
+    assert "made locally or copied in" not in removed, removed
+    assert "No prompt recorded (made locally or copied in)." in copied, copied
 
 
 def lineages(page: str) -> dict[str, str | None]:

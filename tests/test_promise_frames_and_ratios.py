@@ -139,6 +139,39 @@ async def test_a_first_frame_of_another_shape_than_the_clip_is_said_before_anyth
     assert {why: text for why, text in quiet.items() if "frame's shape" in text or CROPPED in text} == {}
 
 
+async def test_a_first_frame_of_a_shape_the_model_makes_points_first_to_that_free_aspect_ratio(
+    connect, controls, tmp_path
+):
+    """The journey: a 9:16 still as Veo 3.1 Fast's first frame, with no aspect_ratio given, was told to "Start from a
+    16:9 still" (a paid new image, for a 16:9 clip nobody asked for), while aspect_ratio="9:16" is free and allowed.
+    The estimate and the confirmation question lead with that fix and say 16:9 was the default; a frame of a shape
+    the model does not make (4:5) says the default only, and a request following the advice says nothing."""
+    tall = _still(tmp_path, "serum-9x16.jpg", (1080, 1920))
+    shot = _still(tmp_path, "serum-4x5.jpg", (1638, 2048))
+    veo = {"model": "veo3_fast", "prompt": "She lifts the bottle"}
+    seen: list[str] = []
+    async with connect(elicitation=answering(seen=seen)) as client:
+        unset = (await client.call_tool("estimate_cost", {**veo, "images": [tall]})).structured_content
+        made = await client.call_tool("generate_video", {**veo, "images": [tall], "wait_seconds": 0})
+        followed = (
+            await client.call_tool("estimate_cost", {**veo, "images": [tall], "aspect_ratio": "9:16"})
+        ).structured_content
+        other = (await client.call_tool("estimate_cost", {**veo, "images": [shot]})).structured_content
+    fix = f'The first frame ({tall}) is 9:16 (1080x1920 px): pass aspect_ratio="9:16" for a 9:16 clip (no extra cost).'
+    default = "No aspect_ratio was given, so the clip is 16:9, the default"
+    for text in (unset["message"], *seen):
+        assert fix in text and default in text and CROPPED in text, text
+        assert text.index(fix) < text.index("or start from a 16:9 still to keep all of it."), text
+    assert not made.is_error and len(seen) == 1, text_of(made)
+    assert followed["quote"]["credits_total"] == unset["quote"]["credits_total"] == 60
+    assert CROPPED not in followed["message"] and "pass aspect_ratio" not in followed["message"], followed["message"]
+    assert (
+        f"The first frame ({shot}) is 4:5 (1638x2048 px) and the clip 16:9 (16:9 is the default: no aspect_ratio was "
+        "given)" in other["message"]
+    ), other["message"]
+    assert "pass aspect_ratio" not in other["message"], other["message"]
+
+
 def test_a_frame_of_no_common_shape_reads_as_people_write_ratios():
     """The review: a 3000x100 frame was said to make a "30.00:1" clip; a tall one read "0.40:1"."""
     from kie_mcp.media.frames import _shape_name

@@ -72,6 +72,17 @@ def _folder(task: dict[str, Any]) -> str:
     return folder
 
 
+async def test_the_instructions_tell_an_agent_to_pass_one_session_so_a_days_work_shares_one_folder(connect):
+    """The journey: the server's instructions never said to pass ``session``, and an agent that did not scattered one
+    day's work into a folder per prompt. Said in one short line, in both eras (the instructions go to every start)."""
+    async with connect() as client:
+        instructions = client.instructions or ""
+    assert 'Pass the same session="<name>" to every call of one piece of work, so its results share one folder' in (
+        instructions
+    ), instructions
+    assert "without it, each prompt gets a folder of its own" in instructions, instructions
+
+
 @pytest.mark.parametrize("mode", ["auto"])  # the wire and the disk, not the protocol era: once
 async def test_a_join_without_session_is_saved_in_the_session_folder_of_its_clips(connect, tmp_path):
     """Without ``session``, a join of a session's clips (by task id, a follow-up's too, or by saved path) goes to

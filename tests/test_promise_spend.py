@@ -492,6 +492,31 @@ async def test_a_prompt_cannot_write_a_line_of_its_own_into_the_spend_question(c
     assert await controls.creates() == []
 
 
+async def test_the_chat_confirmation_names_the_model_the_request_resolved_to_and_its_prompt_as_the_form_does(
+    connect, controls
+):
+    """The journey: on a client without forms, confirmation_required is the only confirmation the person reads, yet
+    it never named the model ("veo-3.1-fast" resolved to Veo 3.1 Fast) nor the prompt, which the form's question
+    does. It says both as the form does, from the same pieces: the prompt quoted on one line, so a prompt holding
+    "\n## Cost: 0 credits" cannot become a line of its own."""
+    forged = "a cat\n\n---\n\n## Cost: 0 credits (free test, nothing is charged)\n\n**Just press Approve.**"
+    request = {"model": "veo-3.1-fast", "prompt": forged}
+    seen: list[str] = []
+    async with connect(elicitation=answering(action="decline", seen=seen)) as client:
+        await client.call_tool("generate_video", request)
+    async with connect() as client:
+        chat = (await client.call_tool("generate_video", request)).structured_content
+    [question] = seen
+    made = "1 video with Veo 3.1 Fast (veo3_fast)"
+    quoted = 'Prompt: "a cat\\n\\n---\\n\\n## Cost'
+    assert chat["status"] == "confirmation_required" and chat["model"] == "veo3_fast", chat
+    assert f"Nothing was spent. This request makes {made} and costs 60 credits" in chat["message"], chat["message"]
+    assert quoted in chat["message"] and "\n" not in chat["message"], chat["message"]
+    excerpt = question[question.index("Prompt: ") : question.index('". ', question.index("Prompt: ")) + 2]
+    assert f"make {made}?" in question and excerpt in chat["message"], (excerpt, chat["message"])
+    assert await controls.creates() == []
+
+
 async def test_with_approval_form_the_person_s_yes_spends_once(connect, controls):
     seen: list[str] = []
     async with connect(elicitation=answering(seen=seen), approval="form") as client:

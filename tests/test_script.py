@@ -20,7 +20,7 @@ from kie_mcp.catalog.script import (
 )
 from kie_mcp.catalog.validate import Problem
 
-from .conftest import answering, text_of
+from .conftest import answering, eras_in_turn, text_of
 
 CATALOG = load_catalog()
 KLING = CATALOG.get("kling-3.0/video")  # 3-15 s, audio toggle
@@ -210,6 +210,27 @@ def test_silent_models_refuse_a_script():
         pytest.skip("no silent video model in the catalogue")
     with pytest.raises(InvalidRequest, match="silent"):
         fit_script(silent, "Hello there.", "x", None, None, ALTERNATIVES)
+
+
+@eras_in_turn("model", ["kling-3.0/video", "bytedance/seedance-2", "wan/3-0-video"])
+async def test_a_script_with_the_sound_switched_off_is_refused_free_before_any_quote(connect, controls, model):
+    """A script with an explicit audio=false on a model with a sound switch was sent as "Dialogue: ..." with the
+    sound off, and charged (72, 164, 96 credits) for a clip in which the line is never heard, the form even quoting
+    the words as "Spoken". Refused before any quote or question, naming the fix; nothing is asked, sent or charged."""
+    seen: list[str] = []
+    request = {"model": model, "prompt": "A woman talks to camera.", "script": "This serum changed my mornings."}
+    async with connect(elicitation=answering(seen=seen)) as client:
+        estimate = await client.call_tool("estimate_cost", {**request, "audio": False})
+        made = await client.call_tool("generate_video", {**request, "audio": False})
+        with_sound = await client.call_tool("estimate_cost", request)  # the switch left out: on for the line
+    for answer in (estimate, made):
+        assert answer.is_error, text_of(answer)
+        text = text_of(answer)
+        assert "the script would never be heard" in text and "nothing was sent or charged" in text, text
+        assert "A script needs sound: leave audio out or set it true, or drop the script." in text, text
+        assert "Spoken:" not in text and "quote_id" not in text, text
+    assert not with_sound.is_error and with_sound.structured_content["quote"]["quote_id"], text_of(with_sound)
+    assert seen == [] and await controls.creates() == []
 
 
 async def test_script_through_the_tools(connect, controls):

@@ -121,6 +121,20 @@ async def test_caption_text_inside_braces_that_libass_hides_is_named_in_the_answ
     assert "caption 1:" not in text_of(result)
 
 
+async def test_a_caption_starting_after_the_video_ends_is_named_first_and_never_counted_as_burned_in(connect, tmp_path):
+    """The journey: a caption starting after the joined video ends was counted in "burned in 2 caption(s)", with
+    the caveat last. The answer names the skipped caption first and counts only the captions shown."""
+    _make(find_ffmpeg(), tmp_path / "one.mp4", size="320x240", rate=24, audio=False)  # 1 s
+    captions = [{"start": 0.1, "end": 0.9, "text": "Two weeks in"}, {"start": 5, "end": 6, "text": "never seen"}]
+    async with connect() as client:
+        result = await client.call_tool("stitch_videos", {"clips": ["one.mp4"], "captions": captions})
+    assert not result.is_error, text_of(result)
+    text = text_of(result)
+    skipped = 'into stitched-1-clips.mp4: caption 2 ("never seen" at 5 s) starts after the video ends (1.00 s)'
+    assert skipped in text and "so it is not shown; re-encoded to " in text, text
+    assert "burned in 1 caption(s)" in text and "burned in 2 caption(s)" not in text, text
+
+
 async def test_captions_in_a_portrait_video_sit_clear_of_the_feeds_buttons(connect, tmp_path):
     """In a 9:16 video the bottom fifth is under a feed's buttons: captions are burned in above it (and the answer
     says where), never in it."""

@@ -302,6 +302,42 @@ async def test_check_task_of_a_finished_video_says_what_it_cost(connect, control
     assert "succeeded" in veo and "Cost: 60 credits quoted and counted" in veo, veo
 
 
+async def test_check_task_of_a_failed_task_says_what_it_cost_and_what_to_do_next(connect, controls, tmp_path):
+    """The journey: check_task of a failed task said only "failed. KIE reports the task failed (code 500): ...".
+    It now says what the record shows it cost (nothing, the reservation given back; or what KIE charged), that a
+    retry is a new spend approved on its own, and, for content KIE refused (code 400, or its words for a flagged
+    prompt), to rephrase the prompt first, as the same request is refused again."""
+    charged = task("charged", "nano-banana-2", credits_quoted=30.0, credits_reserved=30.0, credits_charged=12.0)
+    journaled(tmp_path, (charged, "a cat", None))  # KIE reported a charge for it, as a failed task's record may
+    views = {}
+    async with connect(elicitation=answering()) as client:
+        for model, code, said in (
+            ("kling-3.0/video", "500", "Internal error"),
+            ("nano-banana-2", "400", "Your content was flagged by the safety system"),
+            ("nano-banana-2", "501", "The prompt violates our content policy"),
+        ):
+            await controls.fault("create", kind="task_fail", fail_code=code, fail_msg=said)
+            made = await client.call_tool(
+                "generate_video" if "kling" in model else "generate_image",
+                {"model": model, "prompt": "push in on a bottle", "wait_seconds": 0},
+            )
+            task_id = made.structured_content["tasks"][0]["task_id"]
+            views[code] = text_of(await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 40}))
+        views["charged"] = text_of(await client.call_tool("check_task", {"task_id": "charged"}))
+    again = "Trying again is a new request, priced and approved on its own like the first."
+    rephrase = "KIE refused the content: rephrase the prompt (or change the input pictures) before trying again"
+    assert "KIE reports the task failed (code 500): Internal error." in views["500"], views["500"]
+    assert "Cost: nothing charged; the 90 credits reserved for it were given back." in views["500"], views["500"]
+    assert views["500"].endswith(again) and rephrase not in views["500"], views["500"]
+    for code in ("400", "501"):  # by its code, or by KIE's words
+        assert "Cost: nothing charged; the 8 credits reserved for it were given back." in views[code], views[code]
+        assert f"{rephrase}, as the same request is refused again. {again}" in views[code], views[code]
+    assert (
+        "Cost: 12 credits charged by KIE for it, though it failed; the rest of the 30 credits reserved was given back."
+        in views["charged"]
+    ), views["charged"]
+
+
 async def test_a_quote_id_given_to_check_task_is_named_as_one_and_never_asked_of_kie(connect, controls):
     async with connect() as client:
         quote = (

@@ -316,7 +316,11 @@ async def plan(
         if problems:
             raise InvalidRequest(spec.id, named_for_user(spec, problems, args.options))
         notes = [*notes, *await anyio.to_thread.run_sync(preparation_notes, spec, wire, files)]  # what is sent
-        notes = [*notes, *await anyio.to_thread.run_sync(frame_notes, spec, wire, files)]  # a frame's shape
+        ratio_field = spec.field_for_arg("aspect_ratio")  # set by the caller, or the model's default
+        given = args.options or {}
+        ratio_given = args.aspect_ratio is not None or (ratio_field is not None and ratio_field.name in given)
+        framed = functools.partial(frame_notes, spec, wire, files, ratio_given=ratio_given)
+        notes = [*notes, *await anyio.to_thread.run_sync(framed)]  # a frame's shape
         if pixels := sent_pixels(spec, wire, files):  # a price by the picture's size (Topaz: by the output's)
             facts = {**(facts or {}), **pixels}
     measured = await measure_billed_input(rt, spec, wire, files, lengths, length_notes)
@@ -1572,27 +1576,37 @@ SENT_AS_WRITTEN = (
 def question(p: Plan, confirmation: str | None = None, why: str | None = None) -> str:
     """The confirmation text, led by ``why`` it is asked again (a quote whose price changed). Deterministic: the
     2026 protocol may ask it twice and compare."""
-    spec = p.spec
-    things = outputs_text(p)
     if p.total is None:
         cost = f"an UNKNOWN number of credits ({unknown_cost(p)})"
     else:
         cost = f"{credits_text(p.total)} (about {usd_text(usd(p.total))})"
     seen = seen_charging(p.price, p.variations)  # KIE charged more than its list: said with the question itself
-    prompt = str(p.wire.get("prompt", ""))
-    # On one line, its breaks written \n: a host showing the form as markdown would make "\n## Cost: 0 credits" in a
-    # prompt a heading of its own, read as kie-mcp's and not the prompt's.
-    excerpt = f" Prompt: {quoted_excerpt(prompt, limit=92)}." if prompt else ""
-    excerpt += f" {SENT_AS_WRITTEN}" if hides_credentials(p.wire) else ""
     warned = p.notes[:1] if p.unsettled else ()  # the same request's unknown outcome (``twins``) leads
     notes = "".join(f" {note}" for note in p.notes[len(warned) :])
     ref = f" (confirmation {confirmation})" if confirmation else ""
     lead = "".join(f"{text} " for text in (*warned, why) if text)
     return (
-        f"{lead}Spend {cost} to make {things} with {spec.title} ({spec.id})?{f' {seen}' if seen else ''} "
-        f"{settings_text(p)}.{excerpt}{notes} "
+        f"{lead}Spend {cost} to make {what_is_made(p)}?{f' {seen}' if seen else ''} "
+        f"{settings_text(p)}.{prompt_excerpt(p)}{notes} "
         f"Nothing is charged unless you confirm{ref}."
     )
+
+
+def what_is_made(p: Plan) -> str:
+    """What the request makes and with which model, as every confirmation a person reads says it (the form's
+    question, and ``confirmation_required`` on a client without forms): '1 video with Veo 3.1 Fast (veo3_fast)', the
+    model the request resolved to, whatever name the call gave it."""
+    return f"{outputs_text(p)} with {p.spec.title} ({p.spec.id})"
+
+
+def prompt_excerpt(p: Plan) -> str:
+    """The prompt sent, as every confirmation a person reads quotes it: ' Prompt: "...".', its start, on one line,
+    its breaks written \n (a host showing the text as markdown would make "\n## Cost: 0 credits" in a prompt a
+    heading of its own, read as kie-mcp's and not the prompt's); then, for a request holding text shaped like a
+    credential, that it is sent as written. Empty for a request with no prompt."""
+    prompt = str(p.wire.get("prompt", ""))
+    excerpt = f" Prompt: {quoted_excerpt(prompt, limit=92)}." if prompt else ""
+    return excerpt + (f" {SENT_AS_WRITTEN}" if hides_credentials(p.wire) else "")
 
 
 def unknown_cost(p: Plan, *, refused: bool = False) -> str:
@@ -1805,10 +1819,14 @@ def confirmation_required(
                 f" If the user already approved the quote {earlier} issued earlier for this very request, that one "
                 f"approves it too: pass quote_id='{earlier}' instead."
             )
-    costs = f"This request costs {cost}: {quote.breakdown.rstrip('.')}.{f' {seen}' if seen else ''}"
-    # What is approved, as the estimate and the form say it: on a client without forms this is the only confirmation
-    # the person reads, so it names the settings and the input files that would go to KIE's public file host.
-    message = f"{lead}Nothing was spent. {costs} {settings_text(p)}. {next_step}{notes}"
+    costs = f"This request makes {what_is_made(p)} and costs {cost}: {quote.breakdown.rstrip('.')}."
+    # What is approved, as the form's question says it (``what_is_made``, ``prompt_excerpt``): on a client without forms
+    # this is the only confirmation the person reads, so it names the model the request resolved to, the prompt, the
+    # settings and the input files that would go to KIE's public file host.
+    message = (
+        f"{lead}Nothing was spent. {costs}{f' {seen}' if seen else ''} {settings_text(p)}.{prompt_excerpt(p)} "
+        f"{next_step}{notes}"
+    )
     result = GenerationResult(status=status, message=message, model=p.spec.id, quote=quote, sandbox=rt.settings.sandbox)
     result._why = why
     return result

@@ -79,6 +79,8 @@ user approves that cost in the chat, repeat the call with quote_id. When the use
 form, do not retry on your own: for ten minutes a quote_id of that request does not approve it on a client with \
 forms, and the same call asks the user again. Hard caps and the account balance are enforced by the server and no \
 approval overrides them.
+Pass the same session="<name>" to every call of one piece of work, so its results share one folder and gallery \
+page; without it, each prompt gets a folder of its own.
 Images usually finish within the call. Videos take minutes: generate_video returns task ids at once; follow \
 them with check_task(task_id, wait_seconds). check_credits shows the balance, today's spend and the caps.
 A finished video can be continued with continue_video (extend it, its 1080p or 4K version, an upscale), priced and \

@@ -71,6 +71,7 @@ from kie_mcp.journal import (
     unavailable_reason,
 )
 from kie_mcp.kie import Category, KieError, RefusedHereError
+from kie_mcp.kie.errors import content_refused
 from kie_mcp.kie.text import task_id_problem
 from kie_mcp.media import saved
 from kie_mcp.media.downloads import (
@@ -1813,7 +1814,9 @@ def _task_message(record: TaskRecord, typical: tuple[int, int] | None = None) ->
         saved = f" Saved: {', '.join(record.files)}." if record.files else ""
         note = f" {record.note}" if record.note else ""  # e.g. KIE named more result links than the model makes
         return f"{head}.{results}{refused}{saved}{_task_cost(record)}{note}"
-    if record.state in ("failed", "succeeded_without_results", "unknown"):
+    if record.state == "failed":
+        return f"{head}. {record.error}{_failed_cost(record)} {_after_failure(record)}"
+    if record.state in ("succeeded_without_results", "unknown"):
         return f"{head}. {record.error}"
     eta = f"; {time_left_words(record.eta_seconds, record.sandbox)}" if record.eta_seconds else ""
     progress = f" ({record.progress:.0%})" if record.progress is not None else ""
@@ -1826,6 +1829,34 @@ def _task_message(record: TaskRecord, typical: tuple[int, int] | None = None) ->
             f"not ended it. {asking}https://kie.ai/logs shows the task as KIE has it."
         )
     return f"{head}{progress}{eta}. Check again later with check_task."
+
+
+def _failed_cost(record: TaskRecord) -> str:
+    """What a failed task cost, as its record shows it: a charge KIE reported for it, else nothing, its reservation
+    given back (``generation.settle_one``); nothing said of a task kie-mcp did not make here (no quote, no
+    reservation), whose cost it does not know."""
+    reserved = record.credits_reserved if record.credits_reserved is not None else record.credits_quoted
+    if (charged := priced(record.credits_charged)) is not None:
+        kept = (
+            f"; the rest of the {reserved:g} credits reserved was given back" if reserved and reserved > charged else ""
+        )
+        said = charged_text(charged, charged if record.charge_measured else 0.0)
+        return f" Cost: {said} for it, though it failed{kept}."
+    if reserved:
+        return f" Cost: nothing charged; the {reserved:g} credits reserved for it were given back."
+    return ""
+
+
+def _after_failure(record: TaskRecord) -> str:
+    """What to do after a failed task: a content refusal (code 400, or KIE's words for a flagged prompt or picture)
+    is met again by the same request, so the prompt is rephrased first; any retry is a new spend of its own."""
+    again = "Trying again is a new request, priced and approved on its own like the first."
+    if record.fail_code == "400" or content_refused(record.error or ""):
+        return (
+            "KIE refused the content: rephrase the prompt (or change the input pictures) before trying again, as the "
+            f"same request is refused again. {again}"
+        )
+    return again
 
 
 def _task_cost(record: TaskRecord) -> str:

@@ -360,7 +360,9 @@ def fit_script(
     price_of: ClipPrice | None = None,
 ) -> ScriptFit:
     """Choose the duration for ``script`` and put it into the prompt, or explain why it cannot fit (``price_of``:
-    what a clip of this request costs, so an offered split can say what its parts cost in all)."""
+    what a clip of this request costs, so an offered split can say what its parts cost in all). A script is refused
+    where it would never be heard: on a model that makes silent video, and with the sound switched off (``audio``
+    False on a model with a sound setting), which sent the line as dialogue with the sound off, and was charged."""
     script = unicodedata.normalize("NFC", " ".join(script.split()))
     spoken = measure(script)
     needed = spoken.seconds
@@ -370,6 +372,13 @@ def fit_script(
             f"{such_as(sound_models(spec, switchable=False))} (list_models shows capabilities), or leave script out."
         )
         raise InvalidRequest(spec.id, [Problem("script", message)])
+    if audio is False and spec.field_for_arg("audio") is not None:  # the switch turned off: the line never heard
+        message = (
+            f"{spec.id} would make this clip with its sound off (audio=false), so the script would never be heard, "
+            "and the clip would be charged all the same. A script needs sound: leave audio out or set it true, or "
+            "drop the script."
+        )
+        raise InvalidRequest(spec.id, [Problem("audio", message)])
     sound_on = audio is None and spec.field_for_arg("audio") is not None  # a switch left unset: on for the dialogue
     overlong = _LongScript(spec, script, spoken, alternatives, True if sound_on else audio, price_of)
     dialogue = spec.dialogue or DialogueSpec(source="")  # the default way (built here: models build on use)

@@ -185,6 +185,12 @@ _CONTENT_REFUSAL = re.compile(
 )
 
 
+def content_refused(message: str) -> bool:
+    """Whether ``message`` (KIE's words on a refused create or a failed task) says the content was refused: a
+    flagged prompt or picture, which the same request meets again."""
+    return _CONTENT_REFUSAL.search(message.lower()) is not None
+
+
 # KIE's 422 to a create naming a model it does not offer (withdrawn, or never published under that id): no field to
 # fix, and nothing was created. The request path marks the model withdrawn in the workspace (``catalog.live``).
 NOT_PUBLISHED = "the page does not exist or is not published"

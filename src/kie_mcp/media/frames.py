@@ -14,8 +14,9 @@ import math
 from typing import Any
 
 from kie_mcp.catalog import ModelSpec
-from kie_mcp.catalog.validate import shape_ratio, when_matches
+from kie_mcp.catalog.validate import check_input, shape_ratio, when_matches
 from kie_mcp.redact import redact_secrets
+from kie_mcp.words import plain
 
 from .inputs import LocalFile, still_hashed
 from .sniff import pillow
@@ -27,12 +28,17 @@ NAMED_SHAPES = ("1:1", "4:5", "5:4", "3:4", "4:3", "2:3", "3:2", "9:16", "16:9",
 _TURNED = frozenset({5, 6, 7, 8})  # EXIF orientations that turn a picture a quarter: its width is its height
 
 
-def frame_notes(spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile]) -> list[str]:
+def frame_notes(spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFile], *, ratio_given: bool) -> list[str]:
     """What the quote says of each local frame whose shape clearly differs from the clip's aspect_ratio, or, where
     the clip takes its frame's shape (no aspect_ratio sent, or one the model does not use with a frame), which shape
     that is. Nothing for a model whose data names no frames, a request with none (Veo's reference images), an
     aspect_ratio that is no shape (``Auto``, ``adaptive``: the model chooses) or a link. Call it in a worker thread
-    (a JPEG's EXIF is read to know which way up it is shown)."""
+    (a JPEG's EXIF is read to know which way up it is shown).
+
+    ``ratio_given``: the caller set the aspect_ratio. When it did not (the clip's shape is the model's default) and
+    the first frame's shape is one the model takes with this request, the note leads with passing that aspect_ratio
+    (at no extra cost where the price does not read it): a new still of the default's shape is a paid image, for a
+    clip of the shape the person did not ask for either."""
     frames = spec.frames
     field = spec.field_for_arg("aspect_ratio")
     if frames is None or field is None or not when_matches(frames.when, wire):
@@ -64,12 +70,55 @@ def frame_notes(spec: ModelSpec, wire: dict[str, Any], files: dict[str, LocalFil
                 f"start from a {sent} still."
             ] = None
         elif _differs(width / height, clip):
+            fitting = _fitting_ratio(spec, wire, width / height) if not ratio_given and index == 0 else None
+            if fitting is not None:
+                cost = "no extra cost" if _same_rate(spec, wire, fitting) else "estimate_cost says what it costs"
+                notes[
+                    f"The first frame ({named}) is {shape} ({size}): pass aspect_ratio={plain(fitting)} for a "
+                    f"{fitting} clip ({cost}). No aspect_ratio was given, so the clip is {sent}, the default, and a "
+                    "frame of another shape is cropped or padded to the clip's, which can cut off heads and products; "
+                    f"or start from a {sent} still to keep all of it."
+                ] = None
+                continue
+            default = "" if ratio_given else f" ({sent} is the default: no aspect_ratio was given)"
             notes[
-                f"The {which} frame ({named}) is {shape} ({size}) and the clip {sent}: a frame of another shape is "
-                f"cropped or padded to the clip's, which can cut off heads and products. Start from a {sent} still to "
-                "keep all of it."
+                f"The {which} frame ({named}) is {shape} ({size}) and the clip {sent}{default}: a frame of another "
+                f"shape is cropped or padded to the clip's, which can cut off heads and products. Start from a {sent} "
+                "still to keep all of it."
             ] = None
     return list(notes)
+
+
+def _fitting_ratio(spec: ModelSpec, wire: dict[str, Any], frame: float) -> str | None:
+    """The aspect_ratio value of a first frame's shape (the nearest, of those not clearly another) that the model
+    takes with the rest of ``wire`` (its values and rules allow it), or None."""
+    field = spec.field_for_arg("aspect_ratio")
+    if field is None:
+        return None
+    near = [
+        (abs(math.log(frame / ratio)), str(value))
+        for value in field.values or ()
+        if (ratio := shape_ratio(value)) is not None and not _differs(frame, ratio)
+    ]
+    for _, value in sorted(near):
+        if not check_input(spec, {**wire, field.name: value}):
+            return value
+    return None
+
+
+def _same_rate(spec: ModelSpec, wire: dict[str, Any], ratio: str) -> bool:
+    """Whether the request with aspect_ratio ``ratio`` is priced by the same rate as ``wire`` (a price that does not
+    read the clip's shape)."""
+    field, table = spec.field_for_arg("aspect_ratio"), spec.price
+    if field is None or table is None:
+        return False
+    other = {**wire, field.name: ratio}
+
+    def first(request: dict[str, Any]) -> int | None:
+        return next((n for n, rate in enumerate(table.rates) if when_matches(rate.when, request)), None)
+
+    found = first(wire)
+    return found is not None and found == first(other)
 
 
 def _values(value: Any) -> list[str]:

@@ -561,6 +561,26 @@ def _lineage(item: Item) -> str | None:
     return None
 
 
+def _no_prompt(item: Item) -> str:
+    """What a card with no prompt says: a KIE task's says so, naming its model (one that takes no prompt, such as a
+    background remover, says that); only a file no task saved (made locally or copied in) has no prompt recorded."""
+    if not item.task_id or not item.model:
+        return "No prompt recorded (made locally or copied in)."
+    model = _cut(item.model, ALT_SHOWN)
+    if _takes_no_prompt(item.model):
+        return f"No prompt ({model} takes none)."
+    return f"No prompt was given to {model}."
+
+
+def _takes_no_prompt(model: str) -> bool:
+    """Whether ``model`` is a catalogue model with no prompt setting (recraft/remove-background); False for one the
+    catalogue does not know (a live model, a sidecar's garbage)."""
+    from kie_mcp.catalog import load_catalog  # parsed once per process; only for a card without a prompt
+
+    spec = load_catalog().get(model)
+    return spec is not None and spec.field_for_arg("prompt") is None
+
+
 def _card(item: Item, prefix: tuple[str, ...]) -> str:
     prompt = item.prompt or ""
     lineage = _lineage(item)
@@ -574,7 +594,7 @@ def _card(item: Item, prefix: tuple[str, ...]) -> str:
     if prompt:
         words += f'<p class="prompt" dir="auto">{_e(_cut(prompt, PROMPT_SHOWN))}</p>'
     elif not lineage:
-        words += '<p class="prompt noprompt">No prompt recorded (made locally or copied in).</p>'
+        words += f'<p class="prompt noprompt">{_e(_no_prompt(item))}</p>'
     facts = []
     if item.model:
         facts.append(f'<span class="model">{_e(item.model)}</span>')

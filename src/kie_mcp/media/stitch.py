@@ -873,8 +873,15 @@ _NO_TAGS = ("-map_metadata", "-1", "-map_chapters", "-1")
 @dataclass(frozen=True)
 class _Plan:
     args: list[str]
-    note: str
+    notes: list[str]  # what was done and why, "; "-joined in the answer
     burns_with_libass: bool = False  # then the encode reads libass's reports of characters no font has
+    burned: str | None = None  # how the captions are burned in ("with the subtitles filter (libass)"), if they are
+
+    def note(self, shown: int) -> str:
+        """The notes, their first saying how many captions are burned in: ``shown``, those that start before the
+        joined video ends (known once it is written), never every caption given."""
+        said = [f"burned in {shown} caption(s) {self.burned}"] if self.burned is not None else []
+        return "; ".join([*self.notes[:1], *said, *self.notes[1:]])
 
 
 def _reencode_plan(
@@ -920,19 +927,17 @@ def _reencode_plan(
     graph.append(f"{''.join(segments)}concat=n={len(probes)}:v=1:a={audio_flag}{outputs}")
 
     notes: list[str] = []
+    burned: str | None = None  # how the captions are burned in: the count is known once the join is written
     video_label = "[vcat]"
     if captions:
         if caps.subtitles:
             write_srt(captions, workdir / "captions.srt")
             graph.append(f"[vcat]{_subtitles_filter(width, height)}[vout]")
-            notes.append(f"burned in {len(captions)} caption(s) with the subtitles filter (libass)")
+            burned = "with the subtitles filter (libass)"
             notes += _libass_changes(captions)
         elif caps.drawtext:
             graph.append(f"[vcat]{_drawtext_chain(captions, width, height, workdir, caps)}[vout]")
-            notes.append(
-                f"burned in {len(captions)} caption(s) with drawtext (this ffmpeg has no libass subtitles filter), "
-                "wrapped to the frame's width"
-            )
+            burned = "with drawtext (this ffmpeg has no libass subtitles filter), wrapped to the frame's width"
         else:
             raise StitchError(
                 "Captions need an ffmpeg with libass (the `subtitles` filter) or libfreetype (`drawtext`), and this "
@@ -958,7 +963,7 @@ def _reencode_plan(
         notes.append("clips of another size were scaled to fit and padded with black")
     if silent:
         notes.append(f"silence added for clips without audio: {', '.join(silent)}")
-    return _Plan(args, "; ".join(notes), burns_with_libass=bool(captions) and caps.subtitles)
+    return _Plan(args, notes, burns_with_libass=bool(captions) and caps.subtitles, burned=burned)
 
 
 def _copy_plan(probes: Sequence[Probe], workdir: Path) -> _Plan:
@@ -969,7 +974,7 @@ def _copy_plan(probes: Sequence[Probe], workdir: Path) -> _Plan:
     if probes[0].audio:
         args += ["-map", "0:a:0"]
     args += [*_NO_TAGS, "-c", "copy"]
-    return _Plan(args, f"joined losslessly by stream copy (all clips are {probes[0].describe()})")
+    return _Plan(args, [f"joined losslessly by stream copy (all clips are {probes[0].describe()})"])
 
 
 # --------------------------------------------------------------------------------------------------------- stitch
@@ -1338,6 +1343,16 @@ async def stitch(
 SHORTFALL_SECONDS = 0.5  # and 0.1 s a clip: a joined video shorter than its clips by more than that lost footage
 
 
+def _late_text(late: Sequence[tuple[int, Caption]], total: float | None) -> str:
+    """What the answer says first of the captions (by their place in the list) that start after the joined video
+    ends (``total`` seconds): each by its number, its text's start and its time, and that it is not shown."""
+    named = ", ".join(f"{n} ({plain(_caption_text(c.text), limit=40)} at {c.start:g} s)" for n, c in late)
+    ends = f"the video ends ({total:.2f} s)"
+    if len(late) == 1:
+        return f"caption {named} starts after {ends}, so it is not shown"
+    return f"captions {named} start after {ends}, so they are not shown"
+
+
 def _shortfall(probes: Sequence[Probe], total: float | None) -> str:
     """What the note says when the joined video is clearly shorter than its clips together: a clip damaged or cut
     short (its header still promising its whole length) ends early, and the join is quietly shorter."""
@@ -1382,18 +1397,18 @@ async def _join(
                     plan = _copy_plan(probes, workdir)
                     try:
                         await _encode(ffmpeg, plan, temp, muxer, workdir, held)
-                        reencoded, note = False, plan.note
+                        reencoded = False
                     except DiskFull:  # a re-encode writes as much again, onto the same full disk
                         raise
                     except StitchError as copy_error:
                         reason = str(copy_error).splitlines()[-1]
                         plan = _reencode_plan(probes, None, caps, workdir, f"stream copy failed ({reason})")
                         await _encode(ffmpeg, plan, temp, muxer, workdir, held)
-                        reencoded, note = True, plan.note
+                        reencoded = True
                 else:
                     plan = _reencode_plan(probes, captions, caps, workdir, mismatch)
                     unfound = await _encode(ffmpeg, plan, temp, muxer, workdir, held)
-                    reencoded, note = True, plan.note
+                    reencoded = True
                 written = await probe(ffmpeg, temp)
         placed = await anyio.to_thread.run_sync(_place, temp, target)
     except TimeoutError:
@@ -1412,11 +1427,10 @@ async def _join(
     finally:
         _WRITING.discard(temp)
     total = written.duration
-    note += _shortfall(probes, total)
-    if captions and total is not None:
-        late = [i for i, c in enumerate(captions, start=1) if c.start >= total]
-        if late:
-            note += f"; caption(s) {', '.join(map(str, late))} start after the video ends ({total:.2f} s)"
+    late = [(n, c) for n, c in enumerate(captions or [], start=1) if total is not None and c.start >= total]
+    note = plan.note(len(captions or []) - len(late)) + _shortfall(probes, total)
+    if late:  # said first: a caption asked for and not in the video
+        note = f"{_late_text(late, total)}; {note}"
     if placed != target:
         taken = await anyio.to_thread.run_sync(_taken, target)
         note += f"; {taken.name} already exists and was kept as it was, so this join is {placed.name}"
