@@ -538,6 +538,9 @@ def test_a_long_prompt_near_a_credential_word_never_stalls_the_server(text):
     assert time.perf_counter() - started < 10
 
 
+_JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.abcdefghij"
+
+
 @pytest.mark.parametrize(
     ("text", "shown"),
     [
@@ -548,6 +551,12 @@ def test_a_long_prompt_near_a_credential_word_never_stalls_the_server(text):
         ("Authorİzation: Basic dXNlcjpwYXNzd29yZA", f"Authorİzation: Basic {REDACTED}"),
         ("a.b.c.https://user:pa55w0rd@example.com/x", f"a.b.c.https://{REDACTED}@example.com/x"),
         ("-git+ssh://me:pa55w0rd@host", f"-git+ssh://{REDACTED}@host"),
+        # a token glued after a word and a dash (the review: the linear pattern of the morning missed these)
+        ("session-" + _JWT, f"session-{REDACTED}"),
+        ("x-" + _JWT + " y", f"x-{REDACTED} y"),
+        ("--" + _JWT, f"--{REDACTED}"),
+        ("abc.defghijkl." + _JWT, f"abc.defghijkl.{REDACTED}"),
+        ("redis://:hunter2pass@cache:6379/0", f"redis://{REDACTED}@cache:6379/0"),  # Redis's link: no user name
     ],
 )
 def test_a_credential_after_words_joined_by_underscores_or_a_dash_is_still_redacted(text, shown):

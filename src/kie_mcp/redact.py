@@ -123,7 +123,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
     ),
     # scheme://user:password@host, found from its "://" (a scheme before it matched from every word of an a.b.c...
     # run scanned to the run's end: quadratic, 32 s for 100 KB)
-    (re.compile(r"(://)(?P<value>[^/\s:@\"']+:[^/\s@\"']+)@"), rf"\1{REDACTED}@", ("://",)),
+    (re.compile(r"(://)(?P<value>[^/\s:@\"']*:[^/\s@\"']+)@"), rf"\1{REDACTED}@", ("://",)),
 )
 # "Bearer <token>" anywhere; a token is 8+ token characters with a digit, or 20+ of them, so that prose such
 # as "the bearer of bad news" stays as it is.
@@ -148,9 +148,29 @@ _GOOGLE = r"AIza[A-Za-z0-9_-]{35}"
 _HUGGING_FACE = rf"hf_{_MIXED_CASE}[A-Za-z0-9]{{30,}}"
 _SECRET_KEY = r"(?:sk|rk)[-_][A-Za-z0-9_-]{16,}"
 _TOKEN_SHAPES = re.compile(
-    rf"(?:(?<![A-Za-z0-9_-])|(?<=(?<![A-Za-z0-9_-])-))eyJ[A-Za-z0-9_-]{{8,}}\.[A-Za-z0-9_-]{{8,}}\.[A-Za-z0-9_-]*|(?<![A-Za-z0-9_-]){_SECRET_KEY}"
-    rf"|(?<![A-Za-z0-9_-])(?:{_GITHUB}|{_SLACK}|{_GOOGLE}|{_HUGGING_FACE})(?![A-Za-z0-9_-])"
+    rf"(?<![A-Za-z0-9_-]){_SECRET_KEY}|(?<![A-Za-z0-9_-])(?:{_GITHUB}|{_SLACK}|{_GOOGLE}|{_HUGGING_FACE})(?![A-Za-z0-9_-])"
 )
+# A JSON Web Token (eyJ<8+>.<8+>.<signature>), also glued after a word and a dash or underscore (session-eyJ...):
+# looked for from where each run of token letters begins (without taking it up, so a run inside another's segments is
+# looked at too), the token's start then found in the run. A pattern starting at every "eyJ" scanned to the run's end
+# from each (quadratic: 6 s for 100 KB of "-eyJ"); from run starts, each segment is read by at most three.
+_JWT_RUNS = re.compile(r"(?<![A-Za-z0-9_-])(?=([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]{8,})\.([A-Za-z0-9_-]*))")
+_JWT_START = re.compile(r"(?:^|[-_])eyJ")
+
+
+def _jwt_spans(text: str) -> list[tuple[int, int]]:
+    """Where JSON Web Tokens stand in ``text`` (``_JWT_RUNS``)."""
+    spans = []
+    for match in _JWT_RUNS.finditer(text):
+        head = match.group(1)
+        if (start := _JWT_START.search(head)) is None:
+            continue
+        begin = start.end() - 3  # the token's "eyJ"
+        if len(head) - begin >= 11:  # "eyJ" and 8 more
+            spans.append((match.start(1) + begin, match.end(3)))
+    return spans
+
+
 # The same shapes, whole, by the service they are another's key of: a KIE_API_KEY shaped like one is refused before
 # anything is sent with it (``config``), as sending it would hand that service's secret to KIE. KIE's own keys are
 # 32 hex digits (``KEY_SHAPE``), which none of these prefixes (each with a letter no hex digit is) can begin.
@@ -619,7 +639,7 @@ def _credential_spans(text: str, *, every: bool = False) -> list[tuple[int, int]
     if every or "bearer" in folded:
         spans += [match.span(3) for match in _BEARER.finditer(text) if _bearer(match) != match.group(0)]
     if every or any(start in folded for start in _TOKEN_STARTS):
-        spans += [match.span() for match in _TOKEN_SHAPES.finditer(text)]
+        spans += [match.span() for match in _TOKEN_SHAPES.finditer(text)] + _jwt_spans(text)
     return spans
 
 
