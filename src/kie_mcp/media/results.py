@@ -92,9 +92,9 @@ async def save_results(
 ) -> Saved:
     """Download what is not on disk yet, and write the sidecar again when it is not what it should say. Each
     download ends ``within`` its allowance (``downloads.Allowance``): a slower one is left to the next try, its link
-    kept. First, what a server now gone left of its downloads of these results (temporary files: it was stopped or
-    killed mid-download) is removed (``sweep_left_downloads``): whoever saves the results clears it, so no partial
-    file stays beside them."""
+    kept. First, when a result is still to be fetched, what a server now gone left of its downloads of these results
+    (temporary files: it was stopped or killed mid-download) is removed (``sweep_left_downloads``): whoever saves the
+    results clears it, so no partial file stays beside them (with every result saved, the start's sweep does)."""
     if record.state != "succeeded" or not record.task_id or not record.result_urls:
         return Saved([])
     row = journal.task_row(record.task_id)
@@ -102,18 +102,22 @@ async def save_results(
     label = session or (row["prompt"] if row else None) or record.model
     day = datetime.fromtimestamp(record.created_at).date()
     folder = session_folder(workspace, label, day, named=session is not None)
-    swept = await anyio.to_thread.run_sync(sweep_left_downloads, folder, result_stem(record.model, record.task_id))
-    if swept:
-        log.info("task %s: removed %d unfinished download(s) of a kie-mcp that stopped", record.task_id, swept)
     have = {f["idx"]: f for f in journal.files_for(record.task_id)}
     for unrecorded in record.unrecorded_rows():  # saved before, the journal refusing their rows: not fetched again
         have.setdefault(unrecorded[1], {"path": unrecorded[2]})
+    missing = [
+        i for i in range(1, len(record.result_urls) + 1) if i not in have or not (workspace / have[i]["path"]).is_file()
+    ]
+    if missing:  # a save with nothing to fetch (check_task of a saved task) never lists the folder
+        swept = await anyio.to_thread.run_sync(sweep_left_downloads, folder, result_stem(record.model, record.task_id))
+        if swept:
+            log.info("task %s: removed %d unfinished download(s) of a kie-mcp that stopped", record.task_id, swept)
     problems: list[str] = []
     logged = row is not None or await anyio.to_thread.run_sync(_logged, workspace, record.task_id)
     links_work = LINKS_STILL_WORK if logged else LINKS_STILL_WORK_UNRECORDED
     saved: list[SavedFile] = []
     for index, url in enumerate(record.result_urls, 1):
-        if index in have and (workspace / have[index]["path"]).is_file():
+        if index not in missing:
             continue
         if REDACTED in url:  # it held the key (redacted as KIE's answer was read): fetched so, it is a wrong link
             problems.append(f"{record.task_id} result {index}: {CREDENTIAL_LINK}")
