@@ -139,3 +139,25 @@ async def test_one_credit_is_said_in_the_singular_by_list_models_the_model_table
     assert "- recraft/remove-background (image, 1 credit per task; " in listing
     assert row(table, "recraft/remove-background")[4] == "1 credit per task"
     assert "x1: 1 credit (about $0.005)." in estimate and "Breakdown: 1 credit per task" in estimate, estimate
+
+
+async def test_one_credit_is_said_in_the_singular_when_it_is_quoted_spent_and_listed(connect, tmp_path):
+    """The review: the no-forms quote ("This request costs 1 credits"), the Cost line of generate_image and
+    check_task ("1 credits quoted and counted") and list_tasks ("(1 credits quoted)") still said it in the plural."""
+    from PIL import Image
+
+    photo = tmp_path / "mug.png"
+    Image.new("RGB", (320, 320), (40, 140, 60)).save(photo)
+    request = {"model": "recraft/remove-background", "images": [str(photo)]}
+    async with connect() as client:
+        asked = await client.call_tool("generate_image", request)
+        assert asked.structured_content["status"] == "confirmation_required", text_of(asked)
+        quote = asked.structured_content["quote"]["quote_id"]
+        made = await client.call_tool("generate_image", {**request, "quote_id": quote})
+        assert made.structured_content["status"] == "completed", text_of(made)
+        task = made.structured_content["tasks"][0]["task_id"]
+        checked = text_of(await client.call_tool("check_task", {"task_id": task}))
+        listed = text_of(await client.call_tool("list_tasks", {}))
+    said = {"the quote": text_of(asked), "generate_image": text_of(made), "check_task": checked, "list_tasks": listed}
+    assert {where: text for where, text in said.items() if re.search(r"(?<![\d.])1 credits\b", text)} == {}
+    assert all(re.search(r"(?<![\d.])1 credit\b", text) for text in said.values()), said

@@ -58,6 +58,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from kie_mcp.catalog.pricing import credits_text
 from kie_mcp.redact import KEY_SHAPE, MIN_SECRET_LENGTH, other_service, redact, register_secret
 from kie_mcp.words import cut_point, plain
 
@@ -798,8 +799,8 @@ def _money_limit(
     if any(value != lowest for value, _ in values):
         each = _by_place([(f"{value:g}", where) for value, where in values])
         notes.append(
-            f"The {MONEY_LIMIT_WORDS[name]} in force is {lowest:g} credits, from {_place(source)}: {name} is set to "
-            f"different values ({each}), and the lowest applies."
+            f"The {MONEY_LIMIT_WORDS[name]} in force is {credits_text(lowest)}, from {_place(source)}: {name} is set "
+            f"to different values ({each}), and the lowest applies."
         )
     return lowest
 
@@ -830,7 +831,7 @@ def _ignored_raises_note(
         )
     )
     now = ", ".join(
-        f"{MONEY_LIMIT_WORDS[name]} {in_force[name]:g} credits "
+        f"{MONEY_LIMIT_WORDS[name]} {credits_text(in_force[name])} "
         + (f"(from {limit_from[name]})" if name in limit_from else "(the default)")
         for name in names
     )

@@ -563,8 +563,9 @@ def unbound(price: ItemPrice, linked: tuple[str, ...]) -> ItemPrice:
             "known": False,
             "credits": None,
             "up_to": None,
-            "breakdown": f"about {price.credits:g} credits at the length {shown_links(linked)} served when measured "
-            f"({price.breakdown}); KIE fetches the link itself and bills the length it gets, so that is not the price",
+            "breakdown": f"about {credits_text(price.credits)} at the length {shown_links(linked)} served when "
+            f"measured ({price.breakdown}); KIE fetches the link itself and bills the length it gets, so that is not "
+            "the price",
         }
     )
 
@@ -1171,7 +1172,7 @@ def observed_price(rt: Runtime, spec: ModelSpec, options: str, table: ItemPrice)
     how = " (measured from the balance: KIE does not report it)" if measured else ""
     if table.credits is None:
         return table, (
-            f"KIE charged {charged:g} credits{how} for this model and these settings on {day}; that is not used as "
+            f"KIE charged {credits_text(charged)}{how} for this model and these settings on {day}; that is not used as "
             "the price, because this price depends on the request's inputs."
         )
     confirmed = table.model_copy(update={"confirmed_on": day})  # a charge no higher than it counts bears it out
@@ -1179,8 +1180,8 @@ def observed_price(rt: Runtime, spec: ModelSpec, options: str, table: ItemPrice)
         return confirmed, None  # within what the caps already count (a link's picture billed at a higher tier)
     if charged <= 0 or not (table.credits / FAR_FROM_TABLE <= charged <= table.credits * FAR_FROM_TABLE):
         return table, (
-            f"Warning: KIE charged {charged:g} credits{how} for this model and these settings on {day}, far from the "
-            f"price table's {table.credits:g}; the table's price is quoted. Check https://kie.ai/logs."
+            f"Warning: KIE charged {credits_text(charged)}{how} for this model and these settings on {day}, far from "
+            f"the price table's {table.credits:g}; the table's price is quoted. Check https://kie.ai/logs."
         )
     if charged <= table.credits + 1e-9:
         return confirmed, None
@@ -1534,23 +1535,23 @@ def price_change(rt: Runtime, p: Plan, *, asked: bool = False) -> str | None:
     if was is not None and p.total is not None:
         if p.total <= was + 1e-9:
             return None
-        now = f"now costs {p.total:g} credits"
+        now = f"now costs {credits_text(p.total)}"
     elif was is not None:
-        now = f"now has no price known before it runs (up to {p.reserved:g} credits would be reserved for it)"
+        now = f"now has no price known before it runs (up to {credits_text(p.reserved)} would be reserved for it)"
     else:  # the quote was for an unknown price, approved up to its ceiling
         limit = quote.credits_ceiling
         cost = p.total if p.total is not None else p.reserved
         if limit is not None and cost <= limit + 1e-9:
             return None
         now = (
-            f"now costs {p.total:g} credits"
+            f"now costs {credits_text(p.total)}"
             if p.total is not None
-            else f"would now reserve up to {p.reserved:g} credits"
+            else f"would now reserve up to {credits_text(p.reserved)}"
         )
     if was is not None:
-        said = f"{was:g} credits"
+        said = f"{credits_text(was)}"
     elif quote.credits_ceiling is not None:
-        said = f"an unknown price, up to {quote.credits_ceiling:g} credits"
+        said = f"an unknown price, up to {credits_text(quote.credits_ceiling)}"
     else:
         said = "an unknown price"
     if asked:
@@ -1623,8 +1624,8 @@ def unknown_cost(p: Plan, *, refused: bool = False) -> str:
             else f"no documented limit bounds that length, so it may charge more; {reserved} (the whole per-call cap)"
         )
         return (
-            f"about {p.estimate:g} credits at the length the link served when kie-mcp measured it, not bound to that: "
-            f"KIE fetches the link itself and bills the length it gets, and {limit}. {BIND_IT}"
+            f"about {credits_text(p.estimate)} at the length the link served when kie-mcp measured it, not bound to "
+            f"that: KIE fetches the link itself and bills the length it gets, and {limit}. {BIND_IT}"
         )
     if p.most is not None:
         return (
@@ -1799,7 +1800,7 @@ def confirmation_required(
     cost = (
         f"an UNKNOWN number of credits ({unknown_cost(p)})"
         if quote.credits_total is None
-        else f"{quote.credits_total:g} credits (about {usd_text(quote.usd_total or 0)})"
+        else f"{credits_text(quote.credits_total)} (about {usd_text(quote.usd_total or 0)})"
     )
     # The same request's unknown outcome, or its call still under way (``twins``), leads, as in the question: it is
     # why this was not approved on its own, and what the user must hear before approving it.
@@ -2291,7 +2292,7 @@ def cost_line(rt: Runtime, p: Plan, records: list[TaskRecord], by: ApprovedBy, e
         held = sum(priced(r.credits_reserved) or 0.0 for r in unsure)
         parts.append(
             f"{len(unsure)} create{'s' if len(unsure) > 1 else ''} got no clear answer and may have been charged "
-            f"(up to {held:g} credits, counted against today's cap; https://kie.ai/logs shows what KIE did)"
+            f"(up to {credits_text(held)}, counted against today's cap; https://kie.ai/logs shows what KIE did)"
         )
     amount, tail = _made_cost(p, made, others=bool(unsure)) if made else ("", "")
     if amount:
@@ -2326,12 +2327,15 @@ def _made_cost(p: Plan, made: list[TaskRecord], *, others: bool) -> tuple[str, s
         unreported = UNREPORTED_SANDBOX if all(r.sandbox for r in running) else UNREPORTED_CHARGE
         kept, tail = ("counted", unreported) if ended else ("reserved", PENDING_CHARGE)
         if counted > quoted + 1e-9:  # KIE was seen charging more than its list: the higher figure is what counts
-            return f"{quoted:g} credits quoted; {counted:g} {kept} ({p.price.counted_why}){them}", tail
-        return f"{quoted:g} credits quoted and {kept}{them}", tail
+            return f"{credits_text(quoted)} quoted; {counted:g} {kept} ({p.price.counted_why}){them}", tail
+        return f"{credits_text(quoted)} quoted and {kept}{them}", tail
     reserved = sum(priced(r.credits_reserved) or 0.0 for r in running)
     if ended:  # KIE reported no charge, and none could be measured (a note says why): the reservation stays
-        return f"the price is unknown and so is KIE's charge; the {reserved:g} credits reserved stay counted{them}", ""
-    return f"the price is unknown; {reserved:g} credits are reserved{them}", PENDING_CHARGE
+        return (
+            f"the price is unknown and so is KIE's charge; the {credits_text(reserved)} reserved stay counted{them}",
+            "",
+        )
+    return f"the price is unknown; {credits_text(reserved)} are reserved{them}", PENDING_CHARGE
 
 
 # Some clients decline every form without showing it (Codex with approval_policy = "never"): the user saw nothing.
@@ -2808,11 +2812,11 @@ def _refund(rt: Runtime, problems: list[str], p: Plan, reason: str, ref: str | N
         reserved=p.reserved_each,
         settles=p.reservation if ref is None else None,
     )
-    why = _now_or_owed(rt, f"a refund of {p.reserved_each:g} credits ({reason})", refund)
+    why = _now_or_owed(rt, f"a refund of {credits_text(p.reserved_each)} ({reason})", refund)
     if why is not None:
         problems.append(
-            f"The journal could not record a refund of {p.reserved_each:g} credits yet ({why}): kie-mcp records it as "
-            "soon as the journal takes it (it tries every few seconds); until then today's spend counts it."
+            f"The journal could not record a refund of {credits_text(p.reserved_each)} yet ({why}): kie-mcp records it "
+            "as soon as the journal takes it (it tries every few seconds); until then today's spend counts it."
         )
 
 
@@ -2991,7 +2995,7 @@ async def measure_unreported_charges(
     if why is not None:
         return [
             f"KIE does not report what it charged for {', '.join(r.task_id or '?' for r in measured)}, and its "
-            f"charge could not be measured from the balance: {why}. The {p.reserved_each:g} credits reserved for "
+            f"charge could not be measured from the balance: {why}. The {credits_text(p.reserved_each)} reserved for "
             "each stay counted as spent; KIE's logs (https://kie.ai/logs) show the real charge."
         ]
     for record in measured:
@@ -3059,21 +3063,21 @@ def implausible(rt: Runtime, p: Plan, each: float) -> str | None:
     least = round(p.least / p.variations, 4)
     if each < least - 1e-6:
         return (
-            f"the balance went down {each:g} credits per task, less than the {least:g} each surely costs (its rates "
-            "with the billed inputs taken as 0 s long), so a top-up or a refund of another task landed meanwhile"
+            f"the balance went down {credits_text(each)} per task, less than the {least:g} each surely costs (its "
+            "rates with the billed inputs taken as 0 s long), so a top-up or a refund of another task landed meanwhile"
         )
     most = round(p.most / p.variations, 4) if p.most is not None else None
     if most is not None and each > most + 1e-6:
         return (
-            f"the balance went down {each:g} credits per task, more than the {most:g} each can cost by its rates, so "
-            "another spend on this API key (another workspace or tool) landed meanwhile"
+            f"the balance went down {credits_text(each)} per task, more than the {most:g} each can cost by its rates, "
+            "so another spend on this API key (another workspace or tool) landed meanwhile"
         )
     history = rt.journal.charged_before(p.spec.id, p.options_key or "")
     lowest = min((charged for charged, *_ in history if charged > 0), default=None)
     if lowest is not None and each < lowest / FAR_FROM_TABLE:
         return (
-            f"the balance went down {each:g} credits per task, far less than the {lowest:g} KIE charged here before "
-            "for this model and these settings (a top-up or a refund may have landed meanwhile)"
+            f"the balance went down {credits_text(each)} per task, far less than the {lowest:g} KIE charged here "
+            "before for this model and these settings (a top-up or a refund may have landed meanwhile)"
         )
     return None
 
@@ -3233,8 +3237,8 @@ def unreadable_charge(record: TaskRecord, reserved: float) -> str:
     said = record.credits_charged
     record.credits_charged = None
     record.error = (
-        f"{UNREADABLE_CHARGE}: KIE reported {said:g} credits. The {reserved:g} credits reserved for it stay counted "
-        "as spent; https://kie.ai/logs shows the real charge."
+        f"{UNREADABLE_CHARGE}: KIE reported {credits_text(said)}. The {credits_text(reserved)} reserved for it stay "
+        "counted as spent; https://kie.ai/logs shows the real charge."
     )
     return f"{record.task_id}: {record.error}"
 

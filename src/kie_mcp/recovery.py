@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from kie_mcp.catalog import load_catalog
+from kie_mcp.catalog.pricing import credits_text
 from kie_mcp.config import Settings
 from kie_mcp.journal import JOURNAL_ERRORS, Journal
 from kie_mcp.kie.calllog import CALL_LOG, Counted, UnreadableLog, counted_since, read_lines
@@ -82,10 +83,10 @@ def book_owed_refunds(journal: Journal) -> list[str]:
         return []
     log.info("booked %d refund(s) an earlier kie-mcp could not record before it stopped", len(booked))
     return [
-        f"{len(booked)} refund(s) of {sum(booked):g} credits in all (creates KIE refused or that were never sent, or "
-        "tasks that failed) could not be recorded before kie-mcp last stopped (another program held its journal, the "
-        "disk was full, or it was stopped while creates waited to be sent): they are booked now, on the day of their "
-        "reservation, and no longer count against the daily cap."
+        f"{len(booked)} refund(s) of {credits_text(sum(booked))} in all (creates KIE refused or that were never sent, "
+        "or tasks that failed) could not be recorded before kie-mcp last stopped (another program held its journal, "
+        "the disk was full, or it was stopped while creates waited to be sent): they are booked now, on the day of "
+        "their reservation, and no longer count against the daily cap."
     ]
 
 
@@ -332,13 +333,13 @@ def _carry_over_todays_spend(
             until = "midnight (local time)"
         return [
             f"Today's spend before that could not be read: the call log {CALL_LOG.as_posix()} cannot be read "
-            f"({unreadable}). So that the daily cap still holds, the whole cap ({carried:g} credits, "
+            f"({unreadable}). So that the daily cap still holds, the whole cap ({credits_text(carried)}, "
             f"KIE_MAX_CREDITS_PER_DAY) is counted as spent today: spends are refused until {until}. "
             "https://kie.ai/logs shows what was really spent; the user can raise KIE_MAX_CREDITS_PER_DAY to spend "
             f"more today. Replace {CALL_LOG.as_posix()} with a regular file (or remove it) so that calls are logged "
             "again."
         ], {}
     return [
-        f"Today's spend before that, {carried:g} credits by the call log ({CALL_LOG.as_posix()}), is counted against "
-        f"the daily cap; {CHARGES_PAGE} shows what KIE really charged."
+        f"Today's spend before that, {credits_text(carried)} by the call log ({CALL_LOG.as_posix()}), is counted "
+        f"against the daily cap; {CHARGES_PAGE} shows what KIE really charged."
     ], counted

@@ -1571,7 +1571,7 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
         *plan.notes,
         f"Breakdown: {quote.breakdown.rstrip('.')}. Price source: {quote.price_source}.",
         *([f"Price note: {quote.note.rstrip('.')}."] if quote.note else []),
-        f"Spent today: {spent:g} credits; {left:g} left of the {rt.ledger.caps.per_day:g} per day (per call at "
+        f"Spent today: {credits_text(spent)}; {left:g} left of the {rt.ledger.caps.per_day:g} per day (per call at "
         f"most {rt.ledger.caps.per_call:g}).",
         gen.settings_text(plan) + ".",
         # Over a cap the quote approves nothing (generating with it is refused): the cap's message says what would
@@ -1588,10 +1588,10 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
             )
         )
     if balance is not None and quote.credits_total is not None and balance < quote.credits_total:
-        parts.append(f"The balance ({balance:g} credits) is too low for this request.")
+        parts.append(f"The balance ({credits_text(balance)}) is too low for this request.")
     elif balance is not None and quote.credits_counted is not None and balance < quote.credits_counted:
         parts.append(
-            f"The balance ({balance:g} credits) covers KIE's list price but not the {quote.credits_counted:g} "
+            f"The balance ({credits_text(balance)}) covers KIE's list price but not the {quote.credits_counted:g} "
             f"counted ({plan.price.counted_why}): KIE may refuse the task for too few credits (a refusal costs "
             "nothing)."
         )
@@ -1838,12 +1838,14 @@ def _failed_cost(record: TaskRecord) -> str:
     reserved = record.credits_reserved if record.credits_reserved is not None else record.credits_quoted
     if (charged := priced(record.credits_charged)) is not None:
         kept = (
-            f"; the rest of the {reserved:g} credits reserved was given back" if reserved and reserved > charged else ""
+            f"; the rest of the {credits_text(reserved)} reserved was given back"
+            if reserved and reserved > charged
+            else ""
         )
         said = charged_text(charged, charged if record.charge_measured else 0.0)
         return f" Cost: {said} for it, though it failed{kept}."
     if reserved:
-        return f" Cost: nothing charged; the {reserved:g} credits reserved for it were given back."
+        return f" Cost: nothing charged; the {credits_text(reserved)} reserved for it were given back."
     return ""
 
 
@@ -1873,11 +1875,14 @@ def _task_cost(record: TaskRecord) -> str:
         else "KIE does not report this task's charge (https://kie.ai/logs shows it)"
     )
     if quoted and record.credits_quoted and quoted > record.credits_quoted:  # the caps counted more than listed
-        return f" Cost: {record.credits_quoted:g} credits quoted; {quoted:g} counted against the caps, as {unreported}."
+        return (
+            f" Cost: {credits_text(record.credits_quoted)} quoted; {quoted:g} counted against the caps, as "
+            f"{unreported}."
+        )
     if quoted and record.credits_quoted is None:  # an unknown price, its charge not measured either: none was quoted
-        return f" Cost: no price was known before it ran; {quoted:g} credits reserved and counted, as {unreported}."
+        return f" Cost: no price was known before it ran; {credits_text(quoted)} reserved and counted, as {unreported}."
     if quoted:
-        return f" Cost: {quoted:g} credits quoted and counted; {unreported}."
+        return f" Cost: {credits_text(quoted)} quoted and counted; {unreported}."
     return ""
 
 

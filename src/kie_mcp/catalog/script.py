@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import accumulate, pairwise
 
+from kie_mcp.catalog.pricing import credits_text
 from kie_mcp.words import listed, plain
 
 from .pricing import usd, usd_text
@@ -666,7 +667,7 @@ def _total(overlong: _LongScript, lengths: list[int | None]) -> str:
         if counted > total
         else ""
     )
-    return f"; {total:g} credits (about {usd_text(usd(total))}) in all{higher}"
+    return f"; {credits_text(total)} (about {usd_text(usd(total))}) in all{higher}"
 
 
 def _part_length(spoken: Spoken, length: int | None, durations: list[int]) -> str:

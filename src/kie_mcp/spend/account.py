@@ -17,7 +17,7 @@ import anyio
 
 from kie_mcp import exposure
 from kie_mcp.catalog import usd
-from kie_mcp.catalog.pricing import usd_text
+from kie_mcp.catalog.pricing import credits_text, usd_text
 from kie_mcp.config import Settings, no_key_advice
 from kie_mcp.kie import KieError
 from kie_mcp.media import saved
@@ -52,11 +52,11 @@ async def account(rt: Runtime) -> Account:
     exposed = await anyio.to_thread.run_sync(_exposure, s)  # runs git
     unsaved = await anyio.to_thread.run_sync(outputs_problem, s)  # a disk not mounted may take its time to say so
     head = (
-        f"Balance: {balance:g} credits (about {usd_text(usd(balance))})."
+        f"Balance: {credits_text(balance)} (about {usd_text(usd(balance))})."
         if balance is not None
         else f"Balance unavailable: {problem}"
     )
-    approving = f"Auto-approve up to {s.auto_approve_credits:g} credits." if s.auto_approve_credits else ""
+    approving = f"Auto-approve up to {credits_text(s.auto_approve_credits)}." if s.auto_approve_credits else ""
     message = " ".join(
         filter(
             None,

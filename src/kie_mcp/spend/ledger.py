@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 
+from kie_mcp.catalog.pricing import credits_text
 from kie_mcp.journal import CLOCKS, JOURNAL_ERRORS, UNSENT_DOWN, Journal, JournalUnavailable
 from kie_mcp.processes import owner_gone, this_process
 from kie_mcp.words import plain
@@ -163,12 +164,12 @@ def check_caps(
             f"{raise_cap(PER_CALL, caps.per_call_from)}."
         )
     what = (
-        f"costs {total:g} credits"
+        f"costs {credits_text(total)}"
         if total is not None
-        else f"has no price known before it runs, so up to {amount:g} credits are reserved for it"
+        else f"has no price known before it runs, so up to {credits_text(amount)} are reserved for it"
     )
     if total is not None and listed is not None and listed < total:
-        what = f"costs {listed:g} credits by KIE's list ({total:g} counted: {counted_why})"
+        what = f"costs {credits_text(listed)} by KIE's list ({total:g} counted: {counted_why})"
     weighed = total if ceiling is None else ceiling  # what max_credits is weighed against (``Plan.ceiling_weighed``)
     over_ceiling = weighed is not None and max_credits is not None and weighed > max_credits
     if total is not None and total > caps.per_call and not (over_ceiling and max_credits <= caps.per_call):
@@ -212,7 +213,7 @@ def over_cap_words(spent: float, caps: Caps, overcharged: float) -> str:
     is still within this cap, KIE charged more than was quoted. Otherwise this cap is lower than the one the spend
     was let in under (lowered since, or another kie-mcp server on this workspace with a higher cap): no fault of
     KIE's. Where the cap in force was written is named when it is known (``Caps.per_day_from``)."""
-    head = f"Today's spend through kie-mcp ({spent:g} credits) is already over the daily cap of {caps.per_day:g}"
+    head = f"Today's spend through kie-mcp ({credits_text(spent)}) is already over the daily cap of {caps.per_day:g}"
     if overcharged > 0 and spent - overcharged <= caps.per_day:
         return f"{head} (KIE_MAX_CREDITS_PER_DAY), because KIE charged more than was quoted."
     where = f", set in {caps.per_day_from}" if caps.per_day_from else ""
@@ -269,7 +270,7 @@ def _check_unknown(
     per-call cap is counted for each of the request's ``tasks`` (``reservation``): several are refused, since KIE
     bills each and one alone may cost the whole cap."""
     what = (
-        f"This request has no price known before it runs, but it costs at least {least:g} credits (its rates with "
+        f"This request has no price known before it runs, but it costs at least {credits_text(least)} (its rates with "
         "the billed inputs taken as 0 s long)"
     )
     if least > 0 and max_credits is not None and max_credits < least and max_credits <= caps.per_call:
@@ -284,8 +285,8 @@ def _check_unknown(
         )
     if most is not None and max_credits is not None and max_credits < most and max_credits <= caps.per_call:
         raise SpendRefused(
-            f"This request has no price known before it runs, and KIE may charge up to {most:g} credits for it, over "
-            f"the max_credits of {max_credits:g} given with it"
+            f"This request has no price known before it runs, and KIE may charge up to {credits_text(most)} for it, "
+            f"over the max_credits of {max_credits:g} given with it"
             + (f": {most_why.rstrip('.')}." if most_why else ".")
             + f" Nothing was spent. Pass a max_credits of at least {most:g}, or ask for fewer variations or a shorter "
             "output."
@@ -294,15 +295,15 @@ def _check_unknown(
         raise SpendRefused(
             f"This request has no price known before it runs and nothing bounds what KIE charges for each of its "
             f"{tasks} variations, so each counts the whole per-call cap of {caps.per_call:g} "
-            f"(KIE_MAX_CREDITS_PER_CALL): {caps.per_call * tasks:g} credits in all, over that cap. Nothing was spent. "
-            "Ask for one variation per call (each call is then held to the cap, and counted against the daily cap), "
-            "or choose a model or settings with a known price (estimate_cost shows it). Raising "
+            f"(KIE_MAX_CREDITS_PER_CALL): {credits_text(caps.per_call * tasks)} in all, over that cap. Nothing was "
+            "spent. Ask for one variation per call (each call is then held to the cap, and counted against the daily "
+            "cap), or choose a model or settings with a known price (estimate_cost shows it). Raising "
             "KIE_MAX_CREDITS_PER_CALL raises what each variation counts too, so it does not let several through."
         )
     if most is not None and most > caps.per_call:
         raise SpendRefused(
-            f"This request has no price bound before it runs, and KIE may charge up to {most:g} credits for it, over "
-            f"the per-call cap of {caps.per_call:g} (KIE_MAX_CREDITS_PER_CALL), which could then not hold"
+            f"This request has no price bound before it runs, and KIE may charge up to {credits_text(most)} for it, "
+            f"over the per-call cap of {caps.per_call:g} (KIE_MAX_CREDITS_PER_CALL), which could then not hold"
             + (f": {most_why}" if most_why else ".")
             + " Nothing was spent. Ask for fewer variations, or have the user "
             + f"{raise_cap(PER_CALL, caps.per_call_from)}."
@@ -318,7 +319,7 @@ def check_balance(total: float | None, balance: float) -> None:
         )
     if total is not None and balance < total:
         raise SpendRefused(
-            f"The KIE account has {balance:g} credits; this request needs {total:g}. Nothing was spent. "
+            f"The KIE account has {credits_text(balance)}; this request needs {total:g}. Nothing was spent. "
             "Top up at https://kie.ai/pricing or choose a cheaper request."
         )
 

@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
+from kie_mcp.catalog.pricing import credits_text
 from kie_mcp.journal import Journal, read_cursor
 from kie_mcp.redact import redact
 from kie_mcp.spend.ledger import priced
@@ -211,13 +212,13 @@ def _cost_text(record: TaskRecord) -> str:
     seen charging more), that figure."""
     charged = priced(record.credits_charged)
     if charged is not None:
-        return f" ({charged:g} credits {'measured from the balance' if record.charge_measured else 'charged'})"
+        return f" ({credits_text(charged)} {'measured from the balance' if record.charge_measured else 'charged'})"
     if record.state == "failed":
         return " (refunded)"
     quoted, counted = record.credits_quoted, priced(record.credits_reserved)
     if quoted is not None and counted is not None and counted > quoted:
-        return f" ({quoted:g} credits quoted; {counted:g} counted)"
-    return f" ({quoted:g} credits quoted)" if quoted is not None else ""
+        return f" ({credits_text(quoted)} quoted; {counted:g} counted)"
+    return f" ({credits_text(quoted)} quoted)" if quoted is not None else ""
 
 
 def _link_text(record: TaskRecord) -> str:

@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from kie_mcp.catalog.pricing import credits_text
 from kie_mcp.journal import Journal, JournalUnavailable
 from kie_mcp.kie import CODES, Category, KieError, TaskStatus
 from kie_mcp.kie.errors import LOGS_URL, any_request_step
@@ -149,10 +150,10 @@ def charged_text(credits: float, measured: float = 0.0) -> str:
     """``credits`` charged, as an answer says it: "charged by KIE" for what KIE reported; ``measured`` of it was
     measured from the balance (``TaskRecord.charge_measured``), and is said so."""
     if measured <= 0:
-        return f"{credits:g} credits charged by KIE"
+        return f"{credits_text(credits)} charged by KIE"
     if measured >= credits:
-        return f"{credits:g} credits, {MEASURED_CHARGE}"
-    return f"{credits:g} credits: {credits - measured:g} charged by KIE, {measured:g} {MEASURED_CHARGE}"
+        return f"{credits_text(credits)}, {MEASURED_CHARGE}"
+    return f"{credits_text(credits)}: {credits - measured:g} charged by KIE, {measured:g} {MEASURED_CHARGE}"
 
 
 def _epoch(value: Any) -> Any:
