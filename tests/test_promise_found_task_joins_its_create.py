@@ -13,6 +13,7 @@ while the creates are sent (KIE's ``createTime`` is its clock's), then fast, so 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sqlite3
@@ -70,6 +71,16 @@ async def made_elsewhere(controls: Controls, model: str, prompt: str) -> str:
 
 async def credits(client: Client) -> dict[str, Any]:
     return (await client.call_tool("check_credits", {})).structured_content
+
+
+async def joins_none(client: Client, task_id: str, spent: float) -> None:
+    """``task_id``, looked up, joins no create: it is recorded on its own, and the lost create stays counted."""
+    checked = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 20})
+    after = await credits(client)
+    task = checked.structured_content["task"]
+    assert task["session"] is None and task["credits_reserved"] is None, text_of(checked)
+    assert "This is the task of create" not in text_of(checked), text_of(checked)
+    assert after["unknown_creates"] == 1 and after["spent_today"] == spent, after
 
 
 async def test_a_task_found_after_its_create_s_answer_was_lost_joins_that_create(connect, controls, tmp_path):
@@ -240,3 +251,112 @@ async def test_reading_the_found_task_s_resource_joins_it_to_its_create_too(conn
         listed = json.loads((await client.read_resource("kie://tasks")).contents[0].text)
     assert read["session"] == "d" and read["prompt"] == VIDEO["prompt"] and read["credits_reserved"] == 90, read
     assert listed["unknown_creates"] == 0 and listed["unknown_create_list"] == []
+
+
+async def test_a_task_kie_dates_in_text_is_never_taken_as_a_lost_create_s(connect, controls):
+    """Veo (as Runway, Aleph and Flux Kontext) gives the time a task was made as zone-less text, no precise moment:
+    another app's Veo task of the same prompt, made an hour before and failed (nothing charged), looked up first,
+    was linked, and the create KIE charged 60 for was refunded with it (spent today 0). It joins no create: each
+    stays as it is, and the create stays counted, of unknown outcome."""
+    prompt = "a barista pours latte art, slow motion"
+    response = await controls.http.post(
+        "/api/v1/veo/generate",
+        json={"prompt": prompt, "model": "veo3_fast", "aspectRatio": "16:9"},
+        headers={"Authorization": f"Bearer {SANDBOX_API_KEY}"},
+    )
+    other = response.json()["data"]["taskId"]
+    await controls.post(f"tasks/{other}", {"state": "fail", "fail_msg": "upstream"})
+    await controls.post("clock/advance", {"seconds": 3600})
+    request = {"model": "veo3_fast", "prompt": prompt, "aspect_ratio": "16:9", "duration": 8, "session": "cafe"}
+    async with connect(elicitation=answering()) as client:
+        await lost(client, controls, request)
+        await fast(controls)
+        await joins_none(client, other, spent=60)
+
+
+async def test_a_task_whose_answer_echoes_no_request_is_never_taken_as_a_lost_create_s(connect, controls, sim):
+    """A Market answer with ``param`` null gave no prompt to compare: another app's task of the same model and
+    another prompt, made the same moment, was linked. With no request to compare it joins no create."""
+    sim.config.echo_request = False
+    async with connect(elicitation=answering()) as client:
+        await lost(client, controls, {**VIDEO, "session": "d"})
+        other = await made_elsewhere(controls, VIDEO["model"], "a completely different prompt")
+        await fast(controls)
+        await joins_none(client, other, spent=90)
+
+
+async def test_a_task_of_the_same_prompt_and_other_settings_is_never_taken_as_the_create_s(connect, controls, sim):
+    """Another app's kling-3.0 video of the same prompt, made seconds later, at 15 s, 1:1 and with sound (KIE charged
+    405): compared by its prompt only, it was linked and booked against the create's 90. Every field the create sent
+    must be echoed with the same value: it joins none, and the create's own task, looked up next, joins it."""
+    sim.config.report_credits_consumed = True
+    async with connect(elicitation=answering()) as client:
+        await lost(client, controls, {**VIDEO, "session": "d"})
+        [mine] = await sim_tasks(controls)
+        response = await controls.http.post(
+            "/api/v1/jobs/createTask",
+            json={
+                "model": VIDEO["model"],
+                "input": {"prompt": VIDEO["prompt"], "duration": "15", "aspect_ratio": "1:1", "sound": True},
+            },
+            headers={"Authorization": f"Bearer {SANDBOX_API_KEY}"},
+        )
+        other = response.json()["data"]["taskId"]
+        await fast(controls)
+        theirs = await client.call_tool("check_task", {"task_id": other, "wait_seconds": 20})
+        own = await client.call_tool("check_task", {"task_id": mine["taskId"], "wait_seconds": 20})
+        after = await credits(client)
+    task = theirs.structured_content["task"]
+    assert task["session"] is None and task["credits_reserved"] is None, text_of(theirs)
+    assert own.structured_content["task"]["session"] == "d", text_of(own)
+    assert after["unknown_creates"] == 0 and after["spent_today"] == 90, after
+
+
+async def test_two_looks_at_once_keep_a_found_task_s_reservation_for_its_refund(connect, controls):
+    """Two check_task calls of a found task at once: the second, finding the task linked by the first, wrote its bare
+    record over the linked one (no quote, no reservation). The task then failed at KIE (nothing charged) and, after
+    a restart, its 90 credits were never given back. The linked record stands, and the refund is booked."""
+    async with connect(elicitation=answering(), poll_min_interval=5.0, poll_max_interval=15.0) as client:
+        await lost(client, controls, {**VIDEO, "session": "d"})
+        [task] = await sim_tasks(controls)
+        looks = await asyncio.gather(
+            *[client.call_tool("check_task", {"task_id": task["taskId"], "wait_seconds": 0}) for _ in range(2)]
+        )
+    await controls.post(f"tasks/{task['taskId']}", {"state": "fail", "fail_msg": "upstream"})
+    await fast(controls)
+    async with connect(elicitation=answering()) as client:
+        checked = await client.call_tool("check_task", {"task_id": task["taskId"], "wait_seconds": 30})
+        after = await credits(client)
+    assert [look.structured_content["task"]["credits_reserved"] for look in looks] == [90, 90]
+    assert checked.structured_content["task"]["state"] == "failed", text_of(checked)
+    assert after["unknown_creates"] == 0 and after["spent_today"] == 0, after
+
+
+async def test_a_call_s_variations_looked_up_at_once_while_the_journal_is_locked_each_take_a_create(
+    connect, controls, tmp_path
+):
+    """Both variations' tasks looked up at once while another program holds the journal's lock: both looks judged the
+    call's first create, the second's link failed, and that variation's create stayed of unknown outcome for ever.
+    Each takes the first of the call's creates still of unknown outcome, in the journal's transaction."""
+    async with connect(elicitation=answering()) as client:
+        await lost(client, controls, {**IMAGE, "variations": 2, "session": "fruit"}, times=2)
+        await fast(controls)
+        tasks = await sim_tasks(controls)
+        # KIE's answers take a second each (the sandbox answers one look at a time): the lock is taken before the
+        # first comes in and let go after the second did, so both lookups judge while neither can link.
+        await controls.fault("status", times=2, kind="slow", seconds=1.0)
+        calls = [
+            asyncio.create_task(client.call_tool("check_task", {"task_id": task["taskId"], "wait_seconds": 10}))
+            for task in tasks
+        ]
+        await asyncio.sleep(0.5)
+        with contextlib.closing(sqlite3.connect(tmp_path / JOURNAL, isolation_level=None)) as locker:
+            locker.execute("BEGIN IMMEDIATE")  # another program's write lock as the answers come in
+            await asyncio.sleep(2.5)
+            locker.execute("COMMIT")
+        checked = await asyncio.gather(*calls)
+        after = await credits(client)
+    assert [(one.structured_content or {}).get("task", {}).get("session") for one in checked] == ["fruit"] * 2, [
+        text_of(one) for one in checked
+    ]
+    assert after["unknown_creates"] == 0 and after["spent_today"] == 16, after

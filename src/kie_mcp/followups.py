@@ -183,8 +183,10 @@ async def find_source(rt: Runtime, task_id: str) -> TaskRecord:
                 f"KIE knows no task {task_id!r} ({err.message}). Use the id of a video task from generate_video, "
                 "check_task or list_tasks; KIE keeps tasks for 14 days."
             ) from err
-        record = (await found_elsewhere(rt, task_id, status)).record
-        looked = True
+        taken = await found_elsewhere(rt, task_id, status)
+        if taken.words:  # this answer has no place for what became of a create of unknown outcome: the log says it
+            log.info("continue_video of task %s: %s", task_id, taken.words)
+        record, looked = taken.record, True
         if record.finished:  # made elsewhere and done: the follower saves its results, as for kie://tasks/{id}
             return await rt.follower.follow(record, looked=True)
     if not record.finished and rt.kie is not None:

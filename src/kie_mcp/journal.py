@@ -1689,30 +1689,41 @@ class Journal:
         )
         return rows[::-1]
 
-    def link_found_task(self, attempt_id: str, task_id: str, record: Callable[[sqlite3.Row], None], note: str) -> bool:
-        """Record ``task_id``, a task found at KIE (``check_task`` of an id this journal did not know), as the one the
-        create ``attempt_id`` made, whose answer was lost: the attempt becomes created with that task (no longer of
-        unknown outcome; ``note``: its error from now on), and ``record``, called in the transaction with the
-        attempt's row, writes the task's record with the attempt's prompt, session, quote and reservation. Only while
-        the attempt is still of unknown outcome and neither the journal's tasks nor another attempt hold that task
-        (another server, or another look, recorded it meanwhile). One durable transaction (a task id, and the money
-        its charge settles). Returns whether it was recorded."""
+    def link_found_task(
+        self,
+        attempt_ids: list[str],
+        task_id: str,
+        record: Callable[[sqlite3.Row], None],
+        note: Callable[[sqlite3.Row], str],
+    ) -> sqlite3.Row | None:
+        """Record ``task_id``, a task found at KIE (``check_task`` of an id this journal did not know), as the one made
+        by the first of ``attempt_ids`` (creates of one call, whose answers were lost) still of unknown outcome: that
+        attempt becomes created with the task (``note(attempt)``: its error from now on), and ``record``, called in
+        the transaction with the attempt's row, writes the task's record with its prompt, session, quote and
+        reservation. Only while neither the journal's tasks nor another attempt hold that task (another server, or
+        another look, recorded it meanwhile). One durable transaction (a task id, and the money its charge settles):
+        two looks at two tasks of one call's variations take one create each. Returns the attempt's row as it was
+        read (None: nothing was recorded)."""
         with self.transaction(durable=True) as db:
-            attempt = db.execute(
-                "SELECT * FROM attempts WHERE attempt_id = ? AND state = 'unknown'", (attempt_id,)
-            ).fetchone()
             taken = db.execute(
                 "SELECT 1 FROM tasks WHERE task_id = ? UNION ALL SELECT 1 FROM attempts WHERE task_id = ?",
                 (task_id, task_id),
             ).fetchone()
-            if attempt is None or taken is not None:
-                return False
-            db.execute(
-                "UPDATE attempts SET state = 'created', task_id = ?, error = ?, updated = ? WHERE attempt_id = ?",
-                (task_id, note, time.time(), attempt_id),
-            )
-            record(attempt)
-        return True
+            if taken is not None:
+                return None
+            for attempt_id in attempt_ids:
+                attempt = db.execute(
+                    "SELECT * FROM attempts WHERE attempt_id = ? AND state = 'unknown'", (attempt_id,)
+                ).fetchone()
+                if attempt is None:
+                    continue
+                db.execute(
+                    "UPDATE attempts SET state = 'created', task_id = ?, error = ?, updated = ? WHERE attempt_id = ?",
+                    (task_id, note(attempt), time.time(), attempt_id),
+                )
+                record(attempt)
+                return attempt
+        return None
 
     # -- who follows a task ---------------------------------------------------------------------
     # One follower per workspace asks KIE about a task and saves its results, whichever server it runs in: each

@@ -2118,7 +2118,9 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
                 record = rt.tasks.get(task_id)
                 looked = record is None
                 if record is None:  # asked of KIE once, then followed
-                    record, _ = await _find_record(rt, task_id, reading=True)
+                    record, found = await _find_record(rt, task_id, reading=True)
+                    if found:  # a read's JSON has no place for it: the log says what became of the lost create
+                        log.info("kie://tasks/%s: %s", task_id, found)
             except _USER_ERRORS as err:  # an error, not a read: a client (or app) can tell it from a task
                 if isinstance(err, KieError) and err.category in (Category.INPUT, Category.NOT_FOUND):
                     raise ResourceNotFoundError(str(err)) from None  # no such task (or no task id at all)

@@ -55,6 +55,7 @@ class SimConfig(BaseModel):
     # KIE that sends it. The simulator's Market callback carries the charge as consumeCredits either way (F-5).
     report_credits_consumed: bool = Field(False, description="True: Market records carry creditsConsumed")
     report_update_time: bool = Field(False, description="True: Market records carry updateTime, as KIE's docs show")
+    echo_request: bool = Field(True, description="False: Market records carry param null, echoing no request")
     video_bytes: int = Field(256_000, ge=64)
     # Extras beyond the brief.
     record_retention_seconds: float = Field(14 * 86400.0, description="Veo record-info answers 422 after this")

@@ -103,7 +103,7 @@ def record(sim: Simulator, task: Task, base: str) -> dict[str, Any]:
         "taskId": task.id,
         "model": task.model,
         "state": state,
-        "param": _param(task.body),
+        "param": _param(task.body) if sim.config.echo_request else None,
         "resultJson": _result_json(task, base) if state == "success" else "",
         "failCode": task.fail_code if state == "fail" else None,
         "failMsg": task.fail_msg if state == "fail" else None,

@@ -3,15 +3,17 @@
 A create whose answer never came (the connection dropped after KIE made and charged the task, a timeout, a server
 killed mid-create) is of unknown outcome: counted against the daily cap, listed by ``list_tasks`` and
 ``check_credits``, and its answer tells the agent to find the task on https://kie.ai/logs and follow it with
-``check_task``. A task found that way is this create's only when nothing else could have made it, as an agent can
-name any task id of the account, and a wrong match would move money (settle one create's reservation against another
-task's charge) and put a task in another session's folder. So the task is linked to a create only when exactly one
-call's creates fit it (``judge``): of this workspace's journal, of the task's model, begun and given up around the
-moment KIE says it made the task (or, when KIE gives no moment, the moment it was looked up), whose prompt is the one
-KIE echoes of the request, when its answer echoes one; no other create of that model (of unknown outcome, or being
-sent now) fitting as well. The variations of one call are one request: any of its creates of unknown outcome may
-take the task, one task each. Anything less sure links nothing: the task is recorded on its own, as before, and the
-answer names the creates it may be of.
+``check_task``. A task found that way is this create's only when that is certain, as an agent can name any task id
+of the account, and a wrong match would move money (settle one create's reservation against another task's charge)
+and put a task in another session's folder. So the task is linked to a create only when (``judge``) KIE places it at
+a precise moment (a ``createTime`` in milliseconds: the Market and GPT-4o Image families; Veo, Runway, Aleph and
+Flux Kontext give zone-less text, and never link) and echoes its request readably (``echoed_request``), and exactly
+one call's creates fit it: of this workspace's journal, of the task's model, begun and given up around that moment,
+that sent exactly the request KIE echoes (``_same_request``: every field sent, echoed with the same value); no other
+create of that model (of unknown outcome, or being sent now) fitting as well. The variations of one call are one
+request: each task found takes the first of its creates still of unknown outcome, one task each, chosen in the
+journal's transaction. Anything less sure links nothing: the task is recorded on its own, as before (never over a
+record another look wrote meanwhile), and the answer names the creates it may be of.
 
 Linked, the task takes its create's prompt, session (its results go to the session's folder), quote and reservation,
 which KIE's charge replaces once (``generation.settle``, as for any task its create named), and the create is
@@ -20,13 +22,14 @@ created with that task, no longer of unknown outcome (``Journal.link_found_task`
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kie_mcp.journal import attempt_task_fields, log_match_seconds
 from kie_mcp.kie.envelope import loads_or_none
-from kie_mcp.redact import redact
+from kie_mcp.redact import redact_value
 from kie_mcp.words import timestamp
 
 if TYPE_CHECKING:
@@ -70,11 +73,12 @@ class Verdict(NamedTuple):
     when: float | None
 
 
-def echoed_prompt(raw: dict[str, Any] | None) -> Any:
-    """The prompt of the request KIE echoes in its status answer: the Market family's ``param`` (JSON text whose
-    ``input``, JSON text too, holds it), ``paramJson`` (Veo, Runway Aleph, GPT-4o Image, Flux Kontext: the body as
-    sent) or Runway's ``generateParam``; "" for a request with no prompt. None when the answer echoes no request,
-    ``UNREADABLE`` when its echo cannot be read (not JSON, not an object)."""
+def echoed_request(raw: dict[str, Any] | None) -> Any:
+    """The request KIE echoes in its status answer, as ``(model, fields)``: the Market family's ``param`` (JSON text
+    whose ``input``, JSON text too, holds the fields), ``paramJson`` (Veo, Runway Aleph, GPT-4o Image, Flux Kontext:
+    the body as sent) or Runway's ``generateParam``; ``model`` is the one the echo names (None when it names none).
+    None when the answer echoes no request (or an empty one: null), ``UNREADABLE`` when its echo cannot be read (not
+    JSON, not an object, an ``input`` that is not one)."""
     raw = raw or {}
     for name in ("param", "paramJson", "generateParam"):
         echo = raw.get(name)
@@ -83,16 +87,31 @@ def echoed_prompt(raw: dict[str, Any] | None) -> Any:
         body = loads_or_none(echo) if isinstance(echo, str) else echo
         if not isinstance(body, dict):
             return UNREADABLE
-        inner = body.get("input")
+        inner = body.get("input", body)
         inner = loads_or_none(inner) if isinstance(inner, str) else inner
-        prompt = inner.get("prompt") if isinstance(inner, dict) and "prompt" in inner else body.get("prompt", "")
-        return prompt if isinstance(prompt, str) else UNREADABLE
+        model = body.get("model")
+        if not isinstance(inner, dict) or not isinstance(model, str | None):
+            return UNREADABLE
+        return model, inner
     return None
 
 
-def _same_text(echoed: str, kept: str | None) -> bool:
-    """Whether the prompt KIE echoes is the one the journal kept (redacted as it was kept; spaces as one)."""
-    return " ".join(redact(echoed).split()) == " ".join((kept or "").split())
+def _canonical(value: Any) -> str:
+    """``value`` as the journal keeps it (redacted), in one JSON spelling: equal values, equal text."""
+    return json.dumps(redact_value(value), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def _same_request(echoed: tuple[str | None, dict[str, Any]], attempt: sqlite3.Row) -> bool:
+    """Whether the request KIE echoes is the one ``attempt`` sent: the model it names (when it names one) is the
+    attempt's, and every field the attempt sent (``attempts.params``, kept redacted) is echoed with the same value
+    (compared redacted, as canonical JSON); fields KIE adds are allowed, none of the attempt's may be missing."""
+    model, fields = echoed
+    if model is not None and model != attempt["model"]:
+        return False
+    sent = loads_or_none(attempt["params"]) if isinstance(attempt["params"], str) else None
+    if not isinstance(sent, dict):
+        return False
+    return all(name in fields and _canonical(fields[name]) == _canonical(value) for name, value in sent.items())
 
 
 def _fits(attempt: sqlite3.Row, when: float) -> bool:
@@ -110,31 +129,34 @@ def one_call(attempts: list[sqlite3.Row]) -> bool:
 
 def judge(rt: Runtime, model: str, status: TaskStatus, now: float) -> Verdict:
     """Which create of unknown outcome made the task KIE describes in ``status`` (of ``model``, as its record names
-    it), if exactly one call's creates can have (see the module's words); the creates it may be of otherwise."""
+    it), if exactly one call's creates can have (see the module's words); the creates it may be of otherwise.
+    Only a task KIE places at a precise moment (``TaskStatus.created_at``: milliseconds, as the Market and GPT-4o
+    Image families give) and whose request KIE echoes readably can be linked at all."""
     reported = status.created_at(now)
     if reported is not None and reported > now + CLOCK_SKEW:  # KIE's clock is not this one's: no moment to compare
         reported = None
     when = reported if reported is not None else now
     rows = rt.journal.unsettled_attempts(model, now - KEPT_BY_KIE, when + CLOCK_SKEW)
-    echoed = echoed_prompt(status.raw)
+    echoed = echoed_request(status.raw)
     if echoed is not None and echoed is not UNREADABLE:
-        rows = [row for row in rows if _same_text(echoed, row["prompt"])]
-    fit = [row for row in rows if _fits(row, when)]
+        rows = [row for row in rows if _same_request(echoed, row)]
+    if reported is None:  # no precise moment from KIE to place it: begun before it was looked up is all that is known
+        late = [row for row in rows if row["state"] == "unknown" and row["created"] - CLOCK_SKEW <= now]
+        return Verdict(None, late, "KIE's answer gives no precise time it was made to compare", reported)
+    fit = [row for row in rows if _fits(row, reported)]
     unknown = [row for row in fit if row["state"] == "unknown"]
     if echoed is UNREADABLE:  # the request KIE echoes cannot be compared with any create's
-        maybe = [row for row in rows if row["state"] == "unknown"]
-        return Verdict(None, maybe, "its request as KIE echoes it cannot be read", reported)
+        return Verdict(None, unknown, "its request as KIE echoes it cannot be read", reported)
+    if echoed is None:  # no request echoed: nothing says it is the one a create sent
+        return Verdict(None, unknown, "KIE's answer echoes no request to compare", reported)
     if unknown and len(unknown) == len(fit) and one_call(unknown):
-        return Verdict(unknown[0], [], "", reported)
+        return Verdict(unknown[0], unknown, "", reported)
     if len(unknown) < len(fit):  # a create being sent may be the one that made it: its own answer says
         return Verdict(
             None, unknown, "a create of that model sent about then is still waiting for KIE's answer", reported
         )
     if fit:
         return Verdict(None, unknown, "creates of more than one call fit it", reported)
-    if reported is None:  # no moment from KIE to place it: begun before it was looked up is all that is known
-        late = [row for row in rows if row["state"] == "unknown" and row["created"] - CLOCK_SKEW <= now]
-        return Verdict(None, late, "KIE's answer gives no time it was made to compare", reported)
     return Verdict(None, [], "", reported)
 
 
@@ -150,15 +172,15 @@ class TakenUp(NamedTuple):
 def take_up(rt: Runtime, record: TaskRecord, status: TaskStatus) -> TakenUp:
     """Record ``record`` (a task found at KIE that the journal does not know, ``followups.made_elsewhere``) in the
     journal: as the task of the create of unknown outcome that made it when ``judge`` finds one, with that create's
-    prompt, session, quote and reservation, the create no longer of unknown outcome; else on its own, as it is.
-    Journal reads and one transaction, then one write: safe to run again after another writer's lock refused it
+    prompt, session, quote and reservation, the create no longer of unknown outcome; else on its own, as it is,
+    unless the journal holds the task by then (another look linked or recorded it meanwhile: that record stands).
+    Journal reads and transactions: safe to run again after another writer's lock refused it
     (``Journal.off_loop_when_locked``)."""
     assert record.task_id is not None
     now = time.time()
     verdict = judge(rt, record.model, status, now)
-    attempt = verdict.attempt
-    if attempt is not None:
-        sent = timestamp(attempt["created"])
+    if verdict.attempt is not None:
+        made: list[TaskRecord] = []
 
         def linked(row: sqlite3.Row) -> None:  # in the journal's transaction: a copy, the record kept as it is
             taken = record.model_copy(update=attempt_task_fields(row))  # until the transaction is committed
@@ -166,13 +188,18 @@ def take_up(rt: Runtime, record: TaskRecord, status: TaskStatus) -> TakenUp:
             rt.tasks.add(taken, attempt_id=row["attempt_id"], prompt=row["prompt"], session=row["session"])
             made.append(taken)
 
-        made: list[TaskRecord] = []
+        def note(row: sqlite3.Row) -> str:
+            return (
+                f"the answer to this create was lost ({row['error'] or 'no answer'}); its task {record.task_id} was "
+                f"found at KIE at {timestamp(now)} and recorded as this create's"
+            )
 
-        note = (
-            f"the answer to this create was lost ({attempt['error'] or 'no answer'}); its task {record.task_id} was "
-            f"found at KIE at {timestamp(now)} and recorded as this create's"
-        )
-        if rt.journal.link_found_task(attempt["attempt_id"], record.task_id, linked, note):
+        # Any create of the call still of unknown outcome takes it (another look may have linked the first to its
+        # own task meanwhile): the journal picks, in its transaction.
+        candidates = [row["attempt_id"] for row in verdict.maybe]
+        attempt = rt.journal.link_found_task(candidates, record.task_id, linked, note)
+        if attempt is not None:
+            sent = timestamp(attempt["created"])
             return TakenUp(
                 made[0],
                 True,
@@ -182,12 +209,11 @@ def take_up(rt: Runtime, record: TaskRecord, status: TaskStatus) -> TakenUp:
                 "outcome.",
             )
         # Not linked after all: another look (this server's or another's) recorded the task meanwhile, whose record
-        # stands, or linked that create to another task, so this one is not its.
-        kept = rt.tasks.get(record.task_id)
-        if kept is not None:
-            return TakenUp(kept, False, None)
+        # stands, or linked that call's creates to other tasks, so this one is none of theirs.
         verdict = Verdict(None, [], "", verdict.when)
-    rt.tasks.add(record)
+    kept = rt.tasks.add_if_new(record)  # another look's record, linked or not, is never overwritten by a bare one
+    if kept is not record:
+        return TakenUp(kept, False, None)
     return TakenUp(record, False, _maybe_words(verdict))
 
 

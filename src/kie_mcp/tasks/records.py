@@ -759,6 +759,18 @@ class TaskBook:
                 **context,
             )
 
+    def add_if_new(self, record: TaskRecord) -> TaskRecord:
+        """Save ``record`` unless the journal already holds its task, then return the journal's record instead: a
+        look that found nothing to link never writes its bare record over the one another look wrote meanwhile (a
+        task linked to its create, with that create's quote and reservation). One write transaction."""
+        assert record.task_id is not None
+        with self.journal.transaction():
+            kept = self.get(record.task_id)
+            if kept is not None:
+                return kept
+            self.add(record)
+        return record
+
     def add_unless_ended(self, record: TaskRecord) -> bool:
         """Save what a server learnt of a task another server follows (its ``check_task`` asked KIE), unless the journal
         records the task ended already: that end, with its saved files, is its follower's, never replaced by what a
