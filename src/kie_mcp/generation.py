@@ -100,7 +100,7 @@ from kie_mcp.stopping import CREATES
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.tasks.follower import saving_words
 from kie_mcp.tasks.records import UnreadableRecord, answer_not_recorded, charged_text, time_left_words
-from kie_mcp.words import cut_point, plain, quoted_excerpt, timestamp
+from kie_mcp.words import cut_point, plain, quoted_excerpt, span_words, timestamp
 
 if TYPE_CHECKING:
     from kie_mcp.catalog import Catalog
@@ -1260,7 +1260,14 @@ def bound_to(p: Plan, quote_id: str) -> Plan:
     return replace(p, quote_id=quote_id, quote_binds=True)
 
 
-UNANSWERED = "The confirmation got no answer within {minutes:g} minutes, so it was cancelled."  # then: nothing spent
+UNANSWERED = "The confirmation got no answer within {within}, so it was cancelled."  # then: nothing spent
+
+
+def unanswered(seconds: float) -> str:
+    """``UNANSWERED`` for a question that had ``seconds`` to be answered (a setting under a minute in seconds)."""
+    return UNANSWERED.format(within=span_words(seconds))
+
+
 FORM_APPROVES = (
     "On this client only the user's answer in the confirmation form approves a spend (KIE_APPROVAL=form): a "
     "quote_id binds the call to the quoted request, and the server asks the user when the call is repeated."
@@ -1271,11 +1278,26 @@ DECLINED_LATELY = (
 # What the form says when it asks again about a request the person said no to a moment ago (``decide_approval``):
 # the agent sent it again (with its own quote_id, perhaps), which approves nothing on its own meanwhile.
 ASKED_AGAIN = "You declined this same request {where} at {at}; it was sent again, so you are asked again."
-# What an estimate of such a request says (``surface._estimate``): its quote_id is no yes of the person's meanwhile.
+# What an estimate of such a request says (``surface._estimate``): it is not auto-approved meanwhile ...
 SAID_NO_ESTIMATE = (
-    "The user declined this very request {where} at {at}: until {until} it is not auto-approved, and on a client that "
-    "shows forms this quote_id does not approve it on its own (the generate call asks the user again in the form). "
-    "Do not run it unless the user asks for it again."
+    "The user declined this very request {where} at {at}: until {until} it is not auto-approved. Do not run it unless "
+    "the user asks for it again."
+)
+# ... and, to a client that shows forms (KIE_APPROVAL=any), what its quote_id does meanwhile, in place of saying it
+# approves: it is no yes of the person's (a client that then refuses the form approves with it: ``_without_the_form``).
+SAID_NO_QUOTE_ASKS = (
+    "The user declined this very request {where} at {at}, so until {until} it is not auto-approved, and on this "
+    "client, which shows forms, quote_id={quote_id} (until {expires}) does not approve it on its own: the generate "
+    "call with it asks the user again in the form, and their yes there spends (if the client answers that it cannot "
+    "show the form, the quote_id approves the request once, after the user agreed to this cost in the chat). Do not "
+    "run it unless the user asks for it again."
+)
+# What a client that declares forms but refused the one asking again after a No is told (``surface._without_the_form``):
+# on it, the person's yes with a quote is all that can approve the request.
+REFUSED_FORM_AFTER_NO = (
+    "The user declined this very request {where} at {at}: do not run it unless they ask for it again. This client "
+    "does not show the form that would ask them, so here their yes to this cost in the chat (or the approval card's "
+    "Approve) with the quote_id below approves it."
 )
 BINDS_ONLY = (
     "bind_quote_id only binds the call to the request that quote priced (as an approval card drew it); it never "
@@ -1303,9 +1325,10 @@ async def decide_approval(
     confirmation form (``QuoteBook.decline_in_form``), passed back as quote_id, is refused saying so: nothing is asked,
     auto-approved or quoted. For a quote's life from that no, the same request is not auto-approved (the person is
     asked, or a new quote comes back), and on a client that shows forms a quote_id of it (the agent's own new
-    estimate's) does not approve it on its own: the person is asked again in the form, told they declined it. A
-    request that carries the person's answer to an open question of it (2026-07-28) is decided by that answer, never
-    by a quote or auto-approval in its place."""
+    estimate's) does not approve it on its own: the person is asked again in the form, told they declined it (a
+    client that refuses that form is decided as one without forms: ``surface._without_the_form``). A request that
+    carries the person's answer to a question of it (2026-07-28) is decided by that answer, open or expired
+    (``carried_answer``), never by a quote or auto-approval in its place."""
     # A call of this request on its way (its warning from ``plan`` alone stops auto-approval) may settle in a moment,
     # having bought nothing (cut off by its host in a 429's wait): waited for briefly, never asked about needlessly.
     waited = priced(p.counted) if p.unsettled and p.quote_id is None else None
@@ -1320,11 +1343,11 @@ async def decide_approval(
     if refusal is not None and refusal.why == "declined" and not binds_only:
         return Declined(f"Not run: {refusal}")
     # The person said no to this very request a moment ago (in the form or on the card): on a client that shows forms,
-    # the agent's quote_id does not approve it on its own (the person is asked again); and the person's answer to an
-    # open question of it, carried by this request (2026-07-28), decides it, whatever else would approve it now.
+    # the agent's quote_id does not approve it on its own (the person is asked again); and the person's answer to a
+    # question of it, carried by this request (2026-07-28), decides it, whatever else would approve it now: also once
+    # that question expired (a No is still a No; a yes is too late), never an auto approval or a quote in its place.
     said_no = rt.quotes.declined_lately(p.digest)
-    answering = answered and question_open(rt, p.digest)
-    asks_again = can_ask and (said_no is not None or answering) and not binds_only
+    asks_again = (answered or (can_ask and said_no is not None)) and not binds_only
     # A quote that only binds (KIE_APPROVAL=form) bound the question when it was asked: its answer, in time, is
     # not refused because the quote expired while the form was open.
     bound = binds_only and answered and refusal is not None and refusal.why == "expired" and question_open(rt, p.digest)
@@ -1337,7 +1360,7 @@ async def decide_approval(
     overtaken = None
     if p.quote_id and not binds_only and problem is None:
         overtaken = sent_since_quoted(rt, p.quote_id, p.digest)
-    limit = 0.0 if overtaken or answering else auto_approve_limit(rt, p)
+    limit = 0.0 if overtaken or answered else auto_approve_limit(rt, p)
     total = priced(p.counted)
     quote_approves = (
         p.quote_id is not None and not (binds_only or asks_again) and (problem or changed or overtaken) is None
@@ -1380,17 +1403,8 @@ async def decide_approval(
         return NeedsConfirmation(" ".join(text for text in (said, decision.reason, twin) if text))
     if not isinstance(decision, Ask):
         return decision
-    last = rt.quotes.last_question(p.digest) if answered else None
-    if last is not None:
-        quote_id, used, expired = last
-        if used == DECLINED:  # the person's No to it, carried again by a retried request: the same answer
-            return Declined(said_no=True, quote_id=quote_id)
-        if used:
-            return Replay(quote_id)
-        if expired:
-            return NeedsConfirmation(UNANSWERED.format(minutes=rt.settings.confirm_timeout_seconds / 60), True)
-    elif answered and (replaced := replaced_since_asked(rt, p)) is not None:
-        raise replaced
+    if answered and (carried := carried_answer(rt, p)) is not None:
+        return carried
     ask = rt.quotes.open_question(
         p.spec.id,
         p.digest,
@@ -1408,7 +1422,7 @@ async def decide_approval(
         again = None if said_no is None else ASKED_AGAIN.format(where=said_no.where, at=timestamp(said_no.at))
         shown = redact(question(p, ask.quote_id, " ".join(text for text in (again, changed) if text) or None))
         rt.quotes.keep_asked_text(ask.quote_id, shown)
-    return Ask(shown, ask.quote_id)
+    return Ask(shown, ask.quote_id, instead_of_quote=asks_again and p.quote_id is not None)
 
 
 async def held_for(rt: Runtime, p: Plan, decision: Approved, looked: float) -> Approved | None:
@@ -1447,6 +1461,30 @@ def replaced_since_asked(rt: Runtime, p: Plan) -> KieError | None:
     if not replaced:  # the same files, another measured length (a linked input): the request changed all the same
         return not_approved("an input of this request", why)
     return not_approved(", ".join(dict.fromkeys(replaced)), why)
+
+
+def carried_answer(rt: Runtime, p: Plan) -> Ask | Declined | NeedsConfirmation | Replay | None:
+    """What decides a request that carries the person's answer to this tool's question (2026-07-28), when the gate
+    asks: the newest question of its request as the answer finds it. Answered No before (the same answer retried):
+    that No again. Answered yes (in this form, or in another form of it: the request sent twice) or expired: the
+    question word for word as it was shown (``Ask.reread``), so the answer is read all the same. A No is recorded and
+    answered as one (``record_no``), stopping the yes'd call before its create; a yes is what the first yes bought
+    (``replayed``), or too late (``use_approval``). With no text kept to read it by: what the yes bought, or too
+    late. None: the open question is asked as usual. A local file replaced since the question was asked about it
+    refuses the answer (``replaced_since_asked``)."""
+    last = rt.quotes.last_question(p.digest)
+    if last is None:
+        if (replaced := replaced_since_asked(rt, p)) is not None:
+            raise replaced
+        return None
+    quote_id, used, expired = last
+    if used == DECLINED:  # the person's No to it, carried again by a retried request: the same answer
+        return Declined(said_no=True, quote_id=quote_id)
+    if not (used or expired):
+        return None
+    if (shown := rt.quotes.asked_text(quote_id)) is not None:
+        return Ask(shown, quote_id, reread=True)
+    return Replay(quote_id) if used else NeedsConfirmation(unanswered(rt.settings.confirm_timeout_seconds), True)
 
 
 def question_open(rt: Runtime, digest: str) -> bool:
@@ -1518,7 +1556,7 @@ def refused_answer(rt: Runtime, quote_id: str, refusal: QuoteError) -> Declined 
     if refusal.why == "declined":
         return Declined(f"Not run: {refusal}")
     if refusal.why == "expired":
-        return NeedsConfirmation(UNANSWERED.format(minutes=rt.settings.confirm_timeout_seconds / 60), True)
+        return NeedsConfirmation(unanswered(rt.settings.confirm_timeout_seconds), True)
     return NeedsConfirmation(f"The confirmation could not be used: {refusal}")
 
 
@@ -1898,30 +1936,26 @@ async def execute(
 
 async def record_no(rt: Runtime, p: Plan, decision: Declined) -> Declined:
     """Record the person's No in the confirmation form (``QuoteBook.decline_in_form``), for the question it answered
-    (in the 2026-07-28 era, the newest asked for this request): its request is declined as on the approval card,
-    and the answer (``without_spending``) says what the agent is to do. A create of it sent while the form was open
-    (the agent's own quote_id, approved meanwhile) is said to have been sent; a No the journal could not keep is said
-    not to hold beyond this answer."""
-    note = None
+    (in the 2026-07-28 era, the newest asked for this request, expired or not): its request is declined as on the
+    approval card, and the answer (``without_spending``) says what the agent is to do. What the No met is kept on the
+    decision: a create of it sent while the form was open (the agent's own quote_id, approved meanwhile), or the call
+    the person said yes to in another form of the same question, stopped by it; a No the journal could not keep is
+    said not to hold beyond this answer."""
     try:
         asked = decision.quote_id
         if asked is None and (last := rt.quotes.last_question(p.digest)) is not None:
             asked = last[0]
         if asked is None:
             raise QuoteError("no confirmation question of this request is in the journal", "unknown")
-        sent = await rt.journal.off_loop_when_locked(functools.partial(rt.quotes.decline_in_form, asked))
-        if sent is not None:
-            note = (
-                f"But a call of this request was sent to KIE at {timestamp(sent)}, while the form was open, so it ran "
-                "or is on its way and may have been charged (list_tasks shows the tasks)."
-            )
+        met = await rt.journal.off_loop_when_locked(functools.partial(rt.quotes.decline_in_form, asked))
     except (QuoteError, *JOURNAL_ERRORS) as err:
         log.warning("a No in the confirmation form could not be recorded: %s", err)
         note = (
             f"kie-mcp could not record this No in its journal ({err}), so it holds for this call only: ask the user "
             "before calling again."
         )
-    return replace(decision, reason=note)
+        return replace(decision, reason=note)
+    return replace(decision, reason=None, sent_at=met.sent, stopped_yes=met.stopped_yes)
 
 
 def still_wanted(rt: Runtime, p: Plan, quote_id: str | None, since: float) -> Callable[[], bool]:
@@ -2380,27 +2414,74 @@ async def landed_here(rt: Runtime, p: Plan, replay: Replay) -> None:
         await anyio.sleep(0.05)  # rare (the same call twice at once): the other call records KIE's answer
 
 
+def said_no_answer(rt: Runtime, tool: str, decision: Declined) -> str:
+    """The answer to the person's No in the confirmation form (``record_no``): not to retry, and how long it holds.
+    A create of the request sent while the form was open leads (it may have been charged: never "Nothing was
+    spent" beside it); a call the person said yes to in another form of the same question, which this later No
+    stopped before its create, is said to be stopped."""
+    holds = (
+        f"Do not retry on your own: for the next {span_words(rt.quotes.ttl)} a quote_id of this request does not "
+        f"approve it here (it brings the form back), and it is not auto-approved. If the user changes their mind, call "
+        f"{tool} again with the same arguments: it asks them again in the form."
+    )
+    if decision.sent_at is not None:
+        return (
+            f"The user said no in the confirmation form, but a call of this request was sent to KIE at "
+            f"{timestamp(decision.sent_at)}, while the form was open: it ran or is on its way and may have been "
+            "charged (list_tasks shows the tasks). This call sent no create and issued no quote. " + holds
+        )
+    stopped = (
+        " Their No, the later answer, also stopped the call of this request they had said yes to in another form of "
+        "the same question (the request was sent twice): it sent no create."
+        if decision.stopped_yes
+        else ""
+    )
+    return f"The user said no in the confirmation form.{stopped} Nothing was spent and no quote was issued. {holds}" + (
+        f" {decision.reason}" if decision.reason else ""
+    )
+
+
+def no_holds(rt: Runtime, p: Plan, *, dismissed: bool = False) -> str | None:
+    """What works on this client for a form declined or dismissed (``dismissed``) while the person's No to the request
+    holds (``QuoteBook.declined_lately``; KIE_APPROVAL=any): a quote_id of it brings the form back rather than
+    approving it until the No is a quote's life old, so a client that declines or cancels forms on its own approves
+    it with a quote only after then. None when no No holds."""
+    try:
+        said = rt.quotes.declined_lately(p.digest)
+    except JOURNAL_ERRORS:
+        return None
+    if said is None:
+        return None
+    until = timestamp(said.at + rt.quotes.ttl)
+    held = (
+        f"The user declined this very request {said.where} at {timestamp(said.at)}, so until {until} a quote_id of it "
+        "brings the form back here instead of approving it"
+    )
+    if dismissed:
+        return f"{held}: their yes in the form approves it; if no dialog appeared, a quote approves it only after then."
+    return (
+        f"{_UNSEEN}, ask them in the chat. {held}: with their yes, call estimate_cost after then and pass its quote_id."
+    )
+
+
 def without_spending(rt: Runtime, p: Plan, tool: str, decision: Declined | NeedsConfirmation) -> GenerationResult:
     """The answer to a request that will not be sent: declined, to be confirmed, or cancelled (a replay:
     ``replayed``)."""
     if isinstance(decision, Declined):
         message = (decision.reason or "The user declined.") + " Nothing was spent and no quote was issued."
         if decision.said_no:
-            minutes = rt.quotes.ttl / 60
-            message = (
-                "The user said no in the confirmation form. Nothing was spent and no quote was issued. Do not retry on "
-                f"your own: for the next {minutes:g} minutes a quote_id of this request does not approve it here (it "
-                "brings the form back), and it is not auto-approved. If the user changes their mind, call "
-                f"{tool} again with the same arguments: it asks them again in the form."
-            ) + (f" {decision.reason}" if decision.reason else "")
+            message = said_no_answer(rt, tool, decision)
         if decision.dialog:
             message = "The confirmation dialog was declined. Nothing was spent and no quote was issued. " + (
-                DECLINED_UNSEEN_FORM if rt.settings.approval == "form" else DECLINED_UNSEEN
+                DECLINED_UNSEEN_FORM if rt.settings.approval == "form" else no_holds(rt, p) or DECLINED_UNSEEN
             )
         return GenerationResult(status="declined", message=message, model=p.spec.id, sandbox=rt.settings.sandbox)
     status: Status = "cancelled" if decision.cancelled else "confirmation_required"
     only_form = decision.form_refused and rt.settings.approval == "form"  # and this client refuses the form
-    result = confirmation_required(rt, p, tool, decision.reason, status, only_form=only_form)
+    why = decision.reason
+    if decision.dismissed and (held := no_holds(rt, p, dismissed=True)) is not None:
+        why = f"{why} {held}"
+    result = confirmation_required(rt, p, tool, why, status, only_form=only_form)
     result._form_refused = decision.form_refused
     return result
 
@@ -2434,7 +2515,7 @@ def use_approval(rt: Runtime, p: Plan, decision: Approved) -> Approved | Decline
         if used and used != DECLINED:  # a question the person answered No is refused below, saying so
             return Replay(asked)
         if expired:
-            return NeedsConfirmation(UNANSWERED.format(minutes=rt.settings.confirm_timeout_seconds / 60), True)
+            return NeedsConfirmation(unanswered(rt.settings.confirm_timeout_seconds), True)
     try:
         rt.quotes.consume(asked, p.digest, kind="ask")
     except QuoteError as err:
@@ -2450,9 +2531,22 @@ DECLINED_UNSENT = (
 )
 
 
-def declined_unsent(rt: Runtime, p: Plan) -> str:
-    """``DECLINED_UNSENT``, saying where the person declined the request (the approval card, else the form)."""
+# The same, for the call the person said yes to in one form of a question and then No to in another form of it (the
+# request sent twice at once): their later No stopped it.
+YES_THEN_NO_UNSENT = (
+    "Not sent: the user said yes in this confirmation form, then no in another form of the same question (the request "
+    "was sent twice), before its create was sent: their later No stopped it; nothing was created or charged. Do not "
+    "run this request again unless they ask."
+)
+
+
+def declined_unsent(rt: Runtime, p: Plan, quote_id: str | None = None) -> str:
+    """``DECLINED_UNSENT``, saying where the person declined the request (the approval card, else the form); for a
+    call approved by a yes to the question ``quote_id`` that the person then answered No in another form of it,
+    ``YES_THEN_NO_UNSENT``."""
     try:
+        if quote_id is not None and rt.quotes.answered_no_after_yes(quote_id):
+            return YES_THEN_NO_UNSENT
         said = rt.quotes.declined_lately(p.digest)
     except JOURNAL_ERRORS:
         said = None
@@ -2535,7 +2629,7 @@ async def _submit(
             _not_sent(rt, p, record, problems, stopping=CREATES.closed, waited=JOURNAL_WAIT)
         else:  # the card's Decline of this request, or a No in its form, came meanwhile, whatever approved this call
             record.state, record.credits_reserved = "failed", 0.0
-            record.error = declined_unsent(rt, p)
+            record.error = declined_unsent(rt, p, quote_id)
             _refund(rt, problems, p, "refunded: not sent, declined by the user", None)
         return None
     state, error, existing, unoffered = "created", None, False, False
@@ -2558,7 +2652,7 @@ async def _submit(
         state, error = "unknown", err.message  # still counted as spent
     except KieError as err:
         withdrawn = isinstance(err, NotSentError) and err.withdrawn  # a resend after a 429, declined meanwhile
-        record.state, record.error = "failed", declined_unsent(rt, p) if withdrawn else err.describe()
+        record.state, record.error = "failed", declined_unsent(rt, p, quote_id) if withdrawn else err.describe()
         record.credits_reserved = 0.0  # released below: KIE created nothing
         state, error = "refused", err.message
         unoffered = not_published(err)

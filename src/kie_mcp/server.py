@@ -50,7 +50,7 @@ from kie_mcp.config import Settings, no_key_advice
 from kie_mcp.redact import redact, redact_value
 from kie_mcp.stdio import UNREADABLE_METHOD, came_in_batch, refuse_batch, unreadable_error, without_batch_mark
 from kie_mcp.toolschema import compact, keep_free_text
-from kie_mcp.words import argument_problems, path_text, plain, readable_text
+from kie_mcp.words import argument_problems, path_text, plain, readable_text, span_words
 
 if TYPE_CHECKING:
     import httpx2
@@ -783,8 +783,8 @@ STALE_ANSWER = (
     "again, without requestState, to be asked again."
 )
 ANSWER_TOO_LATE = (
-    "This answer to a confirmation question came too late: the question was asked more than {minutes:g} minutes "
-    "ago. Nothing was run, sent or spent. Call the tool again, without requestState, to be asked again."
+    "This answer to a confirmation question came too late: the question was asked more than {within} ago."
+    " Nothing was run, sent or spent. Call the tool again, without requestState, to be asked again."
 )
 ANSWER_FOR_OTHER_ARGUMENTS = (
     "This answer to a confirmation question came back with other arguments than the call that asked it (every "
@@ -817,7 +817,7 @@ def stale_answer(security: RequestStateSecurity | None, method: str, params: Map
     except Exception:  # not a seal of this run (a restart, a changed token), or nothing to tell it by
         return STALE_ANSWER
     if not time.time() < expires:
-        return ANSWER_TOO_LATE.format(minutes=security.ttl / 60)
+        return ANSWER_TOO_LATE.format(within=span_words(security.ttl))
     if asked[:2] != (method, target):
         return ANSWER_FOR_ANOTHER_TOOL.format(asked=asked[1] if isinstance(asked[1], str) else asked[0])
     if asked[2] != arguments:

@@ -705,7 +705,7 @@ def _define_tools(mcp: _ToolRecorder) -> None:
                     )
                 plan = await gen.plan(rt, gen.GenerationArgs(**_args(given)), shared=shared, outputs_checked=True)
                 tool = f"generate_{plan.spec.kind}"
-            result = await _estimate(rt, plan)
+            result = await _estimate(rt, plan, can_ask=_can_elicit(ctx))
         call = _tool_result(result, result.message, rt)
         if client_supports_apps(request):  # MCP Apps hosts: the quote as an approval card
             if isinstance(plan, followups.FollowupPlan) and plan.existing is not None:  # made: nothing to approve
@@ -1310,10 +1310,38 @@ async def _decide(
     if not isinstance(decision, Ask):
         return decision
     if ctx.protocol_version is not None and ctx.session.can_send_request:
-        return await _ask_with_deadline(ctx, decision, rt.settings.confirm_timeout_seconds)
+        asked = await _ask_with_deadline(ctx, decision, rt.settings.confirm_timeout_seconds)
+        if isinstance(asked, NeedsConfirmation) and asked.form_refused:
+            return await _without_the_form(rt, plan, decision, asked)
+        return asked
     if any(_unreadable(answer) for answer in _answers(ctx, kind)):  # the SDK would refuse it as a bare tool error
         return NeedsConfirmation(_unreadable_answer(rt))
     return Elicit(decision.message, ConfirmSpend)  # 2026-07-28: the answer comes back in a retried request
+
+
+async def _without_the_form(
+    rt: Runtime, plan: gen.Plan, ask: Ask, refused: NeedsConfirmation
+) -> Approved | NeedsConfirmation | Replay | Declined:
+    """A client that declared forms but refused this one (``refused``): while the person's No to the request holds,
+    the form that asks them again is all that would approve it on a client that shows forms, so this call is decided
+    as on a client without forms (``gen.decide_approval``, never asking): the quote_id it passed (``ask`` was put in
+    its place; a quote issued after the No, as every older one of the request was voided by it) approves it, the
+    person's yes in the chat or on the card being all this client allows. Otherwise (no quote_id passed), the answer
+    says so, with the quote that will. Under KIE_APPROVAL=form nothing changes: only the form approves there."""
+    said_no = rt.quotes.declined_lately(plan.digest)
+    if said_no is None or rt.settings.approval == "form":
+        return refused
+    problem = None
+    if ask.instead_of_quote:
+        with _user_errors():
+            decision = await gen.decide_approval(rt, plan, can_ask=False)
+        if not isinstance(decision, NeedsConfirmation):
+            return decision
+        # why the quote did not approve it (expired, another request's, ...), the No being said below once
+        lately = gen.DECLINED_LATELY.format(where=said_no.where, at=timestamp(said_no.at))
+        problem = (decision.reason or "").replace(lately, "").strip()
+    no = gen.REFUSED_FORM_AFTER_NO.format(where=said_no.where, at=timestamp(said_no.at))
+    return replace(refused, reason=" ".join(filter(None, (refused.reason, no, problem))))
 
 
 def _unreadable_answer(rt: Runtime) -> str:
@@ -1322,10 +1350,13 @@ def _unreadable_answer(rt: Runtime) -> str:
 
 
 def _would_spend(rt: Runtime, plan: gen.Plan, decision: Any) -> bool:
-    """Whether this call goes on to a form, an upload or a create (approved, or asking), or hands back a fresh quote
-    for them (a quote_id that cannot approve: expired, for another request, priced lower than now); not a call
-    answered with what an earlier one bought (a replay, a used quote naming its task) or declined."""
-    if isinstance(decision, Approved | Ask):
+    """Whether this call goes on to a form, an upload or a create (approved, or asking: not a question put again only
+    to read the answer a request carries, ``Ask.reread``), or hands back a fresh quote for them (a quote_id that
+    cannot approve: expired, for another request, priced lower than now); not a call answered with what an earlier
+    one bought (a replay, a used quote naming its task) or declined."""
+    if isinstance(decision, Ask):
+        return not decision.reread
+    if isinstance(decision, Approved):
         return True
     if not isinstance(decision, NeedsConfirmation):
         return False
@@ -1409,7 +1440,7 @@ async def _ask_with_deadline(ctx: Context, ask: Ask, seconds: float) -> Approved
         if isinstance(decision, Declined) and decision.said_no:
             return replace(decision, quote_id=ask.quote_id)
         return decision
-    return NeedsConfirmation(gen.UNANSWERED.format(minutes=seconds / 60), cancelled=True)
+    return NeedsConfirmation(gen.unanswered(seconds), cancelled=True)
 
 
 def _bind_to_tool_arguments(
@@ -1504,7 +1535,7 @@ def _decision(outcome: ElicitationResult[Any]) -> Approved | Declined | NeedsCon
         case DeclinedElicitation():
             return Declined(dialog=True)
         case _:
-            return NeedsConfirmation(CANCELLED)
+            return NeedsConfirmation(CANCELLED, dismissed=True)
 
 
 def _quote_use(rt: Runtime, quote_id: str, until: str) -> str:
@@ -1522,7 +1553,9 @@ def _quote_use(rt: Runtime, quote_id: str, until: str) -> str:
     )
 
 
-async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
+async def _estimate(rt: Runtime, plan: gen.Plan, *, can_ask: bool) -> EstimateResult:
+    """The estimate of ``plan`` with its quote; ``can_ask``: the client asking shows forms (what its quote_id does
+    meanwhile after the person's No to the request is said for that client alone)."""
     from kie_mcp.spend.balance import balance_cache
 
     if isinstance(plan, followups.FollowupPlan) and plan.existing is not None:
@@ -1582,11 +1615,11 @@ async def _estimate(rt: Runtime, plan: gen.Plan) -> EstimateResult:
         f"cap: {cap_problem}",
     ]
     if said_no is not None:
-        parts.append(
-            gen.SAID_NO_ESTIMATE.format(
-                where=said_no.where, at=timestamp(said_no.at), until=timestamp(said_no.at + rt.quotes.ttl)
-            )
-        )
+        no = {"where": said_no.where, "at": timestamp(said_no.at), "until": timestamp(said_no.at + rt.quotes.ttl)}
+        if cap_problem is None and can_ask and rt.settings.approval != "form":  # the quote asks: said in its place
+            parts[-1] = gen.SAID_NO_QUOTE_ASKS.format(quote_id=quote.quote_id, expires=quote.expires_at, **no)
+        else:
+            parts.append(gen.SAID_NO_ESTIMATE.format(**no))
     if balance is not None and quote.credits_total is not None and balance < quote.credits_total:
         parts.append(f"The balance ({credits_text(balance)}) is too low for this request.")
     elif balance is not None and quote.credits_counted is not None and balance < quote.credits_counted:

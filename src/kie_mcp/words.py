@@ -255,6 +255,14 @@ def duration_text(seconds: float) -> str:
     return f"{max(int(seconds), 0)} s"
 
 
+def span_words(seconds: float) -> str:
+    """A setting's span of time in words, as exact as it was set: ``10 minutes``, ``1 minute``, ``1.5 minutes``; under
+    a minute in seconds (``30 seconds``, ``0.3 seconds``), never ``0.005 minutes``."""
+    value, unit = (seconds / 60, "minute") if seconds >= 60 else (seconds, "second")
+    value = round(value, 2) or round(value, 6)  # a sliver of a second is not said as 0
+    return f"{value:g} {unit}{'' if value == 1 else 's'}"
+
+
 def parse_timestamp(text: str | None) -> datetime | None:
     """A timestamp written by ``timestamp`` (or any ISO 8601 text; without a zone it is read as UTC), else None."""
     if not text:

@@ -68,6 +68,12 @@ class Ask:
 
     message: str
     quote_id: str | None = None  # the single-use quote the question is bound to
+    # Asked in place of the quote_id the call passed, which approves nothing on its own on a client that shows forms
+    # while the person's No to the request holds: a client that refuses the form is decided as one without forms.
+    instead_of_quote: bool = False
+    # Put again only to read the answer the request carries (2026-07-28) to a question answered yes already or
+    # expired: a yes then spends nothing new (what the first yes bought, or too late); a No is the person's No.
+    reread: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,7 @@ class NeedsConfirmation:
     reason: str | None = None
     cancelled: bool = False  # the question went unanswered too long: the call ends as cancelled
     form_refused: bool = False  # the client declared forms but refused to show this one
+    dismissed: bool = False  # the form was cancelled or dismissed (or a client cancels every form on its own)
 
 
 @dataclass(frozen=True)
@@ -123,9 +130,14 @@ class Declined:
     """The user said no: nothing is spent and no quote is issued. ``dialog``: the client's dialog was declined, by
     the person or by a client that declines every form on its own without showing it. ``said_no``: the person
     answered the form with No (``confirm`` false), which holds against a quote_id of the same request for a while
-    (``QuoteBook.decline_in_form``); ``quote_id``: the question's quote, when known."""
+    (``QuoteBook.decline_in_form``); ``quote_id``: the question's quote, when known. What that No met, once recorded
+    (``generation.record_no``): ``sent_at``, when a create of the request approved while the form was open was sent
+    (it may have been charged); ``stopped_yes``, whether it stopped the call the person said yes to in another form
+    of the same question."""
 
     reason: str | None = None
     dialog: bool = False
     said_no: bool = False
     quote_id: str | None = None
+    sent_at: float | None = None
+    stopped_yes: bool = False

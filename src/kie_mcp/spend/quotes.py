@@ -20,7 +20,7 @@ from kie_mcp.journal import JOURNAL_ERRORS, SEND_LIMIT, Journal, JournalLocked, 
 from kie_mcp.processes import owner_gone, this_process
 from kie_mcp.redact import redact_secrets
 from kie_mcp.spend import ledger
-from kie_mcp.words import plain, quoted_excerpt, timestamp
+from kie_mcp.words import plain, quoted_excerpt, span_words, timestamp
 
 # What every quote id looks like (``issue``): told apart from a task id given to check_task by mistake.
 QUOTE_ID = re.compile(r"q_[0-9a-f]{16}")
@@ -288,6 +288,15 @@ FORM_NO = "form"
 FORM_NO_OF_REQUEST = "form: request"
 
 
+class FormNo(NamedTuple):
+    """What a No in the confirmation form met (``QuoteBook.decline_in_form``): ``sent``, when a create of its request
+    approved since the question was put was last sent to KIE (None: none was); ``stopped_yes``, whether it stopped,
+    before its create, the call the person had said yes to in another form of the same question."""
+
+    sent: float | None
+    stopped_yes: bool
+
+
 class SaidNo(NamedTuple):
     """The person's last no to a request (``QuoteBook.declined_lately``): when, and whether in the confirmation form
     (else on the approval card)."""
@@ -465,10 +474,12 @@ class QuoteBook:
         return rows[0]["asked"] if rows and rows[0]["asked"] else None
 
     def keep_asked_text(self, quote_id: str, text: str) -> None:
-        """Keep the text a confirmation question is put to the person with, now (``asked_at``: a No to it stops the
-        calls of its request approved since, ``decline_in_form``)."""
+        """Keep the text a confirmation question is put to the person with, and when it was first put to them
+        (``asked_at``: a No to it stops the calls of its request approved since, ``decline_in_form``). Shown again
+        (the same question for another call of the request), it keeps its first moment: a call approved after the
+        person first saw it is one the question could not tell them of, whichever showing they answer."""
         self.journal.execute(
-            "UPDATE quotes SET asked = ?, asked_at = ? WHERE quote_id = ? AND kind = 'ask'",
+            "UPDATE quotes SET asked = ?, asked_at = COALESCE(asked_at, ?) WHERE quote_id = ? AND kind = 'ask'",
             text,
             self._clock(),
             quote_id,
@@ -569,7 +580,7 @@ class QuoteBook:
             row = db.execute("SELECT * FROM quotes WHERE quote_id = ? AND kind != 'auto'", (quote_id,)).fetchone()
             if row is None:
                 raise QuoteError(
-                    f"quote {quote_id} is unknown to this workspace (quotes live {self.ttl / 60:g} minutes); nothing "
+                    f"quote {quote_id} is unknown to this workspace (quotes live {span_words(self.ttl)}); nothing "
                     "was declined.",
                     "unknown",
                 )
@@ -624,7 +635,7 @@ class QuoteBook:
         )
         return True, f"quote {quote_id} is declined{others}: it approves nothing.{calls} Nothing was spent."
 
-    def decline_in_form(self, quote_id: str) -> float | None:
+    def decline_in_form(self, quote_id: str) -> FormNo:
         """The person answered the confirmation question bound to ``quote_id`` with No (``confirm`` false in an
         accepted form; never a dialog declined, which a client may do on its own without showing it): recorded as the
         approval card's Decline is (``decline``), marked as the form's (``declined_in``). The question and every
@@ -635,9 +646,10 @@ class QuoteBook:
         that shows forms a quote_id of it asks the person again (``declined_lately``). Idempotent: a request retried
         with the same answer changes nothing.
 
-        Returns when a create of the request approved since the question was put was sent to KIE already (it ran or
-        is on its way, and may have been charged), else None; raises QuoteError for a question this workspace never
-        asked."""
+        Returns what the No met (``FormNo``): when a create of the request approved since the question was put was
+        sent to KIE already (it ran or is on its way, and may have been charged), and whether it stopped a call the
+        person had said yes to in another form of this very question (the same request sent twice at once) before
+        that call sent its create; raises QuoteError for a question this workspace never asked."""
         self.release_owed()
         now = self._clock()
         with self.journal.transaction() as db:
@@ -645,14 +657,15 @@ class QuoteBook:
             if row is None:
                 raise QuoteError(f"confirmation {quote_id} is unknown to this workspace.", "unknown")
             if row["used"] == DECLINED or row["declined_at"] is not None:  # said already: a retried answer
-                return None
+                return FormNo(None, False)
 
             def query(sql: str, *args: Any) -> list[Any]:
                 return db.execute(sql, args).fetchall()
 
             in_use = bool(row["used"]) and not self._abandoned(row, query)  # a yes in another form of it, sending
             since = row["asked_at"] if row["asked_at"] is not None else row["created"]
-            return _said_no(db, row, now, in_use=in_use, form_asked=since)[2]
+            ran = _said_no(db, row, now, in_use=in_use, form_asked=since)[2]
+            return FormNo(ran, in_use and not _sent(quote_id, query))
 
     def declined_since(self, digest: str, since: float) -> bool:
         """Whether the person declined the request ``digest`` at or after ``since`` (a call's approval was used then):
@@ -677,6 +690,14 @@ class QuoteBook:
         writes the attempt)."""
         rows = self.journal.query("SELECT declined_at FROM quotes WHERE quote_id = ?", quote_id)
         return bool(rows) and rows[0]["declined_at"] is not None
+
+    def answered_no_after_yes(self, quote_id: str) -> bool:
+        """Whether ``quote_id`` is a confirmation question the person said yes to in one form and then No to in
+        another form of it (the same request sent twice at once; ``decline_in_form`` of a question in use)."""
+        rows = self.journal.query(
+            "SELECT 1 FROM quotes WHERE quote_id = ? AND kind = 'ask' AND declined_in = ?", quote_id, FORM_NO
+        )
+        return bool(rows)
 
     def declined_lately(self, digest: str) -> SaidNo | None:
         """When and where the person last said no to the request ``digest`` (the approval card's Decline, or a No in
@@ -889,7 +910,7 @@ class QuoteBook:
     ) -> QuoteError | None:
         if row is None:
             return QuoteError(
-                f"quote {quote_id} is unknown to this workspace (quotes live {self.ttl / 60:g} minutes).", "unknown"
+                f"quote {quote_id} is unknown to this workspace (quotes live {span_words(self.ttl)}).", "unknown"
             )
         if row["kind"] != kind:
             return QuoteError(
