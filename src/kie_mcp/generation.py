@@ -70,7 +70,7 @@ from kie_mcp.media.inputs import (
     with_places,
 )
 from kie_mcp.media.results import LINKS_STILL_WORK, describe, save_results
-from kie_mcp.processes import owner_gone
+from kie_mcp.processes import owner_gone, this_process
 from kie_mcp.redact import hides_credentials, redact, redact_secrets
 from kie_mcp.runtime import Runtime
 from kie_mcp.spend import (
@@ -766,10 +766,14 @@ TWIN_SETTLING_WAIT = 3.0
 
 def _twin_sending(rt: Runtime, digest: str) -> bool:
     """Whether a call of this request is on its way to KIE now: approved and not in the journal yet (``under_way``),
-    or its create being sent by a live process. A call whose task is made is not: it bought what it bought."""
+    or its create being sent by a live process; or, in this process, whose task is made while the call has not
+    ended yet (cut off by its host, it is marked so as it ends, and a retry is then answered with its task: waited
+    for, not asked about with a pays-twice warning, when a loaded machine ends it a moment after the retry came)."""
     rows = rt.journal.recent_attempts(digest, time.time() - UNSETTLED_WINDOW)
     sending = any(
-        row["state"] == "sending" and row["answered"] == CALL_RUNNING and owner_gone(row["owner"]) is False
+        row["answered"] == CALL_RUNNING
+        and owner_gone(row["owner"]) is False
+        and (row["state"] == "sending" or (row["state"] == "created" and row["owner"] == this_process()))
         for row in rows
     )
     return sending or under_way(rt, digest) is not None
