@@ -164,7 +164,8 @@ def check_reference(params: Any) -> None:
 
 def _bare(uri: str) -> str:
     """A URI template with its expressions' operators left out: ``{+model_id}`` as ``{model_id}``."""
-    return _EXPRESSION.sub(lambda found: "{" + found.group(1) + "}", uri)
+    end = uri.rfind("}") + 1  # past it no "{" is closed: each would scan to the end again (quadratic)
+    return _EXPRESSION.sub(lambda found: "{" + found.group(1) + "}", uri[:end]) + uri[end:]
 
 
 def _variables(template: str) -> list[str]:

@@ -136,6 +136,7 @@ _KEY_SHAPE = re.compile(r"(?=[A-Za-z0-9_-]*[0-9])(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za
 # A folder setting holds names, and "acme-campaign-2025-final" or "ClientProjects2025SummerCampaignFinal" is one:
 # there a key is what KIE's are, 32 or more hex digits (letters and digits both), which no folder named by hand is.
 _FOLDER_KEY_SHAPE = KEY_SHAPE
+_RUN_START_KEY_SHAPE = re.compile(r"(?<![A-Za-z0-9_-])" + _KEY_SHAPE.pattern)  # a match starts a run or none
 _FOLDER_SETTINGS = ("KIE_WORKSPACE", "KIE_ALLOWED_DIRS")
 SHOWN_WHOLE = 16  # a broken value up to this long is repeated whole; of a longer one only its first SHOWN_START
 SHOWN_START = 4  # characters (a key pasted where no shape check sees it, with a dot after it, is never shown whole)
@@ -711,8 +712,8 @@ NEAR_LIKENESS = 0.7  # a name further off than a typo, still worth offering: KIE
 # KIE_DAILY_REPORT, KIE_MAX_CALLS_PER_MINUTE: another tool's, sharing the .env, which must not stop spending).
 _MONEY_NAME = re.compile(
     r"CREDIT|SPEND|BUDGET|APPROV|QUOTA|CEILING|ALLOWANCE|(?:^|_)CAPS?(?:_|$)"
-    r"|(?:MAX|LIMIT)\w*(?:PER_?(?:DAY|CALL|REQUEST|RUN|JOB|GENERATION)|DAILY|COST|USD)"
-    r"|(?:DAILY|COST|USD)\w*(?:MAX|LIMIT|THRESHOLD)"
+    r"|^(?>\w*?(?:MAX|LIMIT))\w*(?:PER_?(?:DAY|CALL|REQUEST|RUN|JOB|GENERATION)|DAILY|COST|USD)"
+    r"|^(?>\w*?(?:DAILY|COST|USD))\w*(?:MAX|LIMIT|THRESHOLD)"
 )
 # The money limits' names without their KIE_ prefix: in the env block, a name written so is meant for kie-mcp (no
 # other program's name looks like these), unlike LOG_LEVEL or WORKSPACE.
@@ -1008,7 +1009,7 @@ def _unfilled(name: str, value: str, instead: str) -> str | None:
     found = _PLACEHOLDER.search(value)
     if found is None:
         return None
-    key_shaped = _KEY_SHAPE.search(found[0])
+    key_shaped = _RUN_START_KEY_SHAPE.search(found[0])
     if key_shaped:  # a key after a "$": a secret from now on
         register_secret(key_shaped[0])
     if key_shaped or (name == "KIE_API_KEY" and found[0] != value):

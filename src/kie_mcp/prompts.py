@@ -1217,6 +1217,12 @@ _QUOTED = re.compile(r"[\"'`“‘]([^\"'`”’\n]+)[\"'`”’]")
 _PLACES = ("kie://", "file://", "references/", "outputs/")
 
 
+def _last_closer(line: str) -> int:
+    """Where the last mark that closes a ``_QUOTED`` text stands in ``line`` (-1: none): an opening mark after it
+    closes nothing, and tried from each of a run of them the pattern scanned to the line's end (quadratic)."""
+    return max(line.rfind(mark) for mark in "\"'`”’")
+
+
 def _product_photo(product: str) -> str | None:
     """The product photo ``product`` names (ugc_video asks for "a photo's workspace path if there is one"): the
     first quoted text or word that is a kie:// or file:// link, a path into references/ or outputs/, or a path or
@@ -1224,7 +1230,7 @@ def _product_photo(product: str) -> str | None:
     described in words. The plan asked for the path and never used it, so the product was invented from its name.
     A path or link written with a space in it, unquoted (``references/products/my bottle.jpg``, as the picture
     completion offers it), is taken with the words after it (``_spaced``): cut at the space, it named no file."""
-    quoted = _QUOTED.findall(product)
+    quoted = [found for line in product.split("\n") for found in _QUOTED.findall(line[: _last_closer(line) + 1])]
     words = product.split()
     for at, candidate in enumerate([*quoted, *words]):
         found = _bare(candidate)

@@ -140,7 +140,7 @@ _BEARER = re.compile(r"(?i)\b(bearer)(\s+)([A-Za-z0-9\-._~+/]{8,}=*)")
 # a fine-grained GitHub token's 82 characters (80 or more); Google's AIza and 35.
 _MIXED_CASE = r"(?=(?:[a-z0-9]*[A-Z]){3})(?=(?:[A-Z0-9]*[a-z]){3})"
 _SLACK = (
-    r"xox[abposr]-(?:\d-)?\d{6,}(?:-\d{6,})+-[A-Za-z0-9][A-Za-z0-9-]{7,}|xoxb-\d{8,14}-[A-Za-z0-9]{16,}"
+    r"xox[abposr]-(?=[A-Za-z0-9-]*+(?!_))(?:\d-)?\d{6,}(?:-\d{6,})+-[A-Za-z0-9][A-Za-z0-9-]{7,}|xoxb-\d{8,14}-[A-Za-z0-9]{16,}"
     r"|xox[aer]-\d-[A-Za-z0-9]{20,}|xoxe\.xox[bp]-\d-[A-Za-z0-9]{40,}"
 )
 _GITHUB = rf"gh[pousr]_{_MIXED_CASE}[A-Za-z0-9]{{30,}}|github_pat_[A-Za-z0-9_]{{80,}}"

@@ -138,7 +138,22 @@ LAST_BATCHING_PROTOCOL = "2025-03-26"  # the last MCP revision with JSON-RPC bat
 LAST_ERROR_ID_REQUIRED = "2025-06-18"  # the last MCP revision whose error answers must carry an id (``id_left_out``)
 # JSON's tokens: a string (escapes and all), a structural character, or a bare scalar (number, true, ...).
 # A string unrolled (runs of plain characters between escapes): one step a run, not a regex stack frame a character.
-_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}:,]|[^\s\[\]{}:,"]+', re.S)
+_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}:,]|[^\s\[\]{}:,"]+|(?P<open>")', re.S)
+_NO_STRINGS = re.compile(r'[\[\]{}:,]|[^\s\[\]{}:,"]+')
+
+
+def _token_matches(line: str) -> Iterator[re.Match[str]]:
+    """``_TOKENS``' matches in ``line``, as before: a quote that opens no closed string is no token, and neither is any
+    quote after it (each later one was an escaped quote of that open string, so it fails alike): the rest is read
+    for structure and bare scalars only, once, not again from each of its quotes (quadratic in the line)."""
+    for token in _TOKENS.finditer(line):
+        if token.group("open") is None:
+            yield token
+        else:
+            yield from _NO_STRINGS.finditer(line, token.end())
+            return
+
+
 Span = tuple[int, int]  # where a value is written in a line: its start and end
 _TRACKED = 3  # the top-level object, ``params``, and its members' own containers (``_meta``)
 _METHOD_NAME = re.compile(r"[A-Za-z0-9_./-]{1,64}")  # a method named in the error: only a plain, short one
@@ -452,7 +467,7 @@ def _top_level_values(line: str) -> list[Span]:
     read by the tokens alone, as ``top_level_members`` reads, a value never closed running to the line's end."""
     values: list[Span] = []
     depth, start = 0, 0
-    for token in _TOKENS.finditer(line):
+    for token in _token_matches(line):
         first = token.group()[0]
         if first in "[{":
             if depth == 0:
@@ -489,7 +504,7 @@ def top_level_members(line: str) -> tuple[dict[str, Span], dict[str, Span]]:
     starts: list[int] = []
     key: str | None = None  # in an object, the key of the value read next
     key_next = False  # the next string is a key
-    for token in _TOKENS.finditer(line):
+    for token in _token_matches(line):
         text = token.group()
         first = text[0]
         if first in "[{":

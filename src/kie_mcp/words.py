@@ -8,6 +8,7 @@ with a ``Z``, to the second (``2026-12-02T20:38:03Z``); the journal may keep epo
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import re
@@ -143,10 +144,15 @@ def _unseen_escaped(text: str, keep: str = "") -> str:
     if text.isprintable():  # the common case, at C speed (every character shows, or is a plain space)
         return text
     flags = [m.span() for m in _TAG_FLAG.finditer(text)] if "\U0001f3f4" in text else []
+    starts = [start for start, _ in flags]  # in order, none overlapping: the one a match may be in, by bisection
+
+    def in_flag(at: int) -> bool:
+        index = bisect.bisect_right(starts, at) - 1
+        return index >= 0 and at < flags[index][1]
 
     def escaped(match: re.Match[str]) -> str:
         ch = match.group(0)
-        if ch in keep or unicodedata.category(ch) not in _UNSEEN_KINDS or any(a <= match.start() < b for a, b in flags):
+        if ch in keep or unicodedata.category(ch) not in _UNSEEN_KINDS or in_flag(match.start()):
             return ch  # kept; or not (yet) assigned in this Python's Unicode
         return json.dumps(ch)[1:-1]
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 MODELS_PATH = "/api/v1/models"
 PRICES_PATH = "/client/v1/model-pricing/page"
-_CREDITS = re.compile(r"(\d+(?:\.\d+)?)\s*credits", re.IGNORECASE)
+_CREDITS = re.compile(r"(?<!\d)(\d+(?:\.\d+)?)\s*credits", re.IGNORECASE)
 
 
 @dataclass(frozen=True)

@@ -66,9 +66,9 @@ RETRY_AFTER = timedelta(hours=1)  # after a failed sync, wait this long before t
 MAX_FEED_PAGES = 40  # 503 records fit in 6 pages of 100; a changed feed must not turn into an endless download
 EXTRA_SCHEMAS_PER_SYNC = 30  # schemas of live-only image/video models fetched per sync (about 1.1 s each)
 MAX_ERRORS = 50
-_CREDITS = re.compile(r"(\d+(?:\.\d+)?)\s*credits?\b", re.IGNORECASE)
+_CREDITS = re.compile(r"(?<!\d)(\d+(?:\.\d+)?)\s*credits?\b", re.IGNORECASE)
 _PER_SECOND = re.compile(r"per[\s-]*second|each second|a second|/\s*s(?:ec)?\b", re.IGNORECASE)
-_SOME_SECONDS = re.compile(r"\b\d+(?:\.\d+)?\s*-?\s*(?:s|sec|secs|second|seconds)\b", re.IGNORECASE)
+_SOME_SECONDS = re.compile(r"\b\d+(?:\.\d+)?\s*(?:-\s*)?(?:s|sec|secs|second|seconds)\b", re.IGNORECASE)
 # -- a live-only model's output count ------------------------------------------------------------------------
 # KIE's price text prices one request or one output; a field asking for several outputs changes what a request
 # costs. A field LOOKS LIKE AN OUTPUT COUNT when it holds whole numbers (integer, number, or an enum of whole
@@ -104,7 +104,7 @@ _PER_OUTPUT = re.compile(
     re.IGNORECASE,
 )
 _PER_REQUEST = re.compile(
-    rf"(?:\bper|\bfor\s+each|\bfor\s+every|\beach|/)\s*(?:[\w-]+\s+)?{_NOT_PER_OUTPUT}", re.IGNORECASE
+    rf"(?:\bper|\bfor\s+each|\bfor\s+every|\beach|/)\s*(?:[\w-]{{1,40}}+\s+)?{_NOT_PER_OUTPUT}", re.IGNORECASE
 )
 MAX_GUARDED_COUNTS = 3  # more count-like fields than this: no price at all (2^n rates would be needed)
 
@@ -990,7 +990,7 @@ def looks_like_count(name: str, field: FieldSpec) -> bool:
 
 def _words(name: str) -> list[str]:
     """A field name's words, lower case: ``numberOfImages`` and ``number_of_images`` are ["number", "images"]."""
-    spaced = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1 \2", re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name))
+    spaced = re.sub(r"(?<![A-Z])([A-Z]+)([A-Z][a-z])", r"\1 \2", re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name))
     return [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w and w != "of"]
 
 
@@ -1115,7 +1115,7 @@ def _desc_key(text: str) -> str:
 
 def _short_title(title: str) -> str:
     """KIE's list titles are page titles ("Affordable Kling 2.1 Master API — Premium ..."): keep the first part."""
-    return re.split(r"\s+[—|–]\s+", title.strip(), maxsplit=1)[0].strip()
+    return re.split(r"(?<!\s)\s+[—|–]\s+", title.strip(), maxsplit=1)[0].strip()
 
 
 def _text(value: Any) -> str:

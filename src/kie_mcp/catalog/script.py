@@ -73,7 +73,7 @@ _CLOSERS = "\"'”’»)\\]）」』】〕〉》"
 _NO_SPACES = "".join(f"{chr(a)}-{chr(b)}" for a, b in (*_HAN, *_KANA, *_THAI_LIKE))
 # The end of a sentence: a full-width stop always (Chinese and Japanese put no space after it); ". ! ? … ؟ । ॥" when
 # a space, the end, or a character of a script without spaces follows (so "3.5" and "kie.ai" stay whole).
-SENTENCE_BREAK = re.compile(rf"[。！？]+[{_CLOSERS}]*|[.!?…؟।॥]+[{_CLOSERS}]*(?=\s|$|[{_NO_SPACES}])")
+SENTENCE_BREAK = re.compile(rf"[。！？]+[{_CLOSERS}]*|(?<![.!?…؟।॥])[.!?…؟।॥]+[{_CLOSERS}]*(?=\s|$|[{_NO_SPACES}])")
 # Between two words: the end of a clause, where a long sentence breaks first: a comma, semicolon or colon before a
 # space (CJK and Arabic marks need none), an em dash, or a spaced hyphen or en dash (unspaced, "2–3" is a range).
 CLAUSE_END = re.compile(r"[,;:]\s|—|\s[-–]{1,2}\s|[，、；：،؛]")
@@ -485,22 +485,32 @@ def split_script(script: str, max_seconds: float, whole_up_to: float | None = No
     def seconds(start: int, end: int) -> float:
         return _tally(text, _atoms(text, start, end), japanese).seconds
 
-    def fits(start: int, end: int) -> bool:
-        return seconds(start, end) <= max_seconds + 1e-9
-
     pieces: list[tuple[int, int]] = []
     for start, end in _sentences(text):
         if seconds(start, end) <= whole + 1e-9:
             pieces.append((start, end))
         else:
             pieces.extend(_break_long(text, start, end, max_seconds, japanese))
+    # Each piece tallied once and a part's tally kept as the pieces join it (the counts add up: pieces are cut between
+    # units); tallying the part again for each piece (``fits``) was quadratic in a script of many short sentences.
     parts: list[tuple[int, int]] = []
+    held = Spoken()
     for start, end in pieces:
-        if parts and fits(parts[-1][0], end):
-            parts[-1] = (parts[-1][0], end)
+        spoken = _tally(text, _atoms(text, start, end), japanese)
+        joined = _sum(held, spoken)
+        if parts and joined.seconds <= max_seconds + 1e-9:
+            parts[-1], held = (parts[-1][0], end), joined
         else:
             parts.append((start, end))
+            held = spoken
     return [(text[start:end].strip(), seconds(start, end)) for start, end in parts if text[start:end].strip()]
+
+
+def _sum(one: Spoken, other: Spoken) -> Spoken:
+    return Spoken(**{name: getattr(one, name) + getattr(other, name) for name in _COUNTS})
+
+
+_COUNTS = ("words", "chinese", "japanese", "letters", "syllables")
 
 
 def _sentences(text: str) -> list[tuple[int, int]]:

@@ -645,7 +645,8 @@ def _libass_changes(captions: Sequence[Caption]) -> list[str]:
     """What the answer says about caption text libass will not show as given: ``-->`` (shown as ``→``), text in
     ``{...}`` (read as style tags, silently) and a backslash before n, N or h (a line break or a space)."""
     arrows = [str(n) for n, c in enumerate(captions, start=1) if SRT_ARROW in _caption_text(c.text)]
-    braced = {n: _BRACED.findall(_srt_text(c.text)) for n, c in enumerate(captions, start=1)}
+    texts = {n: _srt_text(c.text) for n, c in enumerate(captions, start=1)}
+    braced = {n: _BRACED.findall(text[: text.rfind("}") + 1]) for n, text in texts.items()}
     notes = []
     if arrows:
         notes.append(
