@@ -28,6 +28,9 @@ CASES: dict[str, Callable[[], Any]] = {
     "a long script split into parts": lambda: script.split_script(
         "Hello there my friend. " * 40 + ". " * (N // 2), 8.0, 10.0
     ),
+    "a prompt of speech cues, the long script after them": lambda: script._already_says(
+        "She says " * (N // 9) + "word " * (N // 5), "word " * (N // 5)
+    ),
     "a product argument of opening quotes": lambda: prompts._product_photo("\u201c" * N),
     "invisible characters among flags": lambda: words.unseen_escaped(FLAG * (N // 3)),
     "a caption of braces": lambda: stitch._libass_changes([stitch.Caption(0, 1, "{" * N)]),

@@ -20,6 +20,7 @@ models: an extension continues its clip on that clip's own model.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 import unicodedata
@@ -446,16 +447,52 @@ _SPEECH_CUE = re.compile(
 
 def _already_says(prompt: str, script: str) -> bool:
     """Whether ``prompt`` already has the script spoken: its words, in order (any letter case, quotes or
-    punctuation), right after a word that introduces speech ("She says, upbeat: ..."). The same words elsewhere
-    (a sign reading "Open all night", a cake iced with a name) are something seen, and the line is still added."""
+    punctuation), right after a word that introduces speech ("She says, upbeat: ..."), within the script's length
+    (and 60 characters) of it. The same words elsewhere (a sign reading "Open all night", a cake iced with a name)
+    are something seen, and the line is still added. The prompt's words are read once and the script's found among
+    them once (``_runs_of``): a window read again after each cue was quadratic (41 s for a prompt of 100 KB of
+    "She says" and a long script)."""
     said = _plain_words(script)
     if len(said) < 12:  # a word or two may stand in the prompt for another reason
         return False
-    for cue in _SPEECH_CUE.finditer(prompt):
-        following = _plain_words(prompt[cue.end() : cue.end() + len(script) + 60])
-        if f" {said} " in f" {following} ":
+    text = unicodedata.normalize("NFC", prompt)
+    words = [(m.start(), m.end(), w) for m in _WORD.finditer(text) for w in _plain_words(m.group()).split()]
+    run = said.split()
+    found = _runs_of([w for *_, w in words], run)
+    if not found:
+        return False
+    starts = [words[i][0] for i in found]
+    reach = len(script) + 60
+    for cue in _SPEECH_CUE.finditer(text):
+        at = bisect.bisect_left(starts, cue.end())  # the first run after the cue ends nearest it
+        if at < len(found) and words[found[at] + len(run) - 1][1] <= cue.end() + reach:
             return True
     return False
+
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def _runs_of(words: list[str], run: list[str]) -> list[int]:
+    """Where ``run`` stands in ``words`` (the indexes it begins at, in order), in one pass (Knuth-Morris-Pratt)."""
+    back = [0] * len(run)
+    k = 0
+    for i in range(1, len(run)):
+        while k and run[i] != run[k]:
+            k = back[k - 1]
+        if run[i] == run[k]:
+            k += 1
+        back[i] = k
+    found, k = [], 0
+    for i, word in enumerate(words):
+        while k and word != run[k]:
+            k = back[k - 1]
+        if word == run[k]:
+            k += 1
+        if k == len(run):
+            found.append(i - k + 1)
+            k = back[k - 1]
+    return found
 
 
 def _plain_words(text: str) -> str:
