@@ -1591,7 +1591,7 @@ def price_change(rt: Runtime, p: Plan, *, asked: bool = False) -> str | None:
             else f"would now reserve up to {credits_text(p.reserved)}"
         )
     if was is not None:
-        said = f"{credits_text(was)}"
+        said = credits_text(was)
     elif quote.credits_ceiling is not None:
         said = f"an unknown price, up to {credits_text(quote.credits_ceiling)}"
     else:

@@ -105,9 +105,9 @@ async def save_results(
     have = {f["idx"]: f for f in journal.files_for(record.task_id)}
     for unrecorded in record.unrecorded_rows():  # saved before, the journal refusing their rows: not fetched again
         have.setdefault(unrecorded[1], {"path": unrecorded[2]})
-    missing = [
+    missing = {
         i for i in range(1, len(record.result_urls) + 1) if i not in have or not (workspace / have[i]["path"]).is_file()
-    ]
+    }
     if missing:  # a save with nothing to fetch (check_task of a saved task) never lists the folder
         swept = await anyio.to_thread.run_sync(sweep_left_downloads, folder, result_stem(record.model, record.task_id))
         if swept:
