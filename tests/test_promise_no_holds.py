@@ -471,3 +471,22 @@ async def test_a_yes_and_a_no_to_one_question_both_say_the_later_no_stopped_the_
     assert "also stopped the call of this request they had said yes to" in by_status["declined"], by_status
     assert "their later No stopped it" in by_status["failed"], by_status
     assert await controls.creates() == []
+
+
+@pytest.mark.parametrize("mode", ["legacy"])  # a form refused mid-call: the handshake era's
+async def test_a_refused_form_after_a_no_says_the_no_once_and_why_the_quote_did_not_approve(connect, controls):
+    """A host that refuses the form after a Decline, handed a quote of another request while auto-approval would
+    cover this one: the answer says the No once (the gate is told the caller says it) and why the quote approved
+    nothing, and nothing is created."""
+    apps = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
+    async with connect(refusing_forms, extensions=[apps], auto_approve_credits=100) as client:
+        card = (await client.call_tool("estimate_cost", IMAGE)).meta[CARD_KEY]
+        await client.call_tool("decline_quote", {"quote_id": card["quote_id"]})
+        other = await quote_of(client, {**IMAGE, "prompt": "a green pear on a plate"})
+        refused = await client.call_tool("generate_image", {**IMAGE, "quote_id": other})
+    words = text_of(refused)
+    assert refused.structured_content["status"] == "confirmation_required", words
+    assert words.count("declined this very request") == 1, words
+    assert "This client does not show the form that would ask them" in words, words
+    assert f"quote {other} was for different arguments" in words, words
+    assert await controls.creates() == []

@@ -1310,7 +1310,7 @@ BINDS_ONLY = (
 
 
 async def decide_approval(
-    rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = False
+    rt: Runtime, p: Plan, *, can_ask: bool, answered: bool = False, no_said_by_caller: bool = False
 ) -> Decision | Declined | Replay:
     """Who approves this request. A question the user is asked is bound to a single-use quote in the journal, so
     a retried request that carries the same answer again gets the earlier result, never a second create.
@@ -1332,7 +1332,8 @@ async def decide_approval(
     estimate's) does not approve it on its own: the person is asked again in the form, told they declined it (a
     client that refuses that form is decided as one without forms: ``surface._without_the_form``). A request that
     carries the person's answer to a question of it (2026-07-28) is decided by that answer, open or expired
-    (``carried_answer``), never by a quote or auto-approval in its place."""
+    (``carried_answer``), never by a quote or auto-approval in its place. ``no_said_by_caller``: the caller's answer
+    says that No itself (``surface._without_the_form``), so a question here does not lead with it too."""
     # A call of this request on its way (its warning from ``plan`` alone stops auto-approval) may settle in a moment,
     # having bought nothing (cut off by its host in a 429's wait): waited for briefly, never asked about needlessly.
     waited = priced(p.counted) if p.unsettled and p.quote_id is None else None
@@ -1403,7 +1404,9 @@ async def decide_approval(
         p = replace(p, notes=(twin, *p.notes), unsettled=True)
         decision = decided(0.0)
     if isinstance(decision, NeedsConfirmation) and (declined is not None or twin is not None):
-        said = None if declined is None else DECLINED_LATELY.format(where=declined.where, at=timestamp(declined.at))
+        said = None
+        if declined is not None and not no_said_by_caller:
+            said = DECLINED_LATELY.format(where=declined.where, at=timestamp(declined.at))
         return NeedsConfirmation(" ".join(text for text in (said, decision.reason, twin) if text))
     if not isinstance(decision, Ask):
         return decision

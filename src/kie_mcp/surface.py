@@ -1334,12 +1334,10 @@ async def _without_the_form(
     problem = None
     if ask.instead_of_quote:
         with _user_errors():
-            decision = await gen.decide_approval(rt, plan, can_ask=False)
+            decision = await gen.decide_approval(rt, plan, can_ask=False, no_said_by_caller=True)
         if not isinstance(decision, NeedsConfirmation):
             return decision
-        # why the quote did not approve it (expired, another request's, ...), the No being said below once
-        lately = gen.DECLINED_LATELY.format(where=said_no.where, at=timestamp(said_no.at))
-        problem = (decision.reason or "").replace(lately, "").strip()
+        problem = decision.reason  # why the quote did not approve it (expired, another request's, ...)
     no = gen.REFUSED_FORM_AFTER_NO.format(where=said_no.where, at=timestamp(said_no.at))
     return replace(refused, reason=" ".join(filter(None, (refused.reason, no, problem))))
 
