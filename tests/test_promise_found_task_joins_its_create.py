@@ -20,6 +20,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client
 
@@ -342,17 +343,28 @@ async def test_a_call_s_variations_looked_up_at_once_while_the_journal_is_locked
         await lost(client, controls, {**IMAGE, "variations": 2, "session": "fruit"}, times=2)
         await fast(controls)
         tasks = await sim_tasks(controls)
-        # KIE's answers take a second each (the sandbox answers one look at a time): the lock is taken before the
-        # first comes in and let go after the second did, so both lookups judge while neither can link.
+        ids = {task["taskId"] for task in tasks}
+
+        async def asked(count: int) -> None:  # until KIE was asked about ``count`` of the two tasks
+            with anyio.fail_after(15):
+                while (  # noqa: ASYNC110
+                    len(ids & {r["query"].get("taskId") for r in (await controls.get("requests"))["requests"]}) < count
+                ):
+                    await asyncio.sleep(0.02)
+
+        # KIE answers each look a second after it came in (one look at a time). Another program takes the journal's
+        # write lock as the first look reaches KIE, and lets go only after the second's answer came back: both looks
+        # judge while neither can link, however slow this machine is.
         await controls.fault("status", times=2, kind="slow", seconds=1.0)
         calls = [
-            asyncio.create_task(client.call_tool("check_task", {"task_id": task["taskId"], "wait_seconds": 10}))
-            for task in tasks
+            asyncio.create_task(client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 30}))
+            for task_id in sorted(ids)
         ]
-        await asyncio.sleep(0.5)
+        await asked(1)
         with contextlib.closing(sqlite3.connect(tmp_path / JOURNAL, isolation_level=None)) as locker:
-            locker.execute("BEGIN IMMEDIATE")  # another program's write lock as the answers come in
-            await asyncio.sleep(2.5)
+            locker.execute("BEGIN IMMEDIATE")
+            await asked(2)
+            await asyncio.sleep(2.0)  # its answer in, and judged
             locker.execute("COMMIT")
         checked = await asyncio.gather(*calls)
         after = await credits(client)
