@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import sqlite3
 from pathlib import Path
@@ -32,7 +33,11 @@ from .test_promise_saved_by_one import a_gone_process
 
 VIDEO = {"model": "kling-3.0/video", "prompt": "push in on a bottle", "duration": 5}  # 90 credits, quoted
 IMAGE = {"model": "nano-banana-2", "prompt": "a red apple on a wooden table"}  # 8 credits
+IMAGE_4O = {"model": "gpt-4o-image", "prompt": "a red apple on a wooden table"}  # 6 credits
 JOURNAL = Path(".kie-mcp") / "journal.sqlite3"
+# Where each family's create goes, and where its body keeps the request's fields: in ``input`` (the Market's
+# ``{model, callBackUrl, input}``), or beside whatever else the body holds (GPT-4o Image's flat body).
+CREATE_PATH = {"market": "/api/v1/jobs/createTask", "gpt4o": "/api/v1/gpt4o-image/generate"}
 MAY_BE_CHARGED = "may have been created and charged"
 
 
@@ -372,3 +377,70 @@ async def test_a_call_s_variations_looked_up_at_once_while_the_journal_is_locked
         text_of(one) for one in checked
     ]
     assert after["unknown_creates"] == 0 and after["spent_today"] == 16, after
+
+
+@pytest.mark.parametrize(
+    ("family", "request_", "image_field", "quoted"),
+    [("market", IMAGE, "image_input", 8), ("gpt4o", IMAGE_4O, "filesUrl", 6)],
+    ids=["market", "gpt4o"],
+)
+async def test_a_task_of_the_create_s_request_plus_a_field_it_never_sent_is_never_taken_as_its(
+    connect, controls, sim, tmp_path, family, request_, image_field, quoted
+):
+    """The audit: another app's task of the same model, sent seconds later with every field the create sent, at the
+    same values, and an image to edit the create never asked for (someone else's picture). Compared by the fields
+    sent only, it was linked: its result saved in the person's session under their prompt, the create's reservation
+    settled against its charge, and the create's own task, looked up next, recorded bare, its charge outside the
+    caps. KIE echoes a request as it was sent, so a field the create did not send makes another request: that task
+    joins none, and the create's own task joins it."""
+    async with connect(elicitation=answering()) as client:
+        await lost(client, controls, {**request_, "session": "mine"})
+        [mine] = await sim_tasks(controls)
+        twin = copy.deepcopy(sim.tasks[mine["taskId"]].body)
+        twin.get("input", twin)[image_field] = ["https://example.com/someone-else.png"]  # beside the create's fields
+        response = await controls.http.post(
+            CREATE_PATH[family], json=twin, headers={"Authorization": f"Bearer {SANDBOX_API_KEY}"}
+        )
+        other = response.json()["data"]["taskId"]
+        await fast(controls)
+        theirs = await client.call_tool("check_task", {"task_id": other, "wait_seconds": 20})
+        between = await credits(client)
+        own = await client.call_tool("check_task", {"task_id": mine["taskId"], "wait_seconds": 20})
+        after = await credits(client)
+    task = theirs.structured_content["task"]
+    assert task["prompt"] is None and task["session"] is None and task["credits_reserved"] is None, text_of(theirs)
+    assert "task of create" not in text_of(theirs) and "may be the one" not in text_of(theirs), text_of(theirs)
+    assert between["unknown_creates"] == 1 and between["spent_today"] == quoted, between
+    found = own.structured_content["task"]
+    assert found["session"] == "mine" and found["credits_reserved"] == quoted, text_of(own)
+    assert "This is the task of create a_" in text_of(own), text_of(own)
+    assert [Path(path).parent.name for path in found["files"]] == [session_folder(tmp_path, "mine").name]
+    assert after["unknown_creates"] == 0 and after["spent_today"] == quoted, after
+    with contextlib.closing(sqlite3.connect(tmp_path / JOURNAL)) as db:
+        assert db.execute("SELECT state, task_id FROM attempts").fetchall() == [("created", mine["taskId"])]
+
+
+@pytest.mark.parametrize(
+    ("request_", "beside"),
+    [
+        (IMAGE, {"callBackUrl": "https://example.com/callback", "progressCallBackUrl": "https://example.com/progress"}),
+        (IMAGE_4O, {"callBackUrl": "https://example.com/callback"}),
+    ],
+    ids=["market", "gpt4o"],
+)
+async def test_a_task_whose_echo_holds_what_kie_keeps_beside_the_request_still_joins_its_create(
+    connect, controls, sim, request_, beside
+):
+    """KIE's echo of a request holds what its body held beside the request's fields: ``callBackUrl`` (in KIE's own
+    example of a Market task's ``param``), ``progressCallBackUrl``, next to the Market's ``input`` or among GPT-4o
+    Image's flat fields. Those are no field of the model: the create's task, echoed with them, still joins it."""
+    async with connect(elicitation=answering()) as client:
+        await lost(client, controls, {**request_, "session": "mine"})
+        [mine] = await sim_tasks(controls)
+        sim.tasks[mine["taskId"]].body.update(beside)  # KIE echoing its record of the task with them
+        await fast(controls)
+        own = await client.call_tool("check_task", {"task_id": mine["taskId"], "wait_seconds": 20})
+        after = await credits(client)
+    assert own.structured_content["task"]["session"] == "mine", text_of(own)
+    assert "This is the task of create a_" in text_of(own), text_of(own)
+    assert after["unknown_creates"] == 0, after

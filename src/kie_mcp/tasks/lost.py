@@ -9,11 +9,12 @@ and put a task in another session's folder. So the task is linked to a create on
 a precise moment (a ``createTime`` in milliseconds: the Market and GPT-4o Image families; Veo, Runway, Aleph and
 Flux Kontext give zone-less text, and never link) and echoes its request readably (``echoed_request``), and exactly
 one call's creates fit it: of this workspace's journal, of the task's model, begun and given up around that moment,
-that sent exactly the request KIE echoes (``_same_request``: every field sent, echoed with the same value); no other
-create of that model (of unknown outcome, or being sent now) fitting as well. The variations of one call are one
-request: each task found takes the first of its creates still of unknown outcome, one task each, chosen in the
-journal's transaction. Anything less sure links nothing: the task is recorded on its own, as before (never over a
-record another look wrote meanwhile), and the answer names the creates it may be of.
+that sent exactly the request KIE echoes (``_same_request``: every field sent echoed with the same value, no field of
+the request echoed that it did not send); no other create of that model (of unknown outcome, or being sent now)
+fitting as well. The variations of one call are one request: each task found takes the first of its creates still of
+unknown outcome, one task each, chosen in the journal's transaction. Anything less sure links nothing: the task is
+recorded on its own, as before (never over a record another look wrote meanwhile), and the answer names the creates
+it may be of.
 
 Linked, the task takes its create's prompt, session (its results go to the session's folder), quote and reservation,
 which KIE's charge replaces once (``generation.settle``, as for any task its create named), and the create is
@@ -73,12 +74,22 @@ class Verdict(NamedTuple):
     when: float | None
 
 
+class Echo(NamedTuple):
+    """The request KIE echoes in a status answer (``echoed_request``): the model it names (None when it names none),
+    its fields, and whether they came as the body's own ``input`` object (the Market's ``{model, callBackUrl, input}``,
+    where each of them is a field of the request) rather than beside what else the body holds (a flat ``paramJson``
+    or ``generateParam``, where ``model`` or ``callBackUrl`` may sit next to the fields)."""
+
+    model: str | None
+    fields: dict[str, Any]
+    nested: bool
+
+
 def echoed_request(raw: dict[str, Any] | None) -> Any:
-    """The request KIE echoes in its status answer, as ``(model, fields)``: the Market family's ``param`` (JSON text
-    whose ``input``, JSON text too, holds the fields), ``paramJson`` (Veo, Runway Aleph, GPT-4o Image, Flux Kontext:
-    the body as sent) or Runway's ``generateParam``; ``model`` is the one the echo names (None when it names none).
-    None when the answer echoes no request (or an empty one: null), ``UNREADABLE`` when its echo cannot be read (not
-    JSON, not an object, an ``input`` that is not one)."""
+    """The request KIE echoes in its status answer, as an ``Echo``: the Market family's ``param`` (JSON text whose
+    ``input``, JSON text too, holds the fields), ``paramJson`` (Veo, Runway Aleph, GPT-4o Image, Flux Kontext: the
+    body as sent) or Runway's ``generateParam``. None when the answer echoes no request (or an empty one: null),
+    ``UNREADABLE`` when its echo cannot be read (not JSON, not an object, an ``input`` that is not one)."""
     raw = raw or {}
     for name in ("param", "paramJson", "generateParam"):
         echo = raw.get(name)
@@ -92,7 +103,7 @@ def echoed_request(raw: dict[str, Any] | None) -> Any:
         model = body.get("model")
         if not isinstance(inner, dict) or not isinstance(model, str | None):
             return UNREADABLE
-        return model, inner
+        return Echo(model, inner, inner is not body)
     return None
 
 
@@ -101,17 +112,39 @@ def _canonical(value: Any) -> str:
     return json.dumps(redact_value(value), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
-def _same_request(echoed: tuple[str | None, dict[str, Any]], attempt: sqlite3.Row) -> bool:
-    """Whether the request KIE echoes is the one ``attempt`` sent: the model it names (when it names one) is the
-    attempt's, and every field the attempt sent (``attempts.params``, kept redacted) is echoed with the same value
-    (compared redacted, as canonical JSON); fields KIE adds are allowed, none of the attempt's may be missing."""
-    model, fields = echoed
+def _same_request(echoed: Echo, attempt: sqlite3.Row, takes: frozenset[str] | None) -> bool:
+    """Whether the request KIE echoes is the very one ``attempt`` sent: the model it names (when it names one) is the
+    attempt's, every field the attempt sent (``attempts.params``, kept redacted) is echoed with the same value
+    (compared redacted, as canonical JSON), and no field the attempt did not send is echoed (``_request_field``):
+    a request with one more field (an image to edit, a seed) is another request, whoever made it. ``takes``: the
+    names of the fields the model takes (its catalogue spec's), None when the catalogue has no spec of it."""
+    model, fields, _ = echoed
     if model is not None and model != attempt["model"]:
         return False
     sent = loads_or_none(attempt["params"]) if isinstance(attempt["params"], str) else None
     if not isinstance(sent, dict):
         return False
-    return all(name in fields and _canonical(fields[name]) == _canonical(value) for name, value in sent.items())
+    if not all(name in fields and _canonical(fields[name]) == _canonical(value) for name, value in sent.items()):
+        return False
+    return not any(_request_field(name, echoed, takes) for name in fields if name not in sent)
+
+
+def _request_field(name: str, echoed: Echo, takes: frozenset[str] | None) -> bool:
+    """Whether ``name``, echoed though the create did not send it, is a field of the request echoed (so that request is
+    another one) rather than what KIE keeps beside a request. KIE echoes the create's body as sent and adds none of the
+    model's fields, nor their defaults: kie-api.md §2.2 ("param: the original create body re-serialised");
+    docs.kie.ai/market/common/get-task-detail, whose example ``param`` is a create body, ``{model, callBackUrl,
+    input}``; 31 live Market tasks of 23 models whose ``param`` holds exactly the ``input`` fields their create sent,
+    none more (justintanner/apicity tests/recordings/kie_2079838932, recorded 2026-04-10..30). So a field the create did
+    not send was sent by whoever made that task, even with the value kie-mcp would have sent by default
+    (``apply_defaults`` already sends each default the model's spec has): another request. Any name inside a Market
+    body's ``input`` is such a field (KIE's createTask keeps ``model`` and ``callBackUrl`` outside it); beside a flat
+    body's fields, a name of the model's own fields (its catalogue spec's) is, and any other (``callBackUrl``,
+    ``model``) is what KIE keeps beside the request, allowed. Without the model's spec nothing tells them apart: none is
+    allowed."""
+    if echoed.nested or takes is None:
+        return True
+    return name in takes
 
 
 def _fits(attempt: sqlite3.Row, when: float) -> bool:
@@ -139,7 +172,9 @@ def judge(rt: Runtime, model: str, status: TaskStatus, now: float) -> Verdict:
     rows = rt.journal.unsettled_attempts(model, now - KEPT_BY_KIE, when + CLOCK_SKEW)
     echoed = echoed_request(status.raw)
     if echoed is not None and echoed is not UNREADABLE:
-        rows = [row for row in rows if _same_request(echoed, row)]
+        spec = rt.catalog.get(model)
+        takes = frozenset(spec.fields) if spec is not None else None
+        rows = [row for row in rows if _same_request(echoed, row, takes)]
     if reported is None:  # no precise moment from KIE to place it: begun before it was looked up is all that is known
         late = [row for row in rows if row["state"] == "unknown" and row["created"] - CLOCK_SKEW <= now]
         return Verdict(None, late, "KIE's answer gives no precise time it was made to compare", reported)
