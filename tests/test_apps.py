@@ -1243,7 +1243,7 @@ async def test_in_a_browser_a_task_list_reads_only_previews_until_a_file_is_aske
                 await anyio.sleep(0.5)  # anything else the view would read has had its time
                 before = reads(host)
                 save_artifact("app-gallery-list.png", await in_browser(view.screenshot))
-                big = f"img[alt='Result image {Path(stills[0]).name}']"
+                big = f".tile[data-task='{images.structured_content['tasks'][0]['task_id']}'] .media img"
                 await in_browser(view.click, big)  # widen it: the full picture
                 await in_browser(view.wait_for, f"document.querySelector({big!r}).dataset.full === 'yes'")
                 widened = await in_browser(

@@ -17,7 +17,8 @@ credits quoted and charged, times), written by the same step that saves the file
 gallery describes what is on disk: it survives a reset or corrupt journal, a second server on the workspace and a
 copied ``outputs/`` folder, and reading it needs no database in a worker thread. A follow-up's sidecar names the
 task it continues and how (``continue_video``), a joined video's the clips it joined (``stitch_videos``): their
-cards say so. Media files without a sidecar (files copied in by hand) are shown too, without a prompt.
+cards say so. Media files without a sidecar (files copied in by hand) are shown too, without a prompt. A file of
+0 bytes, with a sidecar or without, is said to be damaged (``EMPTY``), never drawn as a broken picture or a dead player.
 
 **When.** ``refresh`` runs after every saved result (``generation.save_all``, where the follower and ``check_task``
 finish saving), after a sidecar is written again with a charge measured since (``generation.describe_charges``),
@@ -112,6 +113,7 @@ _MONTHS = (
 _GENERATOR = saved.GENERATOR  # what tells a page kie-mcp wrote
 _SIDECAR_MAX_BYTES = 1024 * 1024
 PAGE_MAX_BYTES = 50 * 1024 * 1024  # the most a page read for a resource may hold (the resources' own limit)
+EMPTY = "empty file (0 bytes)"  # why a card of a file of 0 bytes (a download cut off, a file copied in) is damaged
 PROMPT_SHOWN = 600  # characters of a prompt a card shows (up to 20,000 are taken): the rest is in the sidecar
 ALT_SHOWN = 200  # characters of it a picture's alt text holds
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -145,6 +147,7 @@ class Item:
     joined: int = 0  # a joined video (stitch_videos): how many clips it joined
     damaged: str | None = None  # not whole (cut short, does not decode), as its sidecar says: why
     changed: bool = False  # another size than its sidecar says was saved: not the file kie-mcp saved
+    empty: bool = False  # a file of 0 bytes: nothing to show, said damaged (``EMPTY``), never a broken picture
 
 
 @dataclass
@@ -262,8 +265,14 @@ def _scan_folder(folder: Path, side: int, *, sweep: bool = False) -> Session:
     if not folder.parent.is_symlink():  # in an outputs/ linked to a folder of the user's, only kie-mcp's results
         session.items += [Item(name=name, kind=media[name]) for name in sorted(set(media) - claimed)]
     for position, found in enumerate(session.items):
-        saved_ns = _source_mtime(folder / found.name) or 0
+        try:
+            stat = os.stat(folder / found.name)
+        except OSError:
+            stat = None
+        saved_ns = stat.st_mtime_ns if stat is not None else 0
         dated = replace(found, saved_ns=saved_ns, created=found.created or saved_ns / 1e9)
+        if stat is not None and stat.st_size == 0:  # with a sidecar or without: said why nothing shows
+            dated = replace(dated, empty=True, damaged=EMPTY)
         kept = _kept_preview(folder / dated.name, dated.kind, side)
         session.items[position] = replace(dated, preview=kept.name if kept is not None else None)
     session.items.sort(key=lambda item: (item.created, item.saved_ns, item.name))
@@ -455,6 +464,7 @@ figure { margin: 0; background: var(--card); border: 1px solid var(--line); bord
   border-width: 12px 0 12px 20px; border-color: transparent transparent transparent #fff; }
 .media img, .media video { display: block; width: 100%; height: 100%; object-fit: contain; }
 .media.audio, .media.file { display: flex; align-items: center; justify-content: center; padding: 12px; }
+.empty-file { color: var(--muted); }
 .media audio { width: 100%; }
 figcaption { padding: 10px 12px 12px; display: flex; flex-direction: column; gap: 6px; }
 .prompt { margin: 0; white-space: pre-wrap; overflow-wrap: anywhere; display: -webkit-box; -webkit-box-orient: vertical;
@@ -521,6 +531,8 @@ def _when(epoch: float) -> str:
 
 def _media(item: Item, prefix: tuple[str, ...], alt: str) -> str:
     src = _href(*prefix, item.name)
+    if item.empty:  # nothing to draw: a broken picture (or a dead player) would say nothing of why
+        return '<div class="media file"><span class="empty-file">Empty file: nothing to show.</span></div>'
     if item.kind == "image":
         shown = _href(*prefix, item.preview) if item.preview else src
         return (
@@ -678,8 +690,10 @@ def _section(session: Session, facts: list[str]) -> str:
     shown = session.items[-PER_SESSION_ON_INDEX:]  # the newest ones
     lines = [
         f'<section id="{_e(session.folder)}">',
-        f'<h2><a href="{_href(session.folder, session.page)}"><span class="day">{_e(session.day)}</span>'
-        f'<bdi dir="auto">{_e(session.title)}</bdi></a></h2>',  # an Arabic or Hebrew name reads right to left
+        # A space between the day and the name, as the session page's title has it: without one a screen reader
+        # and a copy read "2026-12-07odd". An Arabic or Hebrew name reads right to left (its own <bdi>).
+        f'<h2><a href="{_href(session.folder, session.page)}"><span class="day">{_e(session.day)}</span> '
+        f'<bdi dir="auto">{_e(session.title)}</bdi></a></h2>',
         f'<p class="meta">{_e(" · ".join(facts))}</p>',
         '<div class="grid">',
         *(_card(item, (session.folder,)) for item in shown),
@@ -698,7 +712,9 @@ def _tile(session: Session, facts: list[str]) -> str:
     """A session on its month's page: its newest picture (a kept preview; never a video, thousands of them would
     load), its name, its day and totals, all linking to its own page."""
     page = _href(session.folder, session.page)
-    picture = next((item for item in reversed(session.items) if item.kind == "image" or item.preview), None)
+    picture = next(
+        (item for item in reversed(session.items) if not item.empty and (item.kind == "image" or item.preview)), None
+    )
     if picture is not None:
         alt = _e(_cut(picture.prompt or picture.name, ALT_SHOWN))
         source = _href(session.folder, picture.preview or picture.name)
