@@ -122,7 +122,7 @@ from kie_mcp.spend import (
 from kie_mcp.spend.account import account
 from kie_mcp.spend.quotes import QUOTE_ID, seen_charging
 from kie_mcp.tasks import TaskRecord
-from kie_mcp.tasks.follower import saving_words
+from kie_mcp.tasks.follower import Asking, saving_words
 from kie_mcp.tasks.listing import (
     LIST_LIMIT,
     BadDay,
@@ -833,7 +833,8 @@ def _define_tools(mcp: _ToolRecorder) -> None:
             rt.tasks.label(record)  # its prompt, session and folder, from the journal
             await rt.follower.deliver_notices(ctx)
         typical = rt.typical_seconds(record.model)
-        result = TaskResult(task=record, saving=saving, message=" ".join([_task_message(record, typical), *problems]))
+        said = _task_message(record, typical, rt.follower.asking(record))
+        result = TaskResult(task=record, saving=saving, message=" ".join([said, *problems]))
         await _thumbnails_ready([record], rt.settings.workspace, rt.settings.preview_px)  # in a worker thread
         call = _tool_result(result, result.message, rt, [record])
         if client_supports_apps(ctx):  # MCP Apps hosts: the gallery
@@ -1833,7 +1834,11 @@ def _no_clip(task: TaskRecord, downloads: bool) -> str:
     return f"Task {name} has no saved video yet; check_task saves it once it has finished."
 
 
-def _task_message(record: TaskRecord, typical: tuple[int, int] | None = None) -> str:
+def _task_message(record: TaskRecord, typical: tuple[int, int] | None = None, asking: Asking | None = None) -> str:
+    """check_task's words for ``record``. Of a task still running, what KIE said is told apart from kie-mcp's estimate
+    (``asking``: whether KIE was asked, whether the progress is its own figure, when the follower asks next): a task
+    KIE was never asked about is said to be so, with the estimate from the model's typical time as an estimate, when
+    kie-mcp asks, and that wait_seconds=0 asks now."""
     task = f"Task {record.task_id} ({record.model}{labels_text(record)})"
     if record.unknown_to_kie:  # no progress or time left to tell: KIE has no such task under this key
         return f"{task}, last recorded {record.state}: {record.error}"
@@ -1849,17 +1854,45 @@ def _task_message(record: TaskRecord, typical: tuple[int, int] | None = None) ->
         return f"{head}. {record.error}{_failed_cost(record)} {_after_failure(record)}"
     if record.state in ("succeeded_without_results", "unknown"):
         return f"{head}. {record.error}"
-    eta = f"; {time_left_words(record.eta_seconds, record.sandbox)}" if record.eta_seconds else ""
-    progress = f" ({record.progress:.0%})" if record.progress is not None else ""
     if typical and time.time() - record.created_at > OVERDUE * typical[1]:  # no estimate: it would only be wrong
         waited = duration_text(time.time() - record.created_at)
         followed = not (record.error or "").startswith(NOT_FOLLOWED)
-        asking = "kie-mcp keeps asking (check again later with check_task); " if followed else ""
+        keeps = "kie-mcp keeps asking (check again later with check_task); " if followed else ""
         return (
             f"{head}, for {waited}: longer than this model usually takes ({typical[0]}-{typical[1]} s), and KIE has "
-            f"not ended it. {asking}https://kie.ai/logs shows the task as KIE has it."
+            f"not ended it. {keeps}https://kie.ai/logs shows the task as KIE has it."
         )
-    return f"{head}{progress}{eta}. Check again later with check_task."
+    asking = asking or Asking(asked=record.answered, reported=False, next_in=None)
+    reported = asking.reported and record.progress is not None
+    if not record.answered:  # "queued" is only how kie-mcp files a task KIE has not said a word about
+        if not asking.asked:
+            head = f"{task}: KIE has not been asked about it yet"
+        elif record.error:  # why KIE did not answer follows (check_task adds it)
+            head = f"{task}: KIE has not answered about it yet"
+        else:
+            head = f"{task}: KIE did not show it yet when asked (a new task can take a moment to appear)"
+    elif reported:
+        head = f"{head} ({record.progress:.0%} done, as KIE reports it)"
+    guess = []
+    if record.eta_seconds:
+        guess.append(time_left_words(record.eta_seconds, record.sandbox))
+    if record.progress is not None and not reported:
+        guess.append(f"{record.progress:.0%} done")
+    by = f"this model's typical time ({typical[0]}-{typical[1]} s)" if typical else "how long such tasks usually take"
+    estimate = f"; by {by}, kie-mcp's estimate and not KIE's word: {', '.join(guess)}" if guess else ""
+    return f"{head}{estimate}.{_next_look(asking)} Check again later with check_task."
+
+
+def _next_look(asking: Asking) -> str:
+    """When the follower asks KIE next about a task, for check_task's words (nothing when it does not follow it)."""
+    if asking.next_in is None:
+        return ""
+    if asking.next_in < 1:
+        return " kie-mcp is asking KIE about it now."
+    seconds = math.ceil(asking.next_in)
+    when = f"{seconds} s" if seconds < 120 else duration_text(seconds)
+    ask = "asks KIE again" if asking.asked else "first asks KIE"
+    return f" kie-mcp {ask} in about {when}; check_task with wait_seconds=0 asks now."
 
 
 def _failed_cost(record: TaskRecord) -> str:

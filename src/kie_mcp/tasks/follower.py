@@ -61,6 +61,21 @@ whether or not a tool call is waiting on it:
   without a result link (looked at again every 3 minutes: its answer says so, never "still generating"). A
   generation cut off after its creates, before it waits (cancelled by its host), hands its tasks over (``adopt``):
   they are followed and saved at once, with nobody waiting.
+- **An early look for a wait** (``_ask_early``). The schedule holds a task's first look back to 1.2x its model's
+  typical minimum, so a ``check_task`` that waits (``wait_seconds`` > 0) before then would answer only the estimate it
+  began with, though KIE may have ended the task long before (a content refusal is often its fastest answer). Such a
+  wait gets one look at KIE early in it, made by the follower in its loop like every look and seen by every waiter,
+  when all of these hold: the task is followed here and unfinished, no look at it is in flight, and looks are neither
+  paused by 429s nor backing off after a failed look; the wait would end before the task's next scheduled look; KIE
+  has not answered about the task yet (never asked, or it did not show the task yet: ``TaskRecord.answered``), or it
+  said the task succeeded without a result link (looked at every 3 minutes) and the last look is further back than
+  the schedule's own gap for the task's age (``next_gap``); and no early look of the task was made in the last
+  ``poll_min_interval`` (coalesced: waits at once cause one look). The look is made at once, or as the task turns
+  ``FLOOR`` (2 schedule seconds) old when it is younger (KIE may not show a task in its first moments), and not at
+  all when the wait ends before that. It moves no later look: the schedule resumes at the look it went ahead of
+  (``Watch.resume_at``). So waiting costs a task one status call more, once (one more a wait, at most, while KIE does
+  not show the task yet), a second waiter none, and nothing when nobody waits. ``asking`` tells an answer whether KIE
+  was asked, whether the progress is KIE's figure or the estimate, and when the next look is due.
 - **Looks and downloads apart.** At most ``LOOKS_AT_ONCE`` looks run at once, and a task that ended is finished
   (settled, its results downloaded) apart from them, ``ENDS_AT_ONCE`` at a time: results on a slow file server never
   stop other tasks from being looked at. A ``check_task`` of a task that just ended waits at most
@@ -125,6 +140,7 @@ import dataclasses
 import functools
 import itertools
 import logging
+import math
 import sqlite3
 import time
 import warnings
@@ -266,6 +282,9 @@ class Watch:
     problems: list[str] = field(default_factory=list)  # journal, spend and download problems, for the waiters
     unrecorded: bool = False  # a look's state not written: another program held the journal's lock (``_journal``)
     queued: int = 0  # ended, its results waiting for a finishing slot (``ENDS_AT_ONCE``): its turn, from 1; 0: not
+    looked_at: float = 0.0  # time.monotonic() of the last look at KIE here (this follower's, or the call that found it)
+    early_at: float = -math.inf  # time.monotonic() of the last early look a waiting check_task brought (``_ask_early``)
+    resume_at: float = 0.0  # the scheduled look an early look went ahead of: the schedule resumes there (0: none)
     done: anyio.Event = field(default_factory=anyio.Event)  # finished, settled and saved
     listeners: set[anyio.Event] = field(default_factory=set)  # set after every look
 
@@ -286,6 +305,17 @@ class Unsaved:
     tries: int = 0
     busy: bool = False
     told_slow: bool = False  # a try was stopped at its deadline (a file server too slow to finish), and that was said
+
+
+@dataclass(frozen=True)
+class Asking:
+    """How kie-mcp knows a task's state, for the words of an answer about it (``Follower.asking``): the progress and
+    time left are kie-mcp's estimate from the model's typical time unless KIE reported the progress itself, and a
+    task KIE was never asked about has only that estimate."""
+
+    asked: bool  # KIE was asked about the task (it may not have shown it yet: ``TaskRecord.answered`` says it did)
+    reported: bool  # the record's progress is KIE's own figure
+    next_in: float | None  # real seconds until the follower's next look at it (0: being made now); None: not followed
 
 
 @dataclass
@@ -815,6 +845,7 @@ class Follower:
             watch.refusals = GIVE_UP - 1
         now = time.monotonic()
         if looked:
+            watch.looked_at = now
             watch.next_at = now + self._gap(watch) * self._unit
         else:
             watch.next_at = now + max(first_look(watch.typical) - self._age(record), 0.0) * self._unit
@@ -887,6 +918,7 @@ class Follower:
                 state = record.state
                 first = first_look(watch.typical) * self._unit  # the age at its first look: Runway's grace runs after
                 outcome, reported = await refresh(rt.kie, rt.typical_seconds, record, rt.links_kept, first_look=first)
+                watch.looked_at = time.monotonic()
                 if outcome is Look.SEEN:
                     watch.estimated = not reported
                 if (why := self._schedule(watch, outcome)) is not None:
@@ -958,7 +990,7 @@ class Follower:
         now = time.monotonic()
         self._rate_limit_after(outcome)
         if outcome is Look.RATE_LIMITED:  # the account's poll budget is spent: every look waits
-            watch.next_at = self._paused_until
+            watch.next_at = self._resumed(watch, self._paused_until)
             return None
         if outcome in (Look.SEEN, Look.NOT_VISIBLE):
             watch.failures = 0
@@ -968,7 +1000,7 @@ class Follower:
         gap = self._gap(watch)
         if watch.failures:
             gap = min(max(gap, FLOOR * 2**watch.failures), MAX_GAP)
-        watch.next_at = now + gap * self._unit
+        watch.next_at = self._resumed(watch, now + gap * self._unit)
         if outcome is Look.REFUSED and watch.refusals >= GIVE_UP:
             log.warning(
                 "task %s: KIE refused %d looks in a row (%s); no longer following it (check_task still asks)",
@@ -988,6 +1020,13 @@ class Follower:
             days = RETENTION_SECONDS // 86400
             return f"KIE still calls it unfinished {days:g} days after it was created"
         return None
+
+    @staticmethod
+    def _resumed(watch: Watch, next_at: float) -> float:
+        """The next look after a look that went ahead of the schedule (an early look for a wait: ``_ask_early``): the
+        look it went ahead of, unless the schedule puts the next one later still. Any other look: ``next_at``."""
+        resume, watch.resume_at = watch.resume_at, 0.0
+        return max(next_at, resume)
 
     async def _drop(self, watch: Watch, why: str) -> None:
         """Stop following a task, and say so on it (in the journal too): whoever looks at it learns why it no longer
@@ -1406,6 +1445,8 @@ class Follower:
             return Checked(current, problems, held=True, saving=saving, elsewhere=saving)
         if seconds <= 0 and not looked:  # also a success KIE sent without its links: the person asks, KIE is asked
             await self._look_now(watch)
+        elif not looked:  # a wait that would otherwise end before KIE is asked: one look early in it (module doc)
+            self._ask_early(watch, seconds)
         if watch.record.finished and not watch.done.is_set() and self._ahead(watch) is None:  # its results: saving
             seconds = self.save_grace(seconds)  # a while for them; a slow download goes on meanwhile
         # This very watch, even if this call's own look ended the task or left it alone (a task no longer followed is
@@ -1592,6 +1633,56 @@ class Follower:
         """How long a ``check_task`` asked to wait ``seconds`` waits for results being saved: ``settings.save_grace``
         at least (real seconds: downloads take real time), then it answers that they are being saved."""
         return max(seconds, self._rt.settings.save_grace if self._rt is not None else 0.0)
+
+    def _ask_early(self, watch: Watch, seconds: float) -> None:
+        """A ``check_task`` waits ``seconds`` on ``watch``: bring its next look forward to early in the wait when KIE's
+        word on the task is older than the schedule means it to be and the wait would end before the next scheduled
+        look (the rule: "An early look for a wait", in the module doc). The follower's loop makes the look; every
+        waiter sees it. Never asks KIE itself."""
+        assert self._rt is not None
+        now = time.monotonic()
+        if watch.record.finished or watch.busy or watch.failures or now < self._paused_until:
+            return  # ended, a look in flight (every waiter sees it), or a 429 pause or a backoff that holds
+        if not self._stale(watch, now):
+            return
+        at = now + max(FLOOR - self._age(watch.record), 0.0) * self._unit  # not before KIE may show the task
+        end = now + seconds
+        if watch.next_at <= end or at >= end:  # the wait sees the scheduled look, or ends before an early one
+            return
+        if at - watch.early_at < self._rt.settings.poll_min_interval:  # one early look per poll_min_interval
+            return
+        watch.early_at = at
+        watch.resume_at = max(watch.resume_at, watch.next_at)
+        watch.next_at = at
+        self._poke()
+
+    def _stale(self, watch: Watch, now: float) -> bool:
+        """Whether KIE's word on ``watch``'s task is older than the schedule means it to be: KIE has not answered about
+        it yet (never asked, or it did not show the task yet), or it said the task succeeded without a result link and
+        the last look is further back than the schedule's own gap for its age (such a task is looked at every 3
+        minutes). Any other answer stands until the schedule's next look: before the first, KIE seldom ends a task;
+        after it, the looks come every 10% of the task's age."""
+        record = watch.record
+        if not record.answered:
+            return True
+        if record.state != NO_LINKS_YET or not watch.looked_at:
+            return False
+        return (now - watch.looked_at) / self._unit > next_gap(self._age(record))
+
+    def asking(self, record: TaskRecord) -> Asking:
+        """How kie-mcp knows ``record``'s state, for an answer to word it truthfully: whether KIE was asked, whether
+        the progress is KIE's figure, and when the next look here is due (``Asking``)."""
+        watch = self._watches.get(record.task_id) if record.task_id is not None else None
+        if watch is None or watch.record is not record:  # not followed here: the record's own word
+            return Asking(asked=record.answered, reported=False, next_in=None)
+        if watch.record.finished:
+            next_in = None
+        elif watch.busy:
+            next_in = 0.0
+        else:
+            next_in = max(max(watch.next_at, self._paused_until) - time.monotonic(), 0.0)
+        asked = record.answered or watch.looked_at > 0
+        return Asking(asked=asked, reported=record.answered and not watch.estimated, next_in=next_in)
 
     async def _look_now(self, watch: Watch) -> None:
         """One look at KIE now, after the look in flight. A task that ended needs none: its finishing (which may be
