@@ -703,6 +703,7 @@ def _serve_simulator(port: int, speed: float, balance: float) -> int:
 
     import uvicorn
 
+    from kie_mcp.catalog.pricing import credits_text
     from kie_mcp.sandbox import SANDBOX_API_KEY, SimConfig, Simulator, create_app
 
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -721,7 +722,7 @@ def _serve_simulator(port: int, speed: float, balance: float) -> int:
         return 2
     base = f"http://127.0.0.1:{listener.getsockname()[1]}"
     print(
-        f"KIE simulator on {base} (speed x{speed:g}, {balance:g} credits). Point a KIE client at it with:\n"
+        f"KIE simulator on {base} (speed x{speed:g}, {credits_text(balance)}). Point a KIE client at it with:\n"
         f"  KIE_BASE_URL={base} KIE_UPLOAD_BASE_URL={base} KIE_API_KEY={SANDBOX_API_KEY}\n"
         f"Test controls: {base}/__sim/state, /__sim/faults, /__sim/clock/advance, ... Ctrl+C stops it.",
         file=sys.stderr,

@@ -10,7 +10,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .pricing import ItemPrice, TypicalPrice, credits_text, price_input, source_text, typical_prices, usd_text
+from .pricing import (
+    ItemPrice,
+    TypicalPrice,
+    credits_figure,
+    credits_text,
+    price_input,
+    source_text,
+    typical_prices,
+    usd_text,
+)
 from .registry import Catalog, load_catalog
 from .spec import ModelSpec
 
@@ -81,7 +90,8 @@ def price_summary(spec: ModelSpec, live: LiveCatalog | None = None) -> str:
     credits = sorted({now for now, _, _ in rates if now is not None})
     if not credits:
         return "price unknown (KIE's live price list has no usable price for it)"
-    span = credits_text(credits[0]) if len(credits) == 1 else f"{_fmt(credits[0])}-{_fmt(credits[-1])} credits"
+    low, high = credits_figure(credits[0]), credits_figure(credits[-1])
+    span = credits_text(credits[0]) if len(credits) == 1 else f"{low}-{high} credits"
     assert spec.price is not None
     unit = spec.kind if spec.price.count_field and spec.price.unit == "task" else spec.price.unit
     notes = []
@@ -137,8 +147,8 @@ def typical_text(prices: Sequence[TypicalPrice]) -> str:
     if not prices:
         return ""
     cells = ", ".join(
-        f"{p.output.removesuffix(' clip')} {usd_text(p.usd)} ({_fmt(p.credits)} cr"
-        + (f"; {_fmt(p.counted)} counted)" if p.counted is not None else ")")
+        f"{p.output.removesuffix(' clip')} {usd_text(p.usd)} ({credits_figure(p.credits)} cr"
+        + (f"; {credits_figure(p.counted)} counted)" if p.counted is not None else ")")
         for p in prices
     )
     return f"{cells} at {prices[0].settings}" if prices[0].settings else cells
@@ -241,10 +251,6 @@ def model_table_json(offer: Offer | None = None) -> str:
     offer = offer or Offer()
     models = [model_document(spec, offer) for spec in offer.models()]
     return json.dumps({"models": models, "withdrawn": offer.withdrawn()}, indent=2)
-
-
-def _fmt(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 START, END = "<!-- models:start -->", "<!-- models:end -->"
