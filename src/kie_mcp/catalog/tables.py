@@ -147,11 +147,17 @@ def typical_text(prices: Sequence[TypicalPrice]) -> str:
     if not prices:
         return ""
     cells = ", ".join(
-        f"{p.output.removesuffix(' clip')} {usd_text(p.usd)} ({credits_figure(p.credits)} cr"
+        f"{_output_words(p.output)} {usd_text(p.usd)} ({credits_figure(p.credits)} cr"
         + (f"; {credits_figure(p.counted)} counted)" if p.counted is not None else ")")
         for p in prices
     )
     return f"{cells} at {prices[0].settings}" if prices[0].settings else cells
+
+
+def _output_words(output: str) -> str:
+    """A typical output as the cells name it: a clip by its length alone ('5 s clip': '5 s'); '1 clip' (a model that
+    sets its own length: an extend, an upscale, Hailuo Pro) and '1 image' as they are, never a bare '1'."""
+    return output.removesuffix(" clip") if output.endswith(" s clip") else output
 
 
 def model_table_markdown(offer: Offer | None = None) -> str:
@@ -163,9 +169,10 @@ def model_table_markdown(offer: Offer | None = None) -> str:
         "which of KIE's price lists each is from, and of when (kie-mcp's dated snapshot, or KIE's live list once "
         "read); estimate_cost gives the exact price of a request. *Typical output* is one image (and what a request "
         "makes by default, when that is several), or a 5 s and an 8 s clip (the model's own length when it offers "
-        "neither), at the model's default settings, with what the caps count when that is more (\"30 cr; 60 "
-        'counted": KIE was seen charging more, may charge more than its list price for the request (a picture '
-        "given as a link, every picture a layer decomposition returns), or its live list is below kie-mcp's "
+        'neither; "1 clip" when it sets the length itself), at the model\'s default settings, with what the caps '
+        'count when that is more ("30 cr; 60 counted": KIE was seen charging more, may charge more than its list '
+        "price for the request (a picture given as a link, every picture a layer decomposition returns), or its live "
+        "list is below kie-mcp's "
         "catalogue); blank when the price depends on an input's length or KIE publishes none.",
         "",
         names_text(offer.catalog),
