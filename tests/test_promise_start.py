@@ -217,20 +217,7 @@ async def test_stdio_is_another_name_for_serving(tmp_path):
 @pytest.mark.parametrize("arguments", [["--sandbx"], ["mcp"], ["sim", "--port", "http"]])
 def test_in_a_terminal_arguments_kie_mcp_does_not_take_still_get_the_usage_and_exit_2(arguments, tmp_path):
     """A person typing it gets argparse's answer at once, not a server waiting on stdin."""
-    terminal, other_end = os.openpty()
-    try:
-        done = subprocess.run(
-            [console_script(), *arguments],
-            check=False,
-            stdin=other_end,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            cwd=tmp_path,
-        )
-    finally:
-        os.close(terminal)
-        os.close(other_end)
+    done = _typed(arguments, tmp_path)
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("usage: kie-mcp") and "kie-mcp" in done.stderr.splitlines()[-1], done.stderr
 
