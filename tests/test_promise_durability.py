@@ -504,6 +504,23 @@ async def test_a_read_only_journal_does_not_stop_the_server(connect, controls, s
     assert len(await controls.creates()) == 1  # only the one made before the journal became read-only
 
 
+async def test_a_workspace_on_a_read_only_disk_is_said_to_be_read_only_in_plain_words(connect, controls, small_disk):
+    """The journey: a workspace on a read-only disk got "kie-mcp cannot use its journal in <ws>/.kie-mcp (OSError:
+    [Errno 30] Read-only file system: '<ws>/.kie-mcp')" from every tool. It says the folder is read-only, naming it,
+    with no errno; nothing is sent."""
+    remount = await anyio.run_process(["mount", "-o", "remount,ro", str(small_disk)], check=False)
+    if remount.returncode != 0:
+        pytest.skip(f"cannot remount read-only: {remount.stderr.decode().strip()}")
+    async with connect(elicitation=answering(), workspace=small_disk) as client:
+        answers = [await client.call_tool("check_credits", {}), await client.call_tool("generate_image", IMAGE)]
+    folder = small_disk / ".kie-mcp"
+    for answer in answers:
+        said = text_of(answer)
+        assert answer.is_error and f"{folder} is read-only: it is on a read-only disk" in said, said
+        assert "Errno" not in said and "OSError" not in said, said
+    assert await controls.creates() == []
+
+
 async def test_a_create_another_server_was_sending_when_it_died_is_unknown_to_a_running_server(connect, tmp_path):
     """The audit: server B kept running while server A died mid-create on the same workspace; B never reported the
     unknown create (only a new start looked), and the same request sent through B after the retry window was

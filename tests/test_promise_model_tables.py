@@ -161,3 +161,18 @@ async def test_one_credit_is_said_in_the_singular_when_it_is_quoted_spent_and_li
     said = {"the quote": text_of(asked), "generate_image": text_of(made), "check_task": checked, "list_tasks": listed}
     assert {where: text for where, text in said.items() if re.search(r"(?<![\d.])1 credits\b", text)} == {}
     assert all(re.search(r"(?<![\d.])1 credit\b", text) for text in said.values()), said
+
+
+async def test_a_model_that_sets_its_own_length_is_listed_at_one_clip_never_a_bare_number(connect):
+    """The journey: list_models and the model tables said "hailuo/02-text-to-video-pro (video, 57 credits per clip;
+    1 $0.28 (57 cr))", and the same for veo/extend and Veo's 1080p and 4K versions: the typical output "1 clip" lost
+    its word, as "5 s clip" is written "5 s". It reads "1 clip $0.28 (57 cr)" in list_models and kie://models."""
+    async with connect() as client:
+        listing = text_of(await client.call_tool("list_models", {}))
+        table = (await client.read_resource("kie://models")).contents[0].text
+    lines = {line.split(" ", 2)[1]: line for line in listing.splitlines() if line.startswith("- ")}
+    assert "(video, 57 credits per clip; 1 clip $0.28 (57 cr)): " in lines["hailuo/02-text-to-video-pro"]
+    assert row(table, "veo/get-4k-video")[6] == "1 clip $0.60 (120 cr)"
+    bare = re.compile(r"(?:; |\| )\d+ \$")  # a count with nothing counted after it, at a typical output's start
+    assert [line for line in lines.values() if bare.search(line)] == [], listing
+    assert [line for line in table.splitlines() if bare.search(line)] == []

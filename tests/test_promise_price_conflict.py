@@ -134,3 +134,21 @@ async def test_minimax_h3_frames_count_against_the_auto_approve_limit_and_the_pe
         refused = await client.call_tool("generate_video", {**H3, "images": [FRAME]})
     assert refused.is_error and "over the per-call cap of 42" in text_of(refused), text_of(refused)
     assert len(await controls.creates()) == 1  # the one the person approved
+
+
+async def test_a_price_note_says_a_price_was_charged_on_a_date_without_an_internal_label(connect):
+    """The journey: veo3_fast's estimate said "Price note: Per clip, whatever its length. Measured 60 credits per
+    720p clip for both 4 s and 8 s (field note F-3, 2026-09-28)": "field note F-3" is the catalogue's own label for
+    a source, which tells a user nothing. The note says what it is, a real request charged that price on that day,
+    and no price note of any model carries such a label."""
+    import json
+    import re
+
+    async with connect() as client:
+        estimate = text_of(await client.call_tool("estimate_cost", {"model": "veo3_fast", "prompt": "A red kite."}))
+        models = json.loads((await client.read_resource("kie://models.json")).contents[0].text)["models"]
+    said = "real 720p clips of 4 s and of 8 s were each charged 60 credits on 2026-09-28"
+    assert f"Price note: Per clip, whatever its length: {said}." in estimate, estimate
+    label = re.compile(r"field note|\bF-\d")
+    notes = {m["id"]: m["price"]["note"] for m in models if (m.get("price") or {}).get("note")}
+    assert len(notes) > 10 and {model: note for model, note in notes.items() if label.search(note)} == {}

@@ -228,6 +228,28 @@ async def test_what_kie_really_charged_replaces_the_reservation(connect, control
         assert await spent_today(client) == charged
 
 
+async def test_caps_of_a_million_or_more_are_written_in_full_wherever_a_figure_is_said(connect, controls):
+    """The journey: with caps of a million, check_credits said "Caps: 1e+06 per call, 2.5e+06 per day" and the
+    estimate "1e+06 left of the 1e+06 per day", where the auto-approve amount beside them read 1000000000 (Python's
+    ``:g``). Every cap, spend, reservation and setting figure is written as the credits are: whole."""
+    million = 1_000_000
+    caps = {"max_credits_per_call": million, "max_credits_per_day": 2_500_000}
+    async with connect(elicitation=answering(), auto_approve_credits=1_000_000_000, **caps) as client:
+        made = await client.call_tool("generate_image", IMAGE)  # 8 credits, auto-approved
+        credits = await client.call_tool("check_credits", {})
+        estimate = await client.call_tool("estimate_cost", IMAGE)
+        unpriced = await client.call_tool("estimate_cost", NO_PRICE)  # reserves the whole per-call cap
+        several = await client.call_tool("generate_video", {**NO_PRICE, "variations": 2})  # 2 x the cap: refused
+    said = [text_of(answer) for answer in (made, credits, estimate, unpriced, several)]
+    assert "auto-approved: at or under KIE_AUTO_APPROVE_CREDITS=1000000000" in said[0], said[0]
+    assert "Spent today through kie-mcp: 8. Caps: 1000000 per call, 2500000 per day." in said[1], said[1]
+    assert "8 credits; 2499992 left of the 2500000 per day (per call at most 1000000)." in said[2], said[2]
+    assert "1000000 reserved against today's cap" in said[3], said[3]
+    assert several.is_error and "each counts the whole per-call cap of 1000000 " in said[4], said[4]
+    assert [text for text in said if "e+0" in text] == []
+    assert len(await controls.creates()) == 1
+
+
 # -- 3. one yes, one spend ----------------------------------------------------------------------------------
 
 

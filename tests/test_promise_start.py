@@ -217,9 +217,16 @@ async def test_stdio_is_another_name_for_serving(tmp_path):
 @pytest.mark.parametrize("arguments", [["--sandbx"], ["mcp"], ["sim", "--port", "http"]])
 def test_in_a_terminal_arguments_kie_mcp_does_not_take_still_get_the_usage_and_exit_2(arguments, tmp_path):
     """A person typing it gets argparse's answer at once, not a server waiting on stdin."""
+    done = _typed(arguments, tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("usage: kie-mcp") and "kie-mcp" in done.stderr.splitlines()[-1], done.stderr
+
+
+def _typed(arguments: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """The installed console script run with ``arguments`` as a person types it: stdin a terminal."""
     terminal, other_end = os.openpty()
     try:
-        done = subprocess.run(
+        return subprocess.run(
             [console_script(), *arguments],
             check=False,
             stdin=other_end,
@@ -227,12 +234,64 @@ def test_in_a_terminal_arguments_kie_mcp_does_not_take_still_get_the_usage_and_e
             text=True,
             timeout=30,
             cwd=tmp_path,
+            env={"PATH": os.environ["PATH"], **client_env(tmp_path / "home", KIE_WORKSPACE=str(tmp_path / "ws"))},
         )
     finally:
         os.close(terminal)
         os.close(other_end)
-    assert done.returncode == 2, done.stderr
-    assert done.stderr.startswith("usage: kie-mcp") and "kie-mcp" in done.stderr.splitlines()[-1], done.stderr
+
+
+WHERE_SETTINGS_GO = "Settings go in the environment or the workspace's .env file"
+OPTIONS_NAMED = [
+    (["--workspace", "/x"], "--workspace is not an option: set KIE_WORKSPACE instead."),
+    (["--workspace=/x", "mcp"], "--workspace is not an option: set KIE_WORKSPACE instead."),
+    (["--log-level", "DEBUG"], "--log-level is not an option: set KIE_LOG_LEVEL instead."),
+    (["--port", "8080"], "--port is not an option."),
+    (["--sandbox=true"], "--sandbox takes no value: write --sandbox alone."),
+    (["serve", "--sandbox=1"], "--sandbox takes no value: write --sandbox alone."),
+]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal is a POSIX matter")
+@pytest.mark.parametrize(("arguments", "named"), OPTIONS_NAMED, ids=[" ".join(a) for a, _ in OPTIONS_NAMED])
+def test_in_a_terminal_an_option_kie_mcp_does_not_take_is_named_with_the_setting_it_stands_for(
+    arguments, named, tmp_path
+):
+    """The journey: ``kie-mcp --workspace /x`` said only "argument COMMAND: invalid choice: '/x' (choose from ...)",
+    blaming the value, and ``kie-mcp --sandbox=true`` "argument --sandbox: ignored explicit argument 'true'", with no
+    word of where settings go, which only "unrecognized arguments" (``--sandbx``) got. argparse's reason stands; the
+    option is named, with its setting when it has one, and where settings go follows."""
+    done = _typed(arguments, tmp_path)
+    assert done.returncode == 2 and done.stderr.startswith("usage: kie-mcp"), done.stderr
+    reason = done.stderr.splitlines()[-1]
+    assert f". {named} {WHERE_SETTINGS_GO}" in reason, reason
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        (["catalog", "--workspace", "/x"], "--workspace is not an option: set KIE_WORKSPACE instead."),
+        (["demo", "--keep=yes"], "--keep takes no value: write --keep alone."),
+    ],
+)
+def test_another_command_names_an_option_it_does_not_take_with_the_setting_it_stands_for(arguments, named, tmp_path):
+    """The same for demo, sim and catalog, refused in a terminal or not: ``catalog --workspace /x`` said "argument
+    ACTION: invalid choice: '/x'", ``demo --keep=yes`` "ignored explicit argument 'yes'", and nothing more."""
+    done = _refused(arguments, tmp_path)
+    assert done.returncode == 2 and done.stderr.startswith("usage: kie-mcp"), done.stderr
+    assert f". {named} {WHERE_SETTINGS_GO}" in done.stderr, done.stderr
+
+
+@pytest.mark.stdio
+async def test_every_tool_names_an_option_a_client_passes_with_the_setting_it_stands_for(tmp_path):
+    """The journey: a client started with ``--log-level DEBUG --workspace /x`` got "arguments it does not take" and
+    where settings go, naming KIE_WORKSPACE and KIE_API_KEY only; each option is named with its setting now."""
+    env = client_env(tmp_path / "home", KIE_WORKSPACE=str(tmp_path))
+    arguments = ["--log-level", "DEBUG", "--workspace", "/x"]
+    async with Client(StdioServerParameters(command=console_script(), args=arguments, env=env)) as client:
+        answer = text_of(await client.call_tool("check_credits", {}))
+    named = "--log-level is not an option: set KIE_LOG_LEVEL instead. --workspace is not an option: set KIE_WORKSPACE"
+    assert f'"--log-level DEBUG --workspace <not shown>". {named} instead.' in answer, answer
 
 
 KEY = "0123456789abcdef0123456789abcdef"  # shaped like KIE's key

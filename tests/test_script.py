@@ -348,15 +348,18 @@ def test_a_script_no_allowed_duration_fits_says_the_script_chose_it_and_what_to_
 
 async def test_a_script_on_veo_is_sent_untranslated_unless_the_caller_asks(connect, controls):
     """KIE's enableTranslation translates the prompt to English, dialogue too: with a script it goes out false (and
-    the quote shows it) unless the caller set it; without a script nothing changes."""
+    the quote shows it) unless the caller set it; without a script nothing changes. The journey: the estimate said
+    "Sent enableTranslation=false with the script" though an estimate sends nothing; it says what the create sends."""
     spanish = {"model": "veo3_fast", "prompt": "Una mujer sonríe", "script": "Este sérum cambió mis mañanas."}
     async with connect(elicitation=answering()) as client:
         scripted = await client.call_tool("estimate_cost", spanish)
         asked = await client.call_tool("estimate_cost", {**spanish, "options": {"enableTranslation": True}})
         plain_prompt = await client.call_tool("estimate_cost", {"model": "veo3_fast", "prompt": "Una mujer sonríe"})
         made = await client.call_tool("generate_video", spanish)
-    assert "enableTranslation=false" in text_of(scripted) and "Sent enableTranslation=false" in text_of(scripted)
-    assert "enableTranslation=true" in text_of(asked) and "Sent enableTranslation" not in text_of(asked)
+    sent = "enableTranslation=false is sent with the create, as the request has a script. With translation on"
+    assert sent in text_of(scripted) and sent in text_of(made), text_of(scripted)
+    assert "Sent enableTranslation" not in text_of(scripted)  # the journey: an estimate said so, and sent nothing
+    assert "enableTranslation=true" in text_of(asked) and "is sent with the create" not in text_of(asked)
     assert "enableTranslation=true" in text_of(plain_prompt)
     assert not made.is_error, text_of(made)
     (create,) = await controls.creates()

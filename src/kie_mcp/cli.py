@@ -15,8 +15,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
 from kie_mcp import __version__
+from kie_mcp.config import KNOWN_SETTINGS, TYPO_LIKENESS, Settings
 from kie_mcp.config import LOG_LEVELS as LEVEL_NAMES
-from kie_mcp.config import Settings
 from kie_mcp.redact import install_log_redaction, key_shaped_parts, redact, register_secret
 from kie_mcp.words import path_text, plain, readable_text
 
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     given = sys.argv[1:] if argv is None else argv
     if given in ([], ["--sandbox"]):  # as every client starts it: served with no parser built (nor argparse loaded)
         return _serve(sandbox=bool(given))
-    from kie_mcp.cliargs import ArgumentsRefused, build_parser, offline_already
+    from kie_mcp.cliargs import ArgumentsRefused, build_parser, offline_already, options_at
 
     parser = build_parser()
     try:
@@ -52,9 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.sandbox and args.command in ("demo", "sim"):  # it was accepted and silently meant nothing
             parser.error(offline_already(args.command))
     except ArgumentsRefused as refused:
+        notes = _option_notes(given, refused.message, options_at(parser, given))
         if _in_terminal() or _names_another_command(given):  # a person: argparse's usage, and exit 2
-            _refuse(refused, given)
-        return _serve(sandbox=False, refused=_arguments_problem(given))
+            _refuse(refused, given, notes)
+        return _serve(sandbox=False, refused=_arguments_problem(given, notes))
     if args.command == "demo":
         from kie_mcp.demo import run_demo
 
@@ -78,9 +79,57 @@ SETTINGS_NOT_ARGUMENTS = (
     "workspace), not in arguments."
 )
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")  # KIE_WORKSPACE=/x, as `-e NAME=value` writes it
+# argparse's words for a value given to an option that takes none (``--sandbox=true``), naming the option.
+_TAKES_NO_VALUE = re.compile(r"argument (-[A-Za-z-]+)(?:/-[A-Za-z-]+)*: ignored explicit argument")
+# argparse's refusals after which kie-mcp says where settings go: an argument it does not know (an option, or a word
+# where a command belongs: ``--workspace /x`` is refused as "invalid choice: '/x'"), or a value for an option that
+# takes none.
+_NOT_ARGUMENTS = ("unrecognized arguments", "ignored explicit argument", "invalid choice")
 
 
-def _refuse(refused: ArgumentsRefused, given: list[str]) -> NoReturn:
+def _option_notes(given: list[str], reason: str, taken: list[frozenset[str]]) -> list[str]:
+    """A sentence for each option in ``given`` kie-mcp does not take where it stands (none of ``taken``, the options
+    of the parser reading each word, nor the start of one), named as ``_shown_arguments`` names an option (letters
+    and dashes only), with the setting it stands for (``_setting_for``): "--workspace is not an option: set
+    KIE_WORKSPACE instead." (one with no setting, only where ``reason``, argparse's words, does not name it:
+    ``--port 80`` is refused as "invalid choice: '80'", ``--workspace /x`` as "invalid choice: '/x'"); and for an
+    option argparse refused a value ("argument --sandbox: ignored explicit argument 'true'"): "--sandbox takes no
+    value: write --sandbox alone."."""
+    notes: list[str] = []
+    flag = _TAKES_NO_VALUE.search(reason)
+    if flag is not None:
+        notes.append(f"{flag[1]} takes no value: write {flag[1]} alone.")
+    options = given[: given.index("--")] if "--" in given else given  # after "--", every word is no option
+    stray = [word.partition("=")[0] for word, known in zip(options, taken, strict=False) if word.startswith("-")
+             and not _takes(known, word.partition("=")[0])]  # fmt: skip
+    for name in dict.fromkeys(stray):
+        setting = _setting_for(name)
+        if _SHOWN_WORD.fullmatch(name.lstrip("-")) is None or (setting is None and name in reason):
+            continue
+        notes.append(f"{name} is not an option" + (f": set {setting} instead." if setting else "."))
+    return notes
+
+
+def _takes(options: frozenset[str], name: str) -> bool:
+    """Whether ``name`` is one of ``options``, or the start of one (argparse reads ``--sand`` as ``--sandbox``)."""
+    return name in options or (name.startswith("--") and len(name) > 2 and any(o.startswith(name) for o in options))
+
+
+def _setting_for(option: str) -> str | None:
+    """The setting an option kie-mcp does not take stands for: KIE_API_KEY for one named like a secret (``--api-key``,
+    ``--token``, ``-k``), else the setting of its name (``--workspace``: KIE_WORKSPACE, ``--log-level``:
+    KIE_LOG_LEVEL) or of a name as like it as a typo is (``--workspace-dir``); None for any other (``--port``)."""
+    import difflib
+
+    if _SECRET_OPTION.search(option):
+        return "KIE_API_KEY"
+    word = option.lstrip("-").upper().replace("-", "_")
+    named = word if word.startswith("KIE_") else f"KIE_{word}"
+    close = difflib.get_close_matches(named, KNOWN_SETTINGS, n=1, cutoff=TYPO_LIKENESS)
+    return close[0] if close else None
+
+
+def _refuse(refused: ArgumentsRefused, given: list[str], notes: list[str]) -> NoReturn:
     """argparse's usage and its refusal on stderr, and exit 2 (a person at a terminal, or a command other than
     serving), never with a secret in it: argparse repeats what it refuses (``unrecognized arguments: --api-key=<key>``,
     ``invalid choice: '<key>'``, ``unrecognized arguments: -k hunter2.x``), so where its words repeat a secret
@@ -90,7 +139,8 @@ def _refuse(refused: ArgumentsRefused, given: list[str]) -> NoReturn:
     ``xai-...``, and so a long name such as ``Marketing_Campaign_2025`` too) read ``<not shown>``: the refusal
     exits, so hiding a name costs only its echo, where echoing a token leaks it into a terminal's scrollback or a CI
     log. What is printed goes through ``redact``, which also knows a credential by its shape (``Bearer <token>``,
-    ``sk-...``). Arguments it does not know, or a secret, get where settings go."""
+    ``sk-...``). Arguments it does not know, a value for an option that takes none, or a secret, get where settings
+    go, after ``notes`` (``_option_notes``: each option it does not take, and the setting it stands for)."""
     secrets = _secrets_registered(given)
     message = refused.message
     if any(_repeats(message, part) for part in secrets):
@@ -98,8 +148,15 @@ def _refuse(refused: ArgumentsRefused, given: list[str]) -> NoReturn:
     hidden = [run for run in _may_be_credentials(given) if run in message]
     for run in hidden:  # longest first: a run inside a longer one is hidden with it
         message = message.replace(run, NOT_SHOWN)
-    if secrets or hidden or refused.message.startswith("unrecognized arguments") or any(map(_ASSIGNMENT.match, given)):
-        message = f"{message.rstrip('.')}. {SETTINGS_NOT_ARGUMENTS}"
+    refusal = refused.message
+    if (
+        notes
+        or secrets
+        or hidden
+        or any(words in refusal for words in _NOT_ARGUMENTS)
+        or any(map(_ASSIGNMENT.match, given))
+    ):
+        message = " ".join([f"{message.rstrip('.')}.", *notes, SETTINGS_NOT_ARGUMENTS])
     import argparse  # a parser refused the arguments: it is loaded
 
     argparse.ArgumentParser.error(refused.parser, redact(message))
@@ -149,15 +206,17 @@ def _repeats(message: str, secret: str) -> bool:
     return any(form in message for form in (secret, secret.strip(), repr(secret)[1:-1]) if form)
 
 
-def _arguments_problem(given: list[str]) -> str:
+def _arguments_problem(given: list[str], notes: list[str]) -> str:
     """What every tool answers when a client started kie-mcp with arguments it does not take (``--sandbx``, ``mcp``,
-    ``--workspace /x``), in one line: the arguments as far as they can be shown (``_shown_arguments``), and what it
-    does take. Not argparse's words, which repeat the values. The server goes on serving, the secrets in the
-    arguments registered first (``_secrets_registered``)."""
+    ``--workspace /x``), in one line: the arguments as far as they can be shown (``_shown_arguments``), each option
+    it does not take with the setting it stands for (``notes``: ``_option_notes``), and what it does take. Not
+    argparse's words, which repeat the values. The server goes on serving, the secrets in the arguments registered
+    first (``_secrets_registered``)."""
     _secrets_registered(given)
     shown = plain(_shown_arguments(given), limit=160)
+    named = "".join(f"{note} " for note in notes)
     return (
-        f"kie-mcp was started with arguments it does not take, {shown}. "
+        f"kie-mcp was started with arguments it does not take, {shown}. {named}"
         "To serve it takes none, or --sandbox to serve against the built-in KIE simulator (no key, no credits); "
         "serve or stdio may come first. Settings go in the env block (KIE_WORKSPACE for the workspace, KIE_API_KEY "
         "for the key), not in arguments."
@@ -644,6 +703,7 @@ def _serve_simulator(port: int, speed: float, balance: float) -> int:
 
     import uvicorn
 
+    from kie_mcp.catalog.pricing import credits_text
     from kie_mcp.sandbox import SANDBOX_API_KEY, SimConfig, Simulator, create_app
 
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -662,7 +722,7 @@ def _serve_simulator(port: int, speed: float, balance: float) -> int:
         return 2
     base = f"http://127.0.0.1:{listener.getsockname()[1]}"
     print(
-        f"KIE simulator on {base} (speed x{speed:g}, {balance:g} credits). Point a KIE client at it with:\n"
+        f"KIE simulator on {base} (speed x{speed:g}, {credits_text(balance)}). Point a KIE client at it with:\n"
         f"  KIE_BASE_URL={base} KIE_UPLOAD_BASE_URL={base} KIE_API_KEY={SANDBOX_API_KEY}\n"
         f"Test controls: {base}/__sim/state, /__sim/faults, /__sim/clock/advance, ... Ctrl+C stops it.",
         file=sys.stderr,

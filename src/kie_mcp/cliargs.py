@@ -131,6 +131,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def options_at(parser: argparse.ArgumentParser, given: list[str]) -> list[frozenset[str]]:
+    """For each word of ``given``, the options of the parser that reads it (``--sandbox``, ``-h``): the top-level
+    parser's before a command, that command's after it (``--keep`` after demo, ``--port`` after sim), its action's
+    after an action (``catalog sync --model``). What an option given there is not, when it is named as one kie-mcp
+    does not take (``cli._option_notes``): ``--port`` before ``sim`` is none."""
+    reading, taken = parser, []
+    for word in given:
+        taken.append(frozenset(option for action in reading._actions for option in action.option_strings))
+        commands = next((a.choices for a in reading._actions if isinstance(a, argparse._SubParsersAction)), {})
+        if not word.startswith("-") and word in commands:
+            reading = commands[word]
+    return taken
+
+
 def offline_already(command: str) -> str:
     """Why --sandbox is refused with ``command`` (demo, sim), before it or after it."""
     return f"--sandbox does not apply to {command}: it runs offline, without KIE or a key, already"

@@ -58,7 +58,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from kie_mcp.catalog.pricing import credits_text
+from kie_mcp.catalog.pricing import credits_figure, credits_text
 from kie_mcp.redact import KEY_SHAPE, MIN_SECRET_LENGTH, other_service, redact, register_secret
 from kie_mcp.words import cut_point, plain
 
@@ -798,7 +798,7 @@ def _money_limit(
     lowest, source = min(values, key=lambda value: value[0])  # the first written of equal ones
     limit_from[name] = _place(source)
     if any(value != lowest for value, _ in values):
-        each = _by_place([(f"{value:g}", where) for value, where in values])
+        each = _by_place([(credits_figure(value), where) for value, where in values])
         notes.append(
             f"The {MONEY_LIMIT_WORDS[name]} in force is {credits_text(lowest)}, from {_place(source)}: {name} is set "
             f"to different values ({each}), and the lowest applies."
@@ -819,7 +819,7 @@ def _ignored_raises_note(
     all of them: one line in the start-up log."""
     names = list(dict.fromkeys(name for name, _, _ in raises))
     one = len(names) == 1
-    each = _by_place([(f"{name}={value:g}", where) for name, value, where in raises])
+    each = _by_place([(f"{name}={credits_figure(value)}", where) for name, value, where in raises])
     beside = key_from != ENV_BLOCK and key_from in trusted
     only = (
         f"in the client's env block or in {key_from}, the .env that holds the API key in use"

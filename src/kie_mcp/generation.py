@@ -28,6 +28,7 @@ from kie_mcp.catalog.pricing import (
     FAR_FROM_TABLE,
     LIVE_ONLY,
     PLUS_OUTPUT,
+    credits_figure,
     credits_text,
     input_to_measure,
     usd_text,
@@ -1661,7 +1662,7 @@ def unknown_cost(p: Plan, *, refused: bool = False) -> str:
     that figure and what KIE may charge instead. ``refused``: a cap refuses it (an estimate says why), so nothing is
     reserved, and the figure is what it would count."""
     counted = "would be counted" if refused else "reserved"
-    reserved = f"{p.reserved:g} {counted} against today's cap, about {usd_text(usd(p.reserved))}"
+    reserved = f"{credits_figure(p.reserved)} {counted} against today's cap, about {usd_text(usd(p.reserved))}"
     if p.estimate is not None:
         limit = (
             f"may charge up to {p.most:g} (the longest input the field takes); {reserved}"
@@ -2316,7 +2317,8 @@ def cost_line(rt: Runtime, p: Plan, records: list[TaskRecord], by: ApprovedBy, e
     request nothing, whatever their own record says; the line said "120 credits quoted and reserved ... KIE's charge
     is recorded as each task ends" beside "nothing new was started or charged"."""
     how = {
-        "auto": f"auto-approved: at or under KIE_AUTO_APPROVE_CREDITS={rt.settings.auto_approve_credits:g}",
+        "auto": "auto-approved: at or under "
+        f"KIE_AUTO_APPROVE_CREDITS={credits_figure(rt.settings.auto_approve_credits)}",
         "elicitation": "approved in the confirmation form",
         "quote": "approved with its quote",
     }[by]
@@ -2368,7 +2370,8 @@ def _made_cost(p: Plan, made: list[TaskRecord], *, others: bool) -> tuple[str, s
         unreported = UNREPORTED_SANDBOX if all(r.sandbox for r in running) else UNREPORTED_CHARGE
         kept, tail = ("counted", unreported) if ended else ("reserved", PENDING_CHARGE)
         if counted > quoted + 1e-9:  # KIE was seen charging more than its list: the higher figure is what counts
-            return f"{credits_text(quoted)} quoted; {counted:g} {kept} ({p.price.counted_why}){them}", tail
+            counted_text = f"{credits_figure(counted)} {kept} ({p.price.counted_why})"
+            return f"{credits_text(quoted)} quoted; {counted_text}{them}", tail
         return f"{credits_text(quoted)} quoted and {kept}{them}", tail
     reserved = sum(priced(r.credits_reserved) or 0.0 for r in running)
     if ended:  # KIE reported no charge, and none could be measured (a note says why): the reservation stays

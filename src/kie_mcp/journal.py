@@ -370,7 +370,18 @@ def unavailable_reason(workspace: Path, err: BaseException) -> str:
         fix = storage_fix(err, "restart the server")
     else:
         fix = f"Make {workspace} a writable folder (or set KIE_WORKSPACE to one), then restart the server."
-    return f"kie-mcp cannot use its journal in {folder} ({type(err).__name__}: {err}). {keeps} {fix} Nothing was spent."
+    why = _why_unwritable(err, workspace)
+    return f"kie-mcp cannot use its journal in {folder} ({why}). {keeps} {fix} Nothing was spent."
+
+
+def _why_unwritable(err: BaseException, workspace: Path) -> str:
+    """Why the journal could not be made or opened: a folder on a read-only disk (EROFS) said so in plain words, the
+    folder named; any other error as it came. The journey: the answer said "(OSError: [Errno 30] Read-only file
+    system: '/x/sandbox')"."""
+    if isinstance(err, OSError) and err.errno == errno.EROFS:
+        where = os.fsdecode(err.filename) if err.filename else str(workspace)
+        return f"{where} is read-only: it is on a read-only disk, where nothing can be written"
+    return f"{type(err).__name__}: {err}"
 
 
 def in_use_reason(path: Path) -> str:

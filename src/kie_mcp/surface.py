@@ -49,7 +49,7 @@ from kie_mcp.catalog import (
     WithdrawnModelError,
     usd,
 )
-from kie_mcp.catalog.pricing import TypicalPrice, credits_text, typical_prices, usd_text
+from kie_mcp.catalog.pricing import TypicalPrice, credits_figure, credits_text, typical_prices, usd_text
 from kie_mcp.catalog.tables import (
     Offer,
     model_document,
@@ -1603,8 +1603,9 @@ async def _estimate(rt: Runtime, plan: gen.Plan, *, can_ask: bool) -> EstimateRe
         *plan.notes,
         f"Breakdown: {quote.breakdown.rstrip('.')}. Price source: {quote.price_source}.",
         *([f"Price note: {quote.note.rstrip('.')}."] if quote.note else []),
-        f"Spent today: {credits_text(spent)}; {left:g} left of the {rt.ledger.caps.per_day:g} per day (per call at "
-        f"most {rt.ledger.caps.per_call:g}).",
+        f"Spent today: {credits_text(spent)}; {credits_figure(left)} left of the "
+        f"{credits_figure(rt.ledger.caps.per_day)} per day (per call at most "
+        f"{credits_figure(rt.ledger.caps.per_call)}).",
         gen.settings_text(plan) + ".",
         # Over a cap the quote approves nothing (generating with it is refused): the cap's message says what would
         # let the request through, as the generate call would

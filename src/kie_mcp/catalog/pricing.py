@@ -166,8 +166,8 @@ def price_input(spec: ModelSpec, wire: Mapping[str, Any], measured: Mapping[str,
                 seconds, how = length
                 scale = seconds
                 text = (
-                    f"{_fmt(rate.credits)} credits/s x {_secs(seconds)} s ({how}, not rounded: KIE documents no "
-                    f"rounding to whole seconds; {condition})"
+                    f"{credits_figure(rate.credits)} credits/s x {_secs(seconds)} s ({how}, not rounded: KIE "
+                    f"documents no rounding to whole seconds; {condition})"
                 )
             elif billed is not None or seconds_field not in wire:  # a length the request does not state: no guess
                 what = billed or seconds_field.replace("_", " ")
@@ -189,14 +189,14 @@ def price_input(spec: ModelSpec, wire: Mapping[str, Any], measured: Mapping[str,
             else:
                 seconds = float(wire[seconds_field])
                 scale = seconds
-                text = f"{_fmt(rate.credits)} credits/s x {_fmt(seconds)} s ({condition})"
+                text = f"{credits_figure(rate.credits)} credits/s x {credits_figure(seconds)} s ({condition})"
         else:
             scale = 1.0
             text = f"{credits_text(rate.credits)} per {table.unit} ({condition})"
         count = 1.0
         if table.count_field and table.count_field in wire:
             count = float(wire[table.count_field])
-            text += f" x {_fmt(count)} outputs ({table.count_field})"
+            text += f" x {credits_figure(count)} outputs ({table.count_field})"
         credits = rate.credits * scale * count  # the seconds billed and outputs made scale a charge seen likewise
         seen = None if rate.up_to_source is None else spec.source_of(rate.up_to_source)
         up_to = None if rate.up_to is None else round(rate.up_to * scale * count, 4)
@@ -267,7 +267,8 @@ def _measured_length(
     if output is None:
         return None
     what = billed.removesuffix(PLUS_OUTPUT)
-    return round(length + output, 3), f"{_secs(length)} s measured length of {what} + {_fmt(output)} s of output"
+    measured = f"{_secs(length)} s measured length of {what} + {credits_figure(output)} s of output"
+    return round(length + output, 3), measured
 
 
 def _secs(seconds: float) -> str:
@@ -285,13 +286,17 @@ def usd(credits: float) -> float:
     return round(credits * USD_PER_CREDIT, 4)
 
 
-def _fmt(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+def credits_figure(value: float) -> str:
+    """A figure of credits as every answer writes one, without its word: '1000000', '4.8', '0.35'; never '1e+06',
+    which ``:g`` makes of a million (a cap, a day's spend, a balance)."""
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:g}" if abs(value) < 1e5 else f"{value:.2f}".rstrip("0").rstrip(".")
 
 
 def credits_text(value: float) -> str:
     """'1 credit', '0 credits', '4.8 credits': a figure of credits with its word, never '1 credits'."""
-    return f"{_fmt(value)} {'credit' if value == 1 else 'credits'}"
+    return f"{credits_figure(value)} {'credit' if value == 1 else 'credits'}"
 
 
 # -- typical outputs: what people compare (issue 12) -------------------------------------------------------------

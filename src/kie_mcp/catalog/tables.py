@@ -10,7 +10,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .pricing import ItemPrice, TypicalPrice, credits_text, price_input, source_text, typical_prices, usd_text
+from .pricing import (
+    ItemPrice,
+    TypicalPrice,
+    credits_figure,
+    credits_text,
+    price_input,
+    source_text,
+    typical_prices,
+    usd_text,
+)
 from .registry import Catalog, load_catalog
 from .spec import ModelSpec
 
@@ -81,7 +90,8 @@ def price_summary(spec: ModelSpec, live: LiveCatalog | None = None) -> str:
     credits = sorted({now for now, _, _ in rates if now is not None})
     if not credits:
         return "price unknown (KIE's live price list has no usable price for it)"
-    span = credits_text(credits[0]) if len(credits) == 1 else f"{_fmt(credits[0])}-{_fmt(credits[-1])} credits"
+    low, high = credits_figure(credits[0]), credits_figure(credits[-1])
+    span = credits_text(credits[0]) if len(credits) == 1 else f"{low}-{high} credits"
     assert spec.price is not None
     unit = spec.kind if spec.price.count_field and spec.price.unit == "task" else spec.price.unit
     notes = []
@@ -137,11 +147,17 @@ def typical_text(prices: Sequence[TypicalPrice]) -> str:
     if not prices:
         return ""
     cells = ", ".join(
-        f"{p.output.removesuffix(' clip')} {usd_text(p.usd)} ({_fmt(p.credits)} cr"
-        + (f"; {_fmt(p.counted)} counted)" if p.counted is not None else ")")
+        f"{_output_words(p.output)} {usd_text(p.usd)} ({credits_figure(p.credits)} cr"
+        + (f"; {credits_figure(p.counted)} counted)" if p.counted is not None else ")")
         for p in prices
     )
     return f"{cells} at {prices[0].settings}" if prices[0].settings else cells
+
+
+def _output_words(output: str) -> str:
+    """A typical output as the cells name it: a clip by its length alone ('5 s clip': '5 s'); '1 clip' (a model that
+    sets its own length: an extend, an upscale, Hailuo Pro) and '1 image' as they are, never a bare '1'."""
+    return output.removesuffix(" clip") if output.endswith(" s clip") else output
 
 
 def model_table_markdown(offer: Offer | None = None) -> str:
@@ -153,9 +169,10 @@ def model_table_markdown(offer: Offer | None = None) -> str:
         "which of KIE's price lists each is from, and of when (kie-mcp's dated snapshot, or KIE's live list once "
         "read); estimate_cost gives the exact price of a request. *Typical output* is one image (and what a request "
         "makes by default, when that is several), or a 5 s and an 8 s clip (the model's own length when it offers "
-        "neither), at the model's default settings, with what the caps count when that is more (\"30 cr; 60 "
-        'counted": KIE was seen charging more, may charge more than its list price for the request (a picture '
-        "given as a link, every picture a layer decomposition returns), or its live list is below kie-mcp's "
+        'neither; "1 clip" when it sets the length itself), at the model\'s default settings, with what the caps '
+        'count when that is more ("30 cr; 60 counted": KIE was seen charging more, may charge more than its list '
+        "price for the request (a picture given as a link, every picture a layer decomposition returns), or its live "
+        "list is below kie-mcp's "
         "catalogue); blank when the price depends on an input's length or KIE publishes none.",
         "",
         names_text(offer.catalog),
@@ -241,10 +258,6 @@ def model_table_json(offer: Offer | None = None) -> str:
     offer = offer or Offer()
     models = [model_document(spec, offer) for spec in offer.models()]
     return json.dumps({"models": models, "withdrawn": offer.withdrawn()}, indent=2)
-
-
-def _fmt(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 START, END = "<!-- models:start -->", "<!-- models:end -->"

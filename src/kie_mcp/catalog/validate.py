@@ -223,7 +223,10 @@ def _fit_script_to_rules(
             base[name] = value
             if _norm(without.get(name)) != _norm(value):
                 why = f" {scripted.why}" if scripted.why else ""
-                scripted.notes.append(f"Sent {name}={plain(value)} with the script.{why} Set options.{name} to choose.")
+                scripted.notes.append(  # an estimate sends nothing: said of the create, whenever it is sent
+                    f"{name}={plain(value)} is sent with the create, as the request has a script.{why} Set "
+                    f"options.{name} to choose."
+                )
     target = spec.field_for_arg("duration")
     if target is None or not scripted.durations or target.name not in given:
         return apply_defaults(spec, base), None

@@ -17,7 +17,7 @@ import anyio
 
 from kie_mcp import exposure
 from kie_mcp.catalog import usd
-from kie_mcp.catalog.pricing import credits_text, usd_text
+from kie_mcp.catalog.pricing import credits_figure, credits_text, usd_text
 from kie_mcp.config import Settings, no_key_advice
 from kie_mcp.kie import KieError
 from kie_mcp.media import saved
@@ -62,12 +62,14 @@ async def account(rt: Runtime) -> Account:
             None,
             [
                 head,
-                f"Spent today through kie-mcp: {spent:g}"
+                f"Spent today through kie-mcp: {credits_figure(spent)}"
                 + (
-                    f", {held:g} of it held for uploads under way (given back if their requests fail)." if held else "."
+                    f", {credits_figure(held)} of it held for uploads under way (given back if their requests fail)."
+                    if held
+                    else "."
                 ),
-                f"Caps: {s.max_credits_per_call:g} per call{_set_in(s.max_credits_per_call_from)}, "
-                f"{s.max_credits_per_day:g} per day{_set_in(s.max_credits_per_day_from)}.",
+                f"Caps: {credits_figure(s.max_credits_per_call)} per call{_set_in(s.max_credits_per_call_from)}, "
+                f"{credits_figure(s.max_credits_per_day)} per day{_set_in(s.max_credits_per_day_from)}.",
                 approving or "Every spend is confirmed.",
                 "On clients that show forms, only in the form (KIE_APPROVAL=form)." if s.approval == "form" else "",
                 "SANDBOX: simulated account." if s.sandbox else "",

@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 
-from kie_mcp.catalog.pricing import credits_text
+from kie_mcp.catalog.pricing import credits_figure, credits_text
 from kie_mcp.journal import CLOCKS, JOURNAL_ERRORS, UNSENT_DOWN, Journal, JournalUnavailable
 from kie_mcp.processes import owner_gone, this_process
 from kie_mcp.words import plain
@@ -159,9 +159,9 @@ def check_caps(
     if total is None and amount <= 0:
         raise SpendRefused(
             "This request has no price known before it runs, so it needs credits reserved against the caps, and "
-            f"the per-call cap of {caps.per_call:g} (KIE_MAX_CREDITS_PER_CALL) leaves nothing to reserve. Nothing was "
-            "spent. Choose a model or settings with a known price (estimate_cost shows it), or have the user "
-            f"{raise_cap(PER_CALL, caps.per_call_from)}."
+            f"the per-call cap of {credits_figure(caps.per_call)} (KIE_MAX_CREDITS_PER_CALL) leaves nothing to "
+            "reserve. Nothing was spent. Choose a model or settings with a known price (estimate_cost shows it), or "
+            f"have the user {raise_cap(PER_CALL, caps.per_call_from)}."
         )
     what = (
         f"costs {credits_text(total)}"
@@ -169,11 +169,11 @@ def check_caps(
         else f"has no price known before it runs, so up to {credits_text(amount)} are reserved for it"
     )
     if total is not None and listed is not None and listed < total:
-        what = f"costs {credits_text(listed)} by KIE's list ({total:g} counted: {counted_why})"
+        what = f"costs {credits_text(listed)} by KIE's list ({credits_figure(total)} counted: {counted_why})"
     weighed = total if ceiling is None else ceiling  # what max_credits is weighed against (``Plan.ceiling_weighed``)
     over_ceiling = weighed is not None and max_credits is not None and weighed > max_credits
     if total is not None and total > caps.per_call and not (over_ceiling and max_credits <= caps.per_call):
-        also = f" (and over the max_credits of {max_credits:g} given with it)" if over_ceiling else ""
+        also = f" (and over the max_credits of {credits_figure(max_credits)} given with it)" if over_ceiling else ""
         todo = (
             "Ask for one variation per call: a price only KIE's live list gives counts the whole per-call cap for "
             "each task, so raising KIE_MAX_CREDITS_PER_CALL does not let several through."
@@ -182,26 +182,26 @@ def check_caps(
             f"{raise_cap(PER_CALL, caps.per_call_from)}."
         )
         raise SpendRefused(  # the per-call cap is the tighter limit: the one to name
-            f"This request {what}, over the per-call cap of {caps.per_call:g} (KIE_MAX_CREDITS_PER_CALL){also}. "
-            f"Nothing was spent. {todo}"
+            f"This request {what}, over the per-call cap of {credits_figure(caps.per_call)} "
+            f"(KIE_MAX_CREDITS_PER_CALL){also}. Nothing was spent. {todo}"
         )
     if over_ceiling:
         assert max_credits is not None
         raise SpendRefused(
-            f"This request {what}, over the max_credits of {max_credits:g} given with it. Nothing was spent. "
-            "Raise max_credits, or ask for fewer variations, a lower resolution or a cheaper model."
+            f"This request {what}, over the max_credits of {credits_figure(max_credits)} given with it. Nothing was "
+            "spent. Raise max_credits, or ask for fewer variations, a lower resolution or a cheaper model."
         )
     if spent_today + amount > caps.per_day:
         left = max(caps.per_day - spent_today, 0)
         held = min(max(held() if callable(held) else held, 0.0), spent_today)
         counted = (
-            f"{spent_today - held:g} spent today, {held:g} held for uploads under way: given back if their requests "
-            "send nothing, so the cap may have room again in a few minutes"
+            f"{credits_figure(spent_today - held)} spent today, {credits_figure(held)} held for uploads under way: "
+            "given back if their requests send nothing, so the cap may have room again in a few minutes"
             if held
-            else f"{spent_today:g} spent today"
+            else f"{credits_figure(spent_today)} spent today"
         )
         raise SpendRefused(
-            f"This request {what} but only {left:g} of today's cap of {caps.per_day:g} "
+            f"This request {what} but only {credits_figure(left)} of today's cap of {credits_figure(caps.per_day)} "
             f"(KIE_MAX_CREDITS_PER_DAY) are left ({counted}). Nothing was spent. The cap resets at "
             f"{_resets(resets, 'midnight')}; the user can {raise_cap(PER_DAY, caps.per_day_from)}."
         )
@@ -213,11 +213,14 @@ def over_cap_words(spent: float, caps: Caps, overcharged: float) -> str:
     is still within this cap, KIE charged more than was quoted. Otherwise this cap is lower than the one the spend
     was let in under (lowered since, or another kie-mcp server on this workspace with a higher cap): no fault of
     KIE's. Where the cap in force was written is named when it is known (``Caps.per_day_from``)."""
-    head = f"Today's spend through kie-mcp ({credits_text(spent)}) is already over the daily cap of {caps.per_day:g}"
+    head = (
+        f"Today's spend through kie-mcp ({credits_text(spent)}) is already over the daily cap of "
+        f"{credits_figure(caps.per_day)}"
+    )
     if overcharged > 0 and spent - overcharged <= caps.per_day:
         return f"{head} (KIE_MAX_CREDITS_PER_DAY), because KIE charged more than was quoted."
     where = f", set in {caps.per_day_from}" if caps.per_day_from else ""
-    also = f" KIE also charged {overcharged:g} more than was quoted." if overcharged > 0 else ""
+    also = f" KIE also charged {credits_figure(overcharged)} more than was quoted." if overcharged > 0 else ""
     return (
         f"{head} in force (KIE_MAX_CREDITS_PER_DAY{where}): that spend was let in under a higher daily cap (this "
         f"one was lowered since, or another kie-mcp server on this workspace has a higher one).{also}"
@@ -275,26 +278,27 @@ def _check_unknown(
     )
     if least > 0 and max_credits is not None and max_credits < least and max_credits <= caps.per_call:
         raise SpendRefused(
-            f"{what}, over the max_credits of {max_credits:g} given with it. Nothing was spent. Pass a max_credits "
-            f"of at least {least:g}, or ask for fewer variations or a shorter output."
+            f"{what}, over the max_credits of {credits_figure(max_credits)} given with it. Nothing was spent. Pass a "
+            f"max_credits of at least {credits_figure(least)}, or ask for fewer variations or a shorter output."
         )
     if least > caps.per_call:
         raise SpendRefused(
-            f"{what}, over the per-call cap of {caps.per_call:g} (KIE_MAX_CREDITS_PER_CALL). Nothing was spent. Ask "
-            f"for fewer variations or a shorter output, or have the user {raise_cap(PER_CALL, caps.per_call_from)}."
+            f"{what}, over the per-call cap of {credits_figure(caps.per_call)} (KIE_MAX_CREDITS_PER_CALL). Nothing was "
+            "spent. Ask for fewer variations or a shorter output, or have the user "
+            f"{raise_cap(PER_CALL, caps.per_call_from)}."
         )
     if most is not None and max_credits is not None and max_credits < most and max_credits <= caps.per_call:
         raise SpendRefused(
             f"This request has no price known before it runs, and KIE may charge up to {credits_text(most)} for it, "
-            f"over the max_credits of {max_credits:g} given with it"
+            f"over the max_credits of {credits_figure(max_credits)} given with it"
             + (f": {most_why.rstrip('.')}." if most_why else ".")
-            + f" Nothing was spent. Pass a max_credits of at least {most:g}, or ask for fewer variations or a shorter "
-            "output."
+            + f" Nothing was spent. Pass a max_credits of at least {credits_figure(most)}, or ask for fewer variations "
+            "or a shorter output."
         )
     if most is None and tasks > 1 and caps.per_call > 0:
         raise SpendRefused(
             f"This request has no price known before it runs and nothing bounds what KIE charges for each of its "
-            f"{tasks} variations, so each counts the whole per-call cap of {caps.per_call:g} "
+            f"{tasks} variations, so each counts the whole per-call cap of {credits_figure(caps.per_call)} "
             f"(KIE_MAX_CREDITS_PER_CALL): {credits_text(caps.per_call * tasks)} in all, over that cap. Nothing was "
             "spent. Ask for one variation per call (each call is then held to the cap, and counted against the daily "
             "cap), or choose a model or settings with a known price (estimate_cost shows it). Raising "
@@ -303,7 +307,8 @@ def _check_unknown(
     if most is not None and most > caps.per_call:
         raise SpendRefused(
             f"This request has no price bound before it runs, and KIE may charge up to {credits_text(most)} for it, "
-            f"over the per-call cap of {caps.per_call:g} (KIE_MAX_CREDITS_PER_CALL), which could then not hold"
+            f"over the per-call cap of {credits_figure(caps.per_call)} (KIE_MAX_CREDITS_PER_CALL), which could then "
+            "not hold"
             + (f": {most_why}" if most_why else ".")
             + " Nothing was spent. Ask for fewer variations, or have the user "
             + f"{raise_cap(PER_CALL, caps.per_call_from)}."
@@ -319,8 +324,8 @@ def check_balance(total: float | None, balance: float) -> None:
         )
     if total is not None and balance < total:
         raise SpendRefused(
-            f"The KIE account has {credits_text(balance)}; this request needs {total:g}. Nothing was spent. "
-            "Top up at https://kie.ai/pricing or choose a cheaper request."
+            f"The KIE account has {credits_text(balance)}; this request needs {credits_figure(total)}. Nothing was "
+            "spent. Top up at https://kie.ai/pricing or choose a cheaper request."
         )
 
 
