@@ -472,3 +472,28 @@ def test_a_request_reusing_the_id_of_one_still_running_is_refused_and_the_first_
     wire.send(json.dumps({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "list_tasks"}}))
     assert wire.answer(9)["result"]["structuredContent"]["total"] == 0
     assert not CREATE_PATHS & set(_kie_requests(simulator_process))
+
+
+@pytest.mark.stdio
+def test_initialized_after_a_refused_initialize_opens_nothing_and_a_valid_initialize_still_can(wire, simulator_process):
+    """The audit: an initialize refused (no ``capabilities``: -32602) and then ``notifications/initialized`` opened the
+    connection: a generate_image was served (its quote) with no protocol version agreed. The notification is ignored
+    until an initialize succeeded, said on stderr; requests are still told to send initialize first, and a valid
+    initialize then opens the connection as it would have at the start."""
+    refused = {"protocolVersion": "2025-11-25", "clientInfo": {"name": "raw", "version": "1"}}
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": refused}))
+    assert wire.answer(0)["error"]["code"] == INVALID_PARAMS
+    wire.send('{"jsonrpc": "2.0", "method": "notifications/initialized"}')
+    call = {"name": "generate_image", "arguments": {"prompt": "an apple"}}
+    before = _kie_requests(simulator_process)
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call}))
+    error = wire.answer(1)["error"]
+    assert error["code"] == INVALID_PARAMS, error
+    assert "this connection has not been initialized" in error["message"], error
+    assert error["data"]["send_first"] == "initialize", error
+    warned = wire.warnings(1, "notifications/initialized")
+    assert len(warned) == 1 and "WARNING" in warned[0] and "no initialize has succeeded" in warned[0], warned
+    wire.handshake()  # accepted: the refused one opened nothing
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "check_credits"}}))
+    assert "result" in wire.answer(2)
+    assert not CREATE_PATHS & set(_kie_requests(simulator_process)[len(before) :])

@@ -303,7 +303,8 @@ class _Server(MCPServer):
       and the model and task templates' ids (``completions``).
     - Every error answer, and a workflow's plan, leaves redacted (``_answered_without_secrets``); ``prompts/get``
       takes a number given for an argument as its text; a request before ``initialize`` is told what to send first;
-      a cursor to a listing that is never paged is refused; a second initialize is refused, changing nothing; a tool's
+      a cursor to a listing that is never paged is refused; a second initialize is refused, changing nothing; an
+      initialized notification before any initialize succeeded is ignored; a tool's
       answer to a client of 2024-11-05 or 2025-03-26 goes without resource links (its revision has none).
     - A tool's description is its docstring without the source's indentation (``add_tool``).
     - A tool's own error (its ``ToolError``, a resolver's) reaches the client in its words, without the SDK's
@@ -846,9 +847,12 @@ async def _answered_without_secrets(
     (``BEFORE_INITIALIZE``) says to send initialize first, or the 2026-07-28 envelope (``_initialize_first``); a cursor
     given to a listing that is never paged (``NEVER_PAGED``) is refused, where the SDK listed the first page for any. A
     second initialize on a connection is refused (``_initialized_once``), where the SDK took its protocol version and
-    capabilities. A tool's answer to a client of a revision before ``RESOURCE_LINKS_SINCE`` leaves without its resource
-    links (``_for_revision``)."""
+    capabilities; a ``notifications/initialized`` before any initialize succeeded is ignored
+    (``_before_any_initialize``), where the SDK took it for the handshake's end. A tool's answer to a client of a
+    revision before ``RESOURCE_LINKS_SINCE`` leaves without its resource links (``_for_revision``)."""
     method = ctx.method
+    if method == "notifications/initialized" and _before_any_initialize(ctx):
+        return None
     plan = method == "prompts/get"
     try:
         if method == UNREADABLE_METHOD:  # here, not as a handler: also answered before the handshake ends
@@ -916,6 +920,22 @@ def _for_revision(result: Any, version: str) -> Any:
         block for block in result["content"] if not (isinstance(block, dict) and block.get("type") == "resource_link")
     ]
     return {**result, "content": content} if len(content) != len(result["content"]) else result
+
+
+def _before_any_initialize(ctx: ServerRequestContext[Any, Any]) -> bool:
+    """Whether ``notifications/initialized`` came on a handshake-era connection where no initialize has succeeded (none
+    sent, or each refused): then it is ignored, said on stderr. The SDK took it as the handshake's end and served every
+    request after it, with no protocol version agreed and no capabilities declared (a generate_image answered with a
+    quote, no form). A 2026-07-28 connection has no handshake: its notification is left as the SDK takes it."""
+    from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+    if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS or ctx.session.client_params is not None:
+        return False
+    log.warning(
+        "notifications/initialized came, but no initialize has succeeded on this connection: ignored; requests are "
+        "refused until an initialize succeeds"
+    )
+    return True
 
 
 def _initialized_once(ctx: ServerRequestContext[Any, Any]) -> None:
