@@ -28,6 +28,7 @@ SCRIPTS = [
         ["sim MB/s", "files left in the folder after the runs: 0"],
     ),
     (["bench_gallery.py", "--results", "40", "--repeats", "1"], ["full rebuild", "kept: newest"]),
+    (["bench_model_tables.py", "--rounds", "1"], ["before: every read rendered", "now: kept"]),
     (["bench_pacing.py", "--count", "5"], ["old (stamp at grant", "new (held to answer", "429 answers"]),
     (["bench_polling.py", "400"], ["old (per call)", "follower, alone", "5-minute Veo video: follower"]),
     (["bench_redact.py", "--rounds", "50"], ["every pattern", "whole forms", "kie-mcp"]),

@@ -28,6 +28,7 @@ from .test_task_views import journaled, task
 
 MODEL = ResourceTemplateReference(uri="kie://models/{+model_id}")
 TASK = ResourceTemplateReference(uri="kie://tasks/{task_id}")
+PAGES = ResourceTemplateReference(uri="kie://outputs/{session}/index.html")
 
 
 async def _values(client: Client, ref: Any, name: str, value: str = "", **given: str) -> CompleteResult:
@@ -293,6 +294,56 @@ async def test_a_picture_argument_offers_from_a_linked_outputs_folder_only_what_
     finally:
         shutil.rmtree(chosen)
     assert offered.values == [hero], offered
+
+
+async def test_an_aspect_ratio_argument_completes_to_exactly_the_ratios_the_workflow_takes(connect):
+    """The audit: ugc_product_selfie's aspect_ratio was offered nothing. It offers the ratios its models make (those
+    KIE sells), its default 9:16 first; each renders the workflow, and a ratio not offered is refused by it."""
+    selfie = _prompt("ugc_product_selfie")
+    given = {"creator_image": "references/maya.png", "product_image": "references/bottle.png", "setting": "a car"}
+    async with connect() as client:
+        every = (await _values(client, selfie, "aspect_ratio")).completion
+        nine = (await _values(client, selfie, "aspect_ratio", "9")).completion
+        rendered = [await _renders(client, "ugc_product_selfie", {**given, "aspect_ratio": r}) for r in every.values]
+        odd = await _renders(client, "ugc_product_selfie", {**given, "aspect_ratio": "7:3"})
+    assert every.values[0] == "9:16" and {"4:5", "1:1", "16:9"} <= set(every.values), every.values
+    assert "9:21" in every.values  # GPT Image 2's alone: the plan writes its call for that model only
+    assert every.total == len(every.values) and every.has_more is False
+    assert nine.values == ["9:16", "9:21"], nine.values
+    assert all(rendered) and not odd
+
+
+async def _saved_in(client: Client, session: str) -> str:
+    """An image made in ``session``: the name of its session folder (its gallery page written by the save)."""
+    made = await client.call_tool(
+        "generate_image", {"model": "nano-banana-2", "prompt": "a pear", "session": session, "wait_seconds": 30}
+    )
+    [saved] = made.structured_content["tasks"][0]["files"]
+    return saved.split("/")[1]
+
+
+async def test_a_session_page_completes_to_the_session_folders_with_a_gallery_page(connect, tmp_path):
+    """The audit: ``kie://outputs/{session}/index.html`` offered nothing, though a read by the session's name alone
+    is not found (folders are named ``<date>-<session>``). Its ``session`` offers the session folders of outputs/
+    whose page kie-mcp wrote, newest first, matched by the folder's name or the session's; each reads. Never a folder
+    without such a page (the user's own page, none at all), one that is not a session folder, or a path."""
+    outputs = tmp_path / "outputs"
+    (outputs / "2020-01-01-mine").mkdir(parents=True)
+    (outputs / "2020-01-01-mine" / "index.html").write_text("<html>my own page</html>")
+    (outputs / "2020-01-02-empty").mkdir()
+    (outputs / "holiday").mkdir()
+    async with connect(elicitation=answering()) as client:
+        serum = await _saved_in(client, "serum-showcase")
+        older = await _saved_in(client, "sage-selfie")
+        (outputs / older).rename(outputs / f"2021-03-04-{older[11:]}")
+        older = f"2021-03-04-{older[11:]}"
+        every = (await _values(client, PAGES, "session")).completion
+        by_session = (await _values(client, PAGES, "session", "SERUM")).completion
+        by_day = (await _values(client, PAGES, "session", "2021")).completion
+        pages = [(await client.read_resource(f"kie://outputs/{name}/index.html")).contents[0] for name in every.values]
+    assert every.values == [serum, older] and every.total == 2 and every.has_more is False, every
+    assert by_session.values == [serum] and by_day.values == [older]
+    assert all(page.mime_type == "text/html" and "kie-mcp" in page.text for page in pages)
 
 
 async def test_other_workflow_arguments_get_no_values(connect):

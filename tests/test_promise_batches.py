@@ -6,7 +6,8 @@ removed them. The SDK's stdio reader drops a list without an answer, so the line
 id, on a line of its own (the SDK writes one message a line; JSON-RPC's batch answer is a SHOULD); under later
 revisions each is answered with an error saying batches are gone, and nothing of it runs. A batch line that is not
 JSON (cut short) is answered with a Parse error with no id (MCP 2025-11-25 and later), or under id null, as JSON-RPC
-2.0 answers it (2025-06-18 and before, whose schema requires an id).
+2.0 answers it (2025-06-18 and before, whose schema requires an id); an empty batch, and each element that is no
+object, with an Invalid Request the same way.
 """
 
 from __future__ import annotations
@@ -140,15 +141,41 @@ def test_an_initialize_in_a_batch_is_refused_for_what_it_is(wire):
 
 
 @pytest.mark.stdio
-def test_a_list_with_nothing_to_answer_is_said_on_stderr(wire):
-    _handshake(wire, "2025-03-26")
+@pytest.mark.parametrize("version", ["2025-03-26", "2025-11-25"])
+def test_an_empty_batch_and_each_element_that_is_no_object_are_answered_with_an_invalid_request_with_no_id(
+    wire, simulator_process, version
+):
+    """The audit: ``[]`` and a batch of numbers got no answer, a warning on stderr only, and a batch with one such
+    element beside a request dropped that request too. JSON-RPC 2.0 answers an empty batch with one Invalid Request
+    (-32600), and each element that is no object with one, their id null: left out where MCP's revision writes it so
+    (2025-11-25), null where its schema requires an id (2025-03-26). The batch's requests are answered as ever."""
+    _handshake(wire, version)
+    left_out = version == "2025-11-25"
+    before = _kie_requests(simulator_process)
     wire.send("[]")
-    wire.send("[1, 2]")
-    wire.send(json.dumps({"jsonrpc": "2.0", "id": 3, "method": "ping"}))
-    assert wire.answer(3)["result"] == {}
-    warned = [line for line in wire.errors.read_text().splitlines() if "dropped a line" in line]
-    assert len(warned) == 2 and all("no JSON-RPC batch kie-mcp can answer" in line for line in warned), warned
-    assert "MCP never takes" not in wire.errors.read_text()
+    wire.send('[1, "two", [3]]')
+    wire.send('[{"jsonrpc":"2.0","id":15,"method":"tools/call",' + CHECK_CREDITS + "}, null]")
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 16, "method": "ping"}))
+    seen = wire.messages_until(16)
+    if not any(message.get("id") == 15 for message in seen):
+        seen.append(wire.answer(15))
+    refused = [message for message in seen if message.get("id") not in (15, 16)]
+    said = ["an empty JSON-RPC batch", "it is a number, not a message", "it is text, not", "it is a list, not"]
+    said.append("it is null, not a message")
+    assert len(refused) == len(said), seen
+    for answer, words in zip(refused, said, strict=True):
+        assert ("id" not in answer) if left_out else (answer["id"] is None), answer
+        assert answer["error"]["code"] == INVALID_REQUEST and words in answer["error"]["message"], answer
+        which = "this answer has no id" if left_out else "this answer's id is null"
+        assert which in answer["error"]["message"], answer
+    [answered] = [message for message in seen if message.get("id") == 15]
+    if left_out:  # refused where batches are gone, run where they are
+        assert "does not take" in answered["error"]["message"], answered
+    else:
+        assert "result" in answered and CREDIT in _kie_requests(simulator_process)[len(before) :], answered
+    warned = wire.warnings(5, "(-32600) with no id")
+    assert len(warned) == 5 and all("WARNING" in line for line in warned), warned
+    assert "dropped a line" not in wire.errors.read_text()
 
 
 @pytest.mark.stdio

@@ -13,6 +13,8 @@ import json
 import re
 from typing import Any
 
+import anyio
+
 from .conftest import text_of
 from .test_live_catalog import EXTRA
 from .test_live_price_floor import QUALITY_ROW
@@ -176,3 +178,46 @@ async def test_a_model_that_sets_its_own_length_is_listed_at_one_clip_never_a_ba
     bare = re.compile(r"(?:; |\| )\d+ \$")  # a count with nothing counted after it, at a typical output's start
     assert [line for line in lines.values() if bare.search(line)] == [], listing
     assert [line for line in table.splitlines() if bare.search(line)] == []
+
+
+async def test_a_read_of_the_model_tables_after_kie_changed_a_price_shows_the_new_price(
+    connect, controls, transport, tmp_path, monkeypatch
+):
+    """kie://models is rendered once and kept while the catalogue and KIE's prices stay as they are (a read rendered
+    it anew, 135-160 ms each). A price change a running server takes (here another server's sync, taken within its
+    hourly look, here 0.1 s) is in its next read of either table, as estimate_cost quotes it."""
+    from kie_mcp import runtime
+
+    monkeypatch.setattr(runtime, "CATALOG_CHECK_EVERY", 0.1)
+    await sync(transport, controls, tmp_path)
+    quoted = {"model": "nano-banana-2", "prompt": "a pear"}
+    async with connect(catalog_sync=True) as client:
+        before = (await client.read_resource("kie://models")).contents[0].text
+        again = (await client.read_resource("kie://models")).contents[0].text
+        await client.read_resource("kie://models.json")
+        await controls.post("catalog/feed", {"description": NANO_1K, "credits": 15})
+        await anyio.sleep(1.1)  # the cache's time stamps are to the second
+        await sync(transport, controls, tmp_path)  # the other writer
+        with anyio.fail_after(10):
+            while (await client.call_tool("estimate_cost", quoted)).structured_content["quote"]["credits_total"] != 15:  # noqa: ASYNC110
+                await anyio.sleep(0.1)
+        after = (await client.read_resource("kie://models")).contents[0].text
+        document = json.loads((await client.read_resource("kie://models.json")).contents[0].text)
+    assert again == before and "1 image $0.04 (8 cr) at resolution=1K" in row(before, "nano-banana-2")[6]
+    assert row(after, "nano-banana-2")[6] == "1 image $0.07 (15 cr) at resolution=1K", row(after, "nano-banana-2")
+    [nano] = [model for model in document["models"] if model["id"] == "nano-banana-2"]
+    assert nano["typical_prices"][0]["credits"] == 15
+
+
+def test_a_model_table_is_rendered_once_for_the_same_catalogue_and_prices():
+    """The text kept for an offer is served again, never rendered again; another live list (a sync's, which replaces
+    it) is rendered anew."""
+    from kie_mcp.catalog.live import LiveCatalog
+    from kie_mcp.catalog.tables import Offer, model_table_json, model_table_markdown
+
+    offer = Offer(live=LiveCatalog())
+    later = Offer(offer.catalog, offer.live.model_copy())
+    for table in (model_table_markdown, model_table_json):
+        first = table(offer)
+        assert table(offer) is first and table(Offer(offer.catalog, offer.live)) is first
+        assert table(later) == first and table(later) is not first

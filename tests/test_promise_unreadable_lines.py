@@ -11,7 +11,8 @@ null to a client of MCP 2025-06-18 or before), too. The SDK's own bare "Invalid 
 and an unknown resource's URI is repeated at most 200 characters long.
 
 The SDK's reader also takes a request whose id it cannot take (null, 1.5, true, an object, a list, and 2.0) for a
-notification, dropped in silence: each is now said on stderr, and 2.0 answered under 2. A request under the id of
+notification, dropped in silence: 2.0 is answered under 2, and each of the others with an Invalid Request with no id
+(null to a client of 2025-06-18 or before), said on stderr too. A request under the id of
 one still running took that one's place (a cancel then stopped only the newer): it is refused. A request before
 ``initialize`` is told what to send first.
 
@@ -277,15 +278,14 @@ def test_a_line_that_is_no_json_and_names_no_id_is_answered_with_a_parse_error_i
 @pytest.mark.parametrize(
     ("params", "field"),
     [
-        ({"name": "check_credits", "arguments": {}, "_meta": {"progressToken": {"a": 1}}}, "_meta.progressToken"),
-        ({"name": "check_credits", "arguments": {}, "_meta": {"progressToken": 1.5}}, "_meta.progressToken"),
-        ({"name": "check_credits", "arguments": {}, "_meta": {"progressToken": None}}, "_meta.progressToken"),
+        ({"name": "check_credits", "arguments": {}, "_meta": 5}, "params._meta"),
         (None, "params: required"),
         ({"name": 5}, "params.name: must be text"),
     ],
 )
 def test_params_the_sdk_refuses_are_refused_naming_the_field(wire, params, field):
-    """The SDK answered each with a bare "Invalid request parameters" and empty ``data``."""
+    """The SDK answered each with a bare "Invalid request parameters" and empty ``data``. (A progressToken that is no
+    text or integer no longer refuses the call: ``test_protocol``'s progress token test.)"""
     wire.handshake()
     wire.send(json.dumps({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": params}))
     error = wire.answer(9)["error"]
@@ -381,21 +381,38 @@ def test_an_unknown_method_is_repeated_at_most_200_characters_long(wire):
 
 
 @pytest.mark.stdio
-def test_a_request_whose_id_is_no_string_or_integer_is_said_on_stderr_and_never_run(wire, simulator_process):
-    """The audit: the SDK's reader takes a request whose id is null, a fraction, true, an object or a list for a
-    notification (nothing runs, nothing is answered: its caller waits for ever), and nothing was said, although an
-    unanswerable line was promised a warning. Each now gets one, naming what the id is, never the line's text."""
-    wire.handshake()
+@pytest.mark.parametrize("era", ["2026-07-28", "2025-11-25", "2025-06-18"])
+def test_a_request_whose_id_is_no_string_or_integer_is_answered_with_no_id_and_never_run(wire, simulator_process, era):
+    """The SDK's reader takes a request whose id is null, a fraction, true, an object or a list for a notification:
+    nothing of it runs, nothing answers it, and its caller waits for ever. The audit: only stderr said so. Each is
+    answered with an Invalid Request (-32600) whose id is JSON-RPC 2.0's null for an id it could not take, left out
+    where MCP's revision writes it so (``stdio.id_left_out``: 2025-11-25, the 2026-07-28 era), saying what the id is,
+    never its text; the warning on stderr stays, and nothing of it runs."""
+    params = _begin(wire, era)
+    left_out = era != "2025-06-18"
     before = _kie_requests(simulator_process)
-    for odd in ("null", "1.5", "true", '{"n": 1}', "[1]"):
-        wire.send(f'{{"jsonrpc":"2.0","id":{odd},"method":"tools/call",{CHECK_CREDITS}}}')
-    wire.send(json.dumps({"jsonrpc": "2.0", "id": "after", "method": "ping"}))
-    assert wire.answer("after")["result"] == {}  # none of them was answered: the next answer is the ping's
-    warned = wire.warnings(5, "kie_mcp.stdio: dropped a request of")
+    odd = ("null", "1.5", "true", '{"n": 1}', "[1]")
     kinds = ["null", "a number with a fraction, or too large", "true", "an object", "a list"]
+    credits = json.dumps({"name": "check_credits", "arguments": {}, **params})
+    for written in odd:
+        wire.send(f'{{"jsonrpc":"2.0","id":{written},"method":"tools/call","params":{credits}}}')
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": "after", "method": "tools/list", "params": params}))
+    *answers, after = wire.messages_until("after")
+    assert "tools" in after["result"], after  # the server goes on
+    assert len(answers) == len(odd), answers
+    for answer, kind in zip(answers, kinds, strict=True):
+        assert ("id" not in answer) if left_out else (answer["id"] is None), answer
+        error = answer["error"]
+        assert error["code"] == INVALID_REQUEST and error["data"] == {"reason": "odd-id"}, error
+        assert error["message"].startswith(f"kie-mcp did not run this tools/call request: its id is {kind}, and"), error
+        said = "this answer has no id" if left_out else "this answer's id is null"
+        assert said in error["message"] and "Nothing of it was run" in error["message"], error
+        if left_out:
+            Draft202012Validator(ERROR_RESPONSE).validate(answer)
+    warned = wire.warnings(5, "kie_mcp.stdio: a request of")
     assert len(warned) == len(kinds), warned
     for line, kind in zip(warned, kinds, strict=True):
-        assert "WARNING" in line and f"its id is {kind}, and" in line and "nothing of it was run" in line, line
+        assert "WARNING" in line and f"has an id that is {kind}, and" in line and "nothing of it was run" in line, line
     assert "check_credits" not in wire.errors.read_text()  # what the line said is never logged
     assert CREDIT not in _kie_requests(simulator_process)[len(before) :]  # the balance was never asked for
 
@@ -472,3 +489,28 @@ def test_a_request_reusing_the_id_of_one_still_running_is_refused_and_the_first_
     wire.send(json.dumps({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "list_tasks"}}))
     assert wire.answer(9)["result"]["structuredContent"]["total"] == 0
     assert not CREATE_PATHS & set(_kie_requests(simulator_process))
+
+
+@pytest.mark.stdio
+def test_initialized_after_a_refused_initialize_opens_nothing_and_a_valid_initialize_still_can(wire, simulator_process):
+    """The audit: an initialize refused (no ``capabilities``: -32602) and then ``notifications/initialized`` opened the
+    connection: a generate_image was served (its quote) with no protocol version agreed. The notification is ignored
+    until an initialize succeeded, said on stderr; requests are still told to send initialize first, and a valid
+    initialize then opens the connection as it would have at the start."""
+    refused = {"protocolVersion": "2025-11-25", "clientInfo": {"name": "raw", "version": "1"}}
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": refused}))
+    assert wire.answer(0)["error"]["code"] == INVALID_PARAMS
+    wire.send('{"jsonrpc": "2.0", "method": "notifications/initialized"}')
+    call = {"name": "generate_image", "arguments": {"prompt": "an apple"}}
+    before = _kie_requests(simulator_process)
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call}))
+    error = wire.answer(1)["error"]
+    assert error["code"] == INVALID_PARAMS, error
+    assert "this connection has not been initialized" in error["message"], error
+    assert error["data"]["send_first"] == "initialize", error
+    warned = wire.warnings(1, "notifications/initialized")
+    assert len(warned) == 1 and "WARNING" in warned[0] and "no initialize has succeeded" in warned[0], warned
+    wire.handshake()  # accepted: the refused one opened nothing
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "check_credits"}}))
+    assert "result" in wire.answer(2)
+    assert not CREATE_PATHS & set(_kie_requests(simulator_process)[len(before) :])

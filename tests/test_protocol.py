@@ -6,12 +6,14 @@ KIE is the simulator, reached over its HTTP interface; nothing of ours is mocked
 from __future__ import annotations
 
 import json
+import logging
 import re
+from typing import Any, Literal
 
 import anyio
 import pytest
 from mcp import MCPError
-from mcp.types import INVALID_PARAMS
+from mcp.types import INVALID_PARAMS, CallToolResult, Request
 from PIL import Image
 
 from kie_mcp import __version__
@@ -422,6 +424,37 @@ async def test_video_then_check_task_with_progress(connect, controls):
     assert done.structured_content["task"]["result_urls"]
     assert len(progress) >= 2
     assert progress == sorted(progress) and len(set(progress)) == len(progress)
+
+
+class CallAsSent(Request[dict[str, Any], Literal["tools/call"]]):
+    """A tool call as a client may write it, not as the SDK's types allow (its ``_meta`` unchecked)."""
+
+    method: Literal["tools/call"] = "tools/call"
+
+
+@pytest.mark.parametrize(
+    ("token", "kind"),
+    [(1.5, "a number with a fraction"), (None, "null"), ({"a": 1}, "an object"), (True, "true"), ([7], "a list")],
+    ids=["fraction", "null", "object", "true", "list"],
+)
+async def test_a_progress_token_that_is_no_text_or_integer_costs_the_call_nothing_but_its_progress(
+    connect, caplog, token, kind
+):
+    """The audit: a progressToken of 1.5, null or an object refused the whole tool call (-32602, the price never
+    quoted), while true passed as the integer 1 and got no progress. MCP's progress tokens are text or integers, and
+    a server may always send none: each such call runs, without progress notifications, said on stderr (what the
+    token is, never the token)."""
+    params = {"name": "estimate_cost", "arguments": IMAGE, "_meta": {"progressToken": token}}
+    caplog.set_level(logging.WARNING, logger="kie_mcp.server")
+    async with connect() as client:
+        result = await client.session.send_request(CallAsSent(params=params), CallToolResult)
+    assert not result.is_error, text_of(result)
+    assert result.structured_content["quote"]["credits_total"] == 8
+    warned = [record.getMessage() for record in caplog.records if "progressToken" in record.getMessage()]
+    assert warned == [
+        f"a tools/call request's progressToken is {kind}, and MCP's progress tokens are text or integers: it runs "
+        "without progress notifications"
+    ], warned
 
 
 async def test_check_task_finds_tasks_created_elsewhere(connect, controls):

@@ -9,9 +9,13 @@
   leads out of the workspace), then those kie-mcp saved in outputs/' session folders, newest first
   (``media.saved.saved_pictures``: a character_sheet's hero, taken by later workflows by that path); only in the
   formats the models the workflow hands it to take (``prompts.picture_formats``: JPEG, PNG and WebP for Nano Banana).
+- An aspect ratio argument (``prompts.RATIO_ARGUMENTS``: ugc_product_selfie's): the ratios the workflow takes, as its
+  plan judges one (``prompts.ratios_taken``: one of its models KIE sells makes it), its default first.
 - ``kie://models/{model_id}``: the ids that resource reads; ``kie://tasks/{task_id}``: the ids of this workspace's
-  newest tasks (``Journal.recent_task_ids``, off the event loop).
-- Any other argument (a script, a description): no values.
+  newest tasks (``Journal.recent_task_ids``, off the event loop); ``kie://outputs/{session}/index.html``: the names
+  of the session folders of outputs/ with a gallery page that resource serves, newest first (``_session_pages``,
+  in a worker thread, bounded).
+- Any other argument (a script, a description) or variable (a saved result's path): no values.
 
 Model ids match by their start, or by the start of a word of the model's title or other names ("veo" offers the Veo
 models, "kling" the Kling ones): the id typed first, then ids it starts, then title words, and within each the
@@ -22,9 +26,11 @@ An unknown prompt, template or argument is an invalid-parameters error naming it
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -52,6 +58,7 @@ NONE = Completion(values=[], total=0, has_more=False)
 _EXPRESSION = re.compile(r"\{[+#./;?&]?([^}]*)\}")
 MODELS = "kie://models/{model_id}"  # the templates completed (as ``_bare`` writes them), by their variable
 TASKS = "kie://tasks/{task_id}"
+SESSION_PAGES = "kie://outputs/{session}/index.html"
 
 
 async def complete(
@@ -80,7 +87,7 @@ async def _prompt_argument(
     runtime: Callable[[], Awaitable[Runtime | None]],
     listings: Iterable[object],
 ) -> Completion:
-    from kie_mcp.prompts import MODEL_ARGUMENTS, PICTURE_ARGUMENTS
+    from kie_mcp.prompts import MODEL_ARGUMENTS, PICTURE_ARGUMENTS, RATIO_ARGUMENTS
 
     prompt = next((p for p in prompts if p.name == prompt_name), None)
     if prompt is None:
@@ -102,6 +109,9 @@ async def _prompt_argument(
         return await anyio.to_thread.run_sync(_model_ids, catalog, rt, (kind, fits), typed)
     if (models := PICTURE_ARGUMENTS.get((prompt_name, name))) is not None:
         return await _picture_paths(typed, runtime, listings, await _formats(models))
+    if (prompt_name, name) in RATIO_ARGUMENTS:
+        catalog, rt = await _catalogue(runtime)
+        return await anyio.to_thread.run_sync(_ratios, catalog, rt, (prompt_name, name), typed)
     return NONE  # free text: a scene, a script, a count
 
 
@@ -133,7 +143,9 @@ async def _template_variable(
         return await anyio.to_thread.run_sync(_model_ids, catalog, rt, None, typed)
     if _bare(template) == TASKS:
         return await _task_ids(typed, runtime)
-    return NONE  # a saved result's path, a session's folder: not suggested
+    if _bare(template) == SESSION_PAGES:
+        return await _session_folders(typed, runtime)
+    return NONE  # a saved result's path (outputs/, previews/): not suggested
 
 
 REFERENCES = {"ref/prompt": ("name", "the prompt's name"), "ref/resource": ("uri", "the resource template's URI")}
@@ -222,10 +234,25 @@ async def _catalogue(runtime: Callable[[], Awaitable[Runtime | None]]) -> tuple[
     return (rt.catalog if rt is not None else load_catalog()), rt
 
 
-# The models each rule takes, by catalogue, live list and rule: judging every model once costs tens of milliseconds,
-# and a host asks again on every key the user types. A catalogue sync replaces both objects, so it is judged again.
-_TAKEN: dict[tuple[int, int, Any], tuple[object, object, tuple[ModelSpec, ...]]] = {}
+# What each rule takes (models, aspect ratios), by catalogue, live list and rule: judging every model once costs tens
+# of milliseconds, and a host asks again on every key the user types. A catalogue sync replaces both objects, so it
+# is judged again.
+_TAKEN: dict[tuple[int, int, Any], tuple[object, object, tuple[Any, ...]]] = {}
 TAKEN_KEPT = 64  # rules kept at most (five workflows' arguments, each with and without words to speak, per sync)
+
+
+def _kept(catalog: Catalog, rt: Runtime | None, rule: Any, judge: Callable[[], Iterable[Any]]) -> tuple[Any, ...]:
+    """What ``judge`` finds for ``rule`` by ``catalog`` and ``rt``'s live list, judged once per pair (``_TAKEN``)."""
+    live = rt.live if rt is not None else None
+    key = (id(catalog), id(live), rule)
+    kept = _TAKEN.get(key)
+    if kept is not None and kept[0] is catalog and kept[1] is live:
+        return kept[2]
+    found = tuple(judge())
+    if len(_TAKEN) >= TAKEN_KEPT:
+        _TAKEN.clear()
+    _TAKEN[key] = (catalog, live, found)
+    return found
 
 
 def _taken(catalog: Catalog, rt: Runtime | None, rule: tuple[str, Fit] | None) -> tuple[ModelSpec, ...]:
@@ -234,19 +261,26 @@ def _taken(catalog: Catalog, rt: Runtime | None, rule: tuple[str, Fit] | None) -
     from kie_mcp.catalog.live import still_sold
     from kie_mcp.prompts import takes_model
 
-    live = rt.live if rt is not None else None
-    key = (id(catalog), id(live), rule)
-    kept = _TAKEN.get(key)
-    if kept is not None and kept[0] is catalog and kept[1] is live:
-        return kept[2]
     if rule is None:
-        found = tuple(still_sold(catalog, live))
-    else:
-        found = tuple(s for s in catalog.offered() if takes_model(s, *rule, rt))
-    if len(_TAKEN) >= TAKEN_KEPT:
-        _TAKEN.clear()
-    _TAKEN[key] = (catalog, live, found)
-    return found
+        return _kept(catalog, rt, rule, lambda: still_sold(catalog, rt.live if rt is not None else None))
+    return _kept(catalog, rt, rule, lambda: (s for s in catalog.offered() if takes_model(s, *rule, rt)))
+
+
+def _ratios(catalog: Catalog, rt: Runtime | None, argument: tuple[str, str], typed: str) -> Completion:
+    """The aspect ratios a workflow's ratio argument takes (``prompts.ratios_taken``, judged by the catalogue the
+    workflow plans with: ``rt``'s, or the bundled one) that start with ``typed``, the argument's default first."""
+    from kie_mcp.prompts import ratios_taken
+    from kie_mcp.runtime import SERVING
+
+    def judge() -> list[str]:
+        token = SERVING.set(rt)  # the workflow's catalogue: KIE's live list, none it withdrew
+        try:
+            return ratios_taken(*argument)
+        finally:
+            SERVING.reset(token)
+
+    wanted = typed.strip().casefold()
+    return _answer([ratio for ratio in _kept(catalog, rt, ("ratio", argument), judge) if ratio.startswith(wanted)])
 
 
 def _words(text: str) -> str:
@@ -345,6 +379,62 @@ def _pictures(files: Sequence[Found], wanted: str, formats: Sequence[Sniffed], s
         if rank is not None:
             ranked.append((rank, order, path))
     return _answer([path for *_, path in sorted(ranked)])
+
+
+async def _session_folders(typed: str, runtime: Callable[[], Awaitable[Runtime | None]]) -> Completion:
+    """The session folders of the workspace's outputs/ whose gallery page ``kie://outputs/{session}/index.html``
+    serves (``_session_pages``), bounded as the saved pictures are; past the bound, ``hasMore`` with no total."""
+    rt = await runtime()
+    if rt is None:
+        return NONE  # no workspace to read
+    found, unread = await anyio.to_thread.run_sync(_session_pages, rt.settings.workspace, typed.strip())
+    answer = _answer(found)
+    return Completion(values=answer.values, total=None, has_more=True) if unread else answer
+
+
+def _session_pages(workspace: Path, typed: str) -> tuple[list[str], bool]:
+    """The names of the session folders of ``workspace``'s outputs/ (``<date>-<session>``, real folders, never a link
+    or a hidden one) with a gallery page kie-mcp wrote (``saved.is_own_page``: ``index.html``, or
+    ``kie-mcp-gallery.html`` beside a page of the user's own), as the session page's read serves them: those whose
+    name starts with ``typed``, then those whose session (the name after its date) does, newest day first in each; and
+    whether any were left unread. The folder names, never a path. Bounded, as a host asks again on every key: the
+    pages of at most ``SESSIONS_READ`` folders are looked at, and no more once ``MOST`` are found."""
+    from kie_mcp.media.saved import OUTPUTS, OWN_INDEX, PAGE, SESSION_FOLDER, SESSIONS_READ, is_own_page, refusal
+
+    outputs = workspace / OUTPUTS
+    if refusal(outputs) is not None:  # a link to / or the home folder: no page is read through it
+        return [], False
+    try:
+        with os.scandir(outputs) as listing:
+            folders = [
+                (entry.name, found.group(1), found.group(2))
+                for entry in listing
+                if (found := SESSION_FOLDER.match(entry.name)) is not None and entry.is_dir(follow_symlinks=False)
+            ]
+    except OSError:  # no outputs/ yet, or none to read
+        return [], False
+    wanted = typed.casefold()
+    ranked = []
+    for name, day, session in folders:
+        if "\\" in name or not _offered(name):  # never served (``gallery._session_folder_name``), or never offered
+            continue
+        if name.casefold().startswith(wanted):
+            ranked.append((0, _newest_first(day), name))
+        elif session.casefold().startswith(wanted):
+            ranked.append((1, _newest_first(day), name))
+    ranked.sort()
+    found: list[str] = []
+    for looked, (*_, name) in enumerate(ranked):
+        if len(found) > MOST or looked >= SESSIONS_READ:
+            return found, True
+        if any(is_own_page(outputs / name / page) for page in (PAGE, OWN_INDEX)):
+            found.append(name)
+    return found, False
+
+
+def _newest_first(day: str) -> tuple[int, ...]:
+    """A sort key putting the later ``YYYY-MM-DD`` first."""
+    return tuple(-int(part) for part in day.split("-"))
 
 
 async def _task_ids(typed: str, runtime: Callable[[], Awaitable[Runtime | None]]) -> Completion:

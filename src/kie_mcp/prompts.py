@@ -8,6 +8,7 @@ video is made from it.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -344,24 +345,45 @@ def _ratio(name: str, value: str, models: tuple[str, ...]) -> list[tuple[str, st
             message=f"KIE no longer sells this workflow's models ({', '.join(models)}): list_models shows what it "
             "sells.",
         )
-    takers = [
+    takers = _takers(ratio, sold)
+    if takers:
+        return takers
+    raise MCPError(
+        code=INVALID_PARAMS,
+        message=f"{name} must be an aspect ratio such as 9:16 or 4:5 (this workflow's models make "
+        f"{', '.join(_made(sold))}; got {plain(value)}).",
+    )
+
+
+def _takers(ratio: str, sold: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Each of ``sold`` (default first) that makes the aspect ratio ``ratio``, with the resolution written for it
+    (``SIZES``)."""
+    return [
         (model, size)
         for model in sold
         if _takes(model, "aspect_ratio", ratio)
         if (size := next((s for s in SIZES if _takes(model, "resolution", s, aspect_ratio=ratio)), None)) is not None
     ]
-    if takers:
-        return takers
-    made: list[str] = []  # every ratio one of them makes, the default's first
+
+
+def _made(sold: tuple[str, ...]) -> list[str]:
+    """Every aspect ratio one of ``sold`` lists, the default model's first, each once."""
+    made: list[str] = []
     for model in sold:
         spec = _catalog().get(model)
         field = spec.field_for_arg("aspect_ratio") if spec is not None else None
         made += [str(v) for v in (field.values or () if field is not None else ()) if str(v) not in made]
-    raise MCPError(
-        code=INVALID_PARAMS,
-        message=f"{name} must be an aspect ratio such as 9:16 or 4:5 (this workflow's models make {', '.join(made)}; "
-        f"got {plain(value)}).",
-    )
+    return made
+
+
+def ratios_taken(workflow: str, argument: str) -> list[str]:
+    """The aspect ratios ``workflow``'s ``argument`` (``RATIO_ARGUMENTS``) takes, as its plan judges one (``_ratio``):
+    each one of its models KIE sells makes at a resolution the plan writes, the argument's default first, then in
+    the order the models list them (the default model's first). For completion (``completions``)."""
+    sold = _on_sale(RATIO_ARGUMENTS[workflow, argument])
+    default = inspect.signature(WORKFLOWS[workflow][1]).parameters[argument].default
+    taken = [ratio for ratio in _made(sold) if _takers(ratio, sold)]
+    return sorted(taken, key=lambda ratio: ratio != default)
 
 
 def _frame(model: str, ratios: tuple[str, ...]) -> str | None:
@@ -1739,6 +1761,9 @@ PICTURE_ARGUMENTS: dict[tuple[str, str], tuple[str, ...]] = {
     ("ugc_product_selfie", "product_image"): SELFIE_MODELS,
     ("ugc_product_selfie", "style_image"): SELFIE_MODELS,
 }
+# The arguments naming an aspect ratio, by workflow, with the models its plan writes a call for at that ratio
+# (``_ratio``): completion offers the ratios one of them makes (``ratios_taken``), where it offered none.
+RATIO_ARGUMENTS: dict[tuple[str, str], tuple[str, ...]] = {("ugc_product_selfie", "aspect_ratio"): SELFIE_MODELS}
 
 
 def picture_formats(models: tuple[str, ...], catalog: Catalog) -> tuple[Sniffed, ...]:

@@ -303,7 +303,8 @@ class _Server(MCPServer):
       and the model and task templates' ids (``completions``).
     - Every error answer, and a workflow's plan, leaves redacted (``_answered_without_secrets``); ``prompts/get``
       takes a number given for an argument as its text; a request before ``initialize`` is told what to send first;
-      a cursor to a listing that is never paged is refused; a second initialize is refused, changing nothing; a tool's
+      a cursor to a listing that is never paged is refused; a second initialize is refused, changing nothing; an
+      initialized notification before any initialize succeeded is ignored; a tool's
       answer to a client of 2024-11-05 or 2025-03-26 goes without resource links (its revision has none).
     - A tool's description is its docstring without the source's indentation (``add_tool``).
     - A tool's own error (its ``ToolError``, a resolver's) reaches the client in its words, without the SDK's
@@ -839,16 +840,21 @@ async def _answered_without_secrets(
     read (``stdio.UNREADABLE_METHOD``) is answered whenever it comes; and outside the SDK's request-state boundary, so
     its bare refusal of a confirmation's answer it can no longer read says what happened and what to do
     (``stale_answer``, told by the seal's ``sealed_by``). Its check of a request's params, which it answered "Invalid
-    request parameters" naming nothing (a ``progressToken`` that is an object, ``params: null`` for a tool call), names
-    what is wrong; an unknown resource URI, method or tool name it repeats is cut to ``ECHO_SHOWN`` characters. A
-    request that came in a JSON-RPC batch is refused here, before anything else, where the session's protocol has none,
-    and an initialize always (``stdio.refuse_batch``). Its bare refusal of a request before the handshake
-    (``BEFORE_INITIALIZE``) says to send initialize first, or the 2026-07-28 envelope (``_initialize_first``); a cursor
-    given to a listing that is never paged (``NEVER_PAGED``) is refused, where the SDK listed the first page for any. A
-    second initialize on a connection is refused (``_initialized_once``), where the SDK took its protocol version and
-    capabilities. A tool's answer to a client of a revision before ``RESOURCE_LINKS_SINCE`` leaves without its resource
-    links (``_for_revision``)."""
+    request parameters" naming nothing (``params: null`` for a tool call), names what is wrong; a ``progressToken``
+    that is no text or integer is taken out first, said on stderr, so the request runs without progress
+    (``_without_odd_progress_token``), where the SDK refused it whole; an unknown resource URI, method or tool name it
+    repeats is cut to ``ECHO_SHOWN`` characters. A request that came in a JSON-RPC batch is refused here, before
+    anything else, where the session's protocol has none, and an initialize always (``stdio.refuse_batch``). Its bare
+    refusal of a request before the handshake (``BEFORE_INITIALIZE``) says to send initialize first, or the 2026-07-28
+    envelope (``_initialize_first``); a cursor given to a listing that is never paged (``NEVER_PAGED``) is refused,
+    where the SDK listed the first page for any. A second initialize on a connection is refused
+    (``_initialized_once``), where the SDK took its protocol version and capabilities; a ``notifications/initialized``
+    before any initialize succeeded is ignored (``_before_any_initialize``), where the SDK took it for the handshake's
+    end. A tool's answer to a client of a revision before ``RESOURCE_LINKS_SINCE`` leaves without its resource links
+    (``_for_revision``)."""
     method = ctx.method
+    if method == "notifications/initialized" and _before_any_initialize(ctx):
+        return None
     plan = method == "prompts/get"
     try:
         if method == UNREADABLE_METHOD:  # here, not as a handler: also answered before the handshake ends
@@ -856,6 +862,8 @@ async def _answered_without_secrets(
         if came_in_batch(ctx.params):  # it came in a JSON-RPC batch (stdio): run where the protocol has batches
             refuse_batch(ctx.protocol_version, method)  # every method alike: a workflow's plan too
             ctx = replace(ctx, params=without_batch_mark(ctx.params))
+        if ctx.request_id is not None and (kept := _without_odd_progress_token(method, ctx.params)) is not None:
+            ctx = replace(ctx, params=kept)
         if method == "initialize":
             _initialized_once(ctx)
         if method in NEVER_PAGED:
@@ -916,6 +924,51 @@ def _for_revision(result: Any, version: str) -> Any:
         block for block in result["content"] if not (isinstance(block, dict) and block.get("type") == "resource_link")
     ]
     return {**result, "content": content} if len(content) != len(result["content"]) else result
+
+
+def _before_any_initialize(ctx: ServerRequestContext[Any, Any]) -> bool:
+    """Whether ``notifications/initialized`` came on a handshake-era connection where no initialize has succeeded (none
+    sent, or each refused): then it is ignored, said on stderr. The SDK took it as the handshake's end and served every
+    request after it, with no protocol version agreed and no capabilities declared (a generate_image answered with a
+    quote, no form). A 2026-07-28 connection has no handshake: its notification is left as the SDK takes it."""
+    from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+    if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS or ctx.session.client_params is not None:
+        return False
+    log.warning(
+        "notifications/initialized came, but no initialize has succeeded on this connection: ignored; requests are "
+        "refused until an initialize succeeds"
+    )
+    return True
+
+
+def _without_odd_progress_token(method: str, params: Any) -> dict[str, Any] | None:
+    """``params`` without its ``_meta.progressToken`` when that is no text or integer (null, 1.5, true, an object, a
+    list), said on stderr: the request runs, without progress notifications; None when there is none to take out.
+    MCP's progress tokens are text or integers, and a server may always send no progress; the SDK refused the whole
+    request over such a token (a tool call, priced and all), and took true for the integer 1 while its dispatcher
+    sent no progress for it."""
+    meta = params.get("_meta") if isinstance(params, Mapping) else None
+    if not isinstance(meta, Mapping) or "progressToken" not in meta:
+        return None
+    token = meta["progressToken"]
+    if isinstance(token, str) or (isinstance(token, int) and not isinstance(token, bool)):
+        return None
+    log.warning(
+        "a %s request's progressToken is %s, and MCP's progress tokens are text or integers: it runs without progress "
+        "notifications",
+        plain(method, quoted=False, limit=60),
+        _kind_of(token),
+    )
+    return {**params, "_meta": {key: value for key, value in meta.items() if key != "progressToken"}}
+
+
+def _kind_of(value: Any) -> str:
+    """What a JSON value is, in words (never the value itself: a token may hold anything)."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    kinds = ((float, "a number with a fraction"), (Mapping, "an object"), (list, "a list"), (str, "text"))
+    return next((words for kind, words in kinds if isinstance(value, kind)), "a number")
 
 
 def _initialized_once(ctx: ServerRequestContext[Any, Any]) -> None:

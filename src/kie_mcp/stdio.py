@@ -33,16 +33,21 @@ refuses an error under id null); to a client whose handshake agreed on 2025-06-1
 an id (``RequestId``: text or a number), it is ``"id": null``, JSON-RPC 2.0's own answer to a line it cannot parse
 (``id_left_out``: the revision as the handshake's answer said it; none yet, or the 2026-07-28 era: left out).
 
-JSON with no id to answer (a notification, an empty list or one not of objects) stays dropped, with a warning on
-stderr (a blank line, at DEBUG). The id, method and ``_meta`` are found without reading the line as JSON
-(``top_level_members``): strings skipped whole, deep containers only counted.
+An empty JSON-RPC batch (``[]``), and each element of a batch that is not an object (``[1, 2]``: a number, text, a
+list), is answered with an Invalid Request (-32600) with no id, or under id null by the same rule (``id_left_out``), as
+JSON-RPC 2.0 answers them (one for the empty batch, one an element), with a warning on stderr; the other elements of
+the batch are read as ever. JSON with no id to answer that is no such thing (a notification the SDK cannot read)
+stays dropped, with a warning on stderr (a blank line, at DEBUG). The id, method and ``_meta`` are found without
+reading the line as JSON (``top_level_members``): strings skipped whole, deep containers only counted.
 
 The SDK's reader takes a request whose id is not a string or an integer for a notification (its ``id`` ignored):
 nothing of it runs and nothing answers it. Such a line gets one more look (a notification is rare: initialized,
 cancelled): a whole number written as a fraction or with an exponent (``2.0``, ``1e3``: JSON-RPC number ids) gets a
 stand-in under that number, answered that ids must be strings or integers (Invalid Request); any other (null, a
-fraction, true, an object, a list) a warning on stderr saying what the id is, its length, never its text. A method
-under ``notifications/`` written with an id (JSON-RPC 1.0 wrote ``"id": null``) goes on as the notification it is.
+fraction, true, an object, a list) is answered with an Invalid Request with no id (or under id null, as above), its id
+not being one to answer under, with a warning on stderr saying what the id is, its length, never its text; nothing of
+it runs. A method under ``notifications/`` written with an id (JSON-RPC 1.0 wrote ``"id": null``) goes on as the
+notification it is.
 
 A request whose id is that of one still in flight is refused under that id (Invalid Request) and never passed on
 (``RequestsOnce``): the SDK's dispatcher keeps one request by id, so the newer took the older's place, a cancel
@@ -179,6 +184,9 @@ DEEPEST_JSON = _deepest_json()
 # What was wrong with a line the SDK's reader refuses: the stand-in's ``why`` (only these are ever named; none: it
 # was nested too deep, as every stand-in was before the others).
 NOT_JSON, SEVERAL, NOT_JSON_RPC, ODD_ID = "not-json", "several", "not-json-rpc", "odd-id"
+# JSON with no id kie-mcp can answer under, answered with an Invalid Request with no id (``_without_id``): a request
+# whose id is no string or whole number (``ODD_ID``), an empty batch, a batch's element that is not an object.
+EMPTY_BATCH, NOT_AN_OBJECT = "empty-batch", "not-an-object"
 _ODD_ID = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")  # an id as a stand-in names it (``2.0``)
 _PARSE_ERROR = re.compile(r"Invalid JSON: ([A-Za-z ,']{1,60}) at line \d+ column (\d+)")  # pydantic-core's words
 _PLAIN_WORDS = re.compile(r"[A-Za-z ,']{1,60}")
@@ -237,13 +245,15 @@ def _request_without_usable_id(line: str, method: str) -> list[str]:
     whole = _whole_number(written)
     if whole is not None:
         return _stand_in(line, {"why": ODD_ID, "id": written}, whole)
+    kind = _kind(written, number="a number with a fraction, or too large")
     log.warning(
-        "dropped a request of %d characters: its id is %s, and a JSON-RPC id kie-mcp can answer under is text or a "
-        "whole number; nothing of it was run",
+        "a request of %d characters has an id that is %s, and a JSON-RPC id kie-mcp can answer under is text or a "
+        "whole number: answered with an Invalid Request (-32600) with no id (null to a client of MCP 2025-06-18 or "
+        "before); nothing of it was run",
         len(line),
-        _id_kind(written),
+        kind,
     )
-    return [line]  # the SDK takes it for a notification of a method it has none for: nothing runs
+    return [_without_id({"invalid": ODD_ID, "kind": kind, "method": _string(_written(line, top.get("method")))})]
 
 
 LONGEST_ODD_ID = 40  # characters of a whole number written as a fraction (``2.0``, ``1e3``) read as an id
@@ -265,11 +275,11 @@ def _whole_number(written: str) -> int | None:
     return int(number)
 
 
-def _id_kind(written: str) -> str:
-    """What an id the SDK cannot take is, in words (never the text itself)."""
+def _kind(written: str, *, number: str = "a number") -> str:
+    """What a JSON value is, in words (never the text itself): an id the SDK cannot take, a batch's element."""
     first = written[:1]
-    kinds = {"n": "null", "t": "true", "f": "false", "{": "an object", "[": "a list"}
-    return kinds.get(first, "a number with a fraction, or too large")
+    kinds = {"n": "null", "t": "true", "f": "false", "{": "an object", "[": "a list", '"': "text"}
+    return kinds.get(first, number)
 
 
 def _mend_escape(found: re.Match[str]) -> str:
@@ -283,6 +293,13 @@ def stand_ins(line: str, refused: ValueError) -> list[str]:
     middleware), for each answer to a request of the server an error answer with its id. A line with neither stays
     as it is (the SDK drops it; logged here)."""
     elements = _batch_elements(line)
+    if elements == []:  # JSON-RPC 2.0 answers an empty batch with one Invalid Request, its id null
+        log.warning(
+            "a line of %d characters is an empty JSON-RPC batch: answered with an Invalid Request (-32600) with no id "
+            "(null to a client of MCP 2025-06-18 or before)",
+            len(line.rstrip("\r\n")),
+        )
+        return [_without_id({"invalid": EMPTY_BATCH, "length": len(line.rstrip("\r\n"))})]
     if elements:  # a JSON-RPC batch: each element a message of its own, answered (or refused) on its own
         return [message for start, end in elements for message in _element_lines(line[start:end])]
     why = _parse_error(refused, line)
@@ -306,8 +323,8 @@ def stand_ins(line: str, refused: ValueError) -> list[str]:
     if not found:
         if line.lstrip().startswith("["):
             log.warning(
-                "dropped a line of %d characters: a list that is no JSON-RPC batch kie-mcp can answer (empty, or not "
-                "of objects)",
+                "dropped a line of %d characters: a list that is no JSON-RPC batch kie-mcp can answer (nested too "
+                "deep to read)",
                 len(line),
             )
         elif line.strip():
@@ -325,8 +342,15 @@ def stand_ins(line: str, refused: ValueError) -> list[str]:
 def _unparseable(why: tuple[str, int], length: int) -> str:
     """The notification that stands in for a line of ``length`` characters that is not JSON and names no id to answer
     under (``UNPARSEABLE_METHOD``): what pydantic's reader said of it and where (``why``)."""
-    params = {"token": _UNPARSEABLE_TOKEN, "what": why[0], "at": why[1], "length": length}
-    return _compact({"jsonrpc": "2.0", "method": UNPARSEABLE_METHOD, "params": params})
+    return _without_id({"what": why[0], "at": why[1], "length": length})
+
+
+def _without_id(params: dict[str, Any]) -> str:
+    """The notification (``UNPARSEABLE_METHOD``, with this process's token) that stands in for a message answered
+    with no id, or under id null (``unparseable_error``): a line that is not JSON (``params`` says what broke, where),
+    or, with ``invalid``, JSON that is no request kie-mcp can answer under an id (``ODD_ID``, ``EMPTY_BATCH``,
+    ``NOT_AN_OBJECT``)."""
+    return _compact({"jsonrpc": "2.0", "method": UNPARSEABLE_METHOD, "params": {"token": _UNPARSEABLE_TOKEN, **params}})
 
 
 def _parse_error(refused: ValueError, line: str) -> tuple[str, int] | None:
@@ -388,23 +412,39 @@ def _wrong_member(line: str) -> dict[str, str]:
     return {}
 
 
-def _batch_elements(line: str) -> list[Span]:
-    """Where each element of the JSON-RPC batch ``line`` is (a list of objects, alone on the line), or []."""
+def _batch_elements(line: str) -> list[Span] | None:
+    """Where each element of the JSON-RPC batch ``line`` is (a list alone on the line), or None when it is none. A list
+    of objects is read element by element (one of them may be broken); an empty list, or one with an element that is
+    not an object (a number, text, a list), only when the line is JSON: each such element is answered with an Invalid
+    Request with no id (``_element_lines``), an empty one once (``stand_ins``), as JSON-RPC 2.0 answers them."""
     values = _top_level_values(line)
     if len(values) != 1 or line[values[0][0]] != "[":
-        return []
+        return None
     start, end = values[0][0], len(line[: values[0][1]].rstrip())  # a broken element runs to the line's end
     if line[end - 1] != "]":
-        return []
-    elements = _top_level_values(line[start + 1 : end - 1])
-    if not elements or any(line[start + 1 + first] != "{" for first, _ in elements):
-        return []
-    return [(start + 1 + first, start + 1 + last) for first, last in elements]
+        return None
+    elements = [(start + 1 + first, start + 1 + last) for first, last in _top_level_values(line[start + 1 : end - 1])]
+    if elements and all(line[first] == "{" for first, _ in elements):
+        return elements
+    try:
+        from_json(line)
+    except ValueError:  # not JSON (a stray comma, nested too deep): the line is answered as such
+        return None
+    return elements
 
 
 def _element_lines(element: str) -> list[str]:
     """The lines an element of a batch stands for (``readable_lines``), a request among them marked ``BATCHED`` in its
-    ``_meta``: the server then runs it where the session's protocol takes batches (``refuse_batch``)."""
+    ``_meta``: the server then runs it where the session's protocol takes batches (``refuse_batch``). An element that
+    is not an object is no message: it stands for an Invalid Request with no id (``NOT_AN_OBJECT``)."""
+    if not element.startswith("{"):
+        kind = _kind(element)
+        log.warning(
+            "an element of a JSON-RPC batch is %s, not a message: answered with an Invalid Request (-32600) with no id "
+            "(null to a client of MCP 2025-06-18 or before)",
+            kind,
+        )
+        return [_without_id({"invalid": NOT_AN_OBJECT, "kind": kind})]
     lines = readable_lines(element)
     try:
         message = json.loads(lines[0]) if len(lines) == 1 else None
@@ -651,15 +691,20 @@ def _not_json(why: Mapping[str, Any]) -> tuple[str, int]:
 def unparseable_error(params: Any, protocol: str | None) -> JSONRPCError | None:
     """The answer to the stand-in for a line that is not JSON and names no id (``_unparseable``): a Parse error with
     no id, or under id null for a client of ``protocol`` (``id_left_out``), its ids unreadable (a batch cut short, a
-    request cut before its id), saying what broke and where; None for a notification of that name a client sent
-    (not our token). Its ``id`` is None: ``WritableMessages.refuse`` leaves the member out where it is to be."""
+    request cut before its id), saying what broke and where; for JSON with no id to answer under (``_without_id``
+    with ``invalid``), an Invalid Request so, saying what it is (``_invalid_without_id``). None for a notification of
+    that name a client sent (not our token). Its ``id`` is None: ``WritableMessages.refuse`` leaves the member out
+    where it is to be."""
     given = params if isinstance(params, Mapping) else {}
     if given.get("token") != _UNPARSEABLE_TOKEN:
         return None
+    which = "this answer has no id" if id_left_out(protocol) else "this answer's id is null"
+    if "invalid" in given:
+        error = _invalid_without_id(given, which)
+        return JSONRPCError(jsonrpc="2.0", id=None, error=error)
     problem, at = _not_json(given)
     length = given.get("length")
     line = f"a line of {length} characters" if isinstance(length, int) and not isinstance(length, bool) else "a line"
-    which = "this answer has no id" if id_left_out(protocol) else "this answer's id is null"
     message = (
         f"kie-mcp could not read {line} it was sent: it is {problem}, and no request id could be read in it, so "
         f"{which}. Nothing of it was run, priced or sent. Send each request in it again, as complete JSON on a line "
@@ -667,6 +712,32 @@ def unparseable_error(params: Any, protocol: str | None) -> JSONRPCError | None:
     )
     error = ErrorData(code=PARSE_ERROR, message=message, data={"at": at, "length": length})
     return JSONRPCError(jsonrpc="2.0", id=None, error=error)
+
+
+def _invalid_without_id(given: Mapping[str, Any], which: str) -> ErrorData:
+    """The Invalid Request answering JSON that names no id kie-mcp can answer under (``given``: our own stand-in's,
+    ``_without_id``), ``which`` saying the answer has no id or is under id null."""
+    reason, kind, length = given.get("invalid"), given.get("kind"), given.get("length")
+    if reason == ODD_ID:
+        method = given.get("method")
+        named = f"this {method} request" if isinstance(method, str) and _METHOD_NAME.fullmatch(method) else "a request"
+        message = (
+            f"kie-mcp did not run {named}: its id is {kind}, and MCP's request ids are text or integers, so it cannot "
+            f"be answered under its id and {which}. Nothing of it was run, priced or sent. Send it again with an id "
+            "that is text or an integer."
+        )
+    elif reason == EMPTY_BATCH:
+        message = (
+            f"kie-mcp could not read a line of {length} characters it was sent: it is an empty JSON-RPC batch (a list "
+            f"with no message in it), so there is no request to answer, and {which}. Send each request as a JSON "
+            "object on a line of its own."
+        )
+    else:
+        message = (
+            f"kie-mcp could not read an element of a JSON-RPC batch it was sent: it is {kind}, not a message (a JSON "
+            f"object), so {which}. Nothing of it was run. Each element of a batch is a request or notification object."
+        )
+    return ErrorData(code=INVALID_REQUEST, message=message, data={"reason": reason})
 
 
 def id_left_out(protocol: str | None) -> bool:

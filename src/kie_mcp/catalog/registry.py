@@ -54,6 +54,7 @@ class Catalog:
 
     def __init__(self, models: dict[str, ModelSpec]) -> None:
         self._models = models
+        self._short: dict[str, list[str]] | None = None  # ``short_names``, worked out once
         self._names: dict[str, set[str]] = {}
         for spec in models.values():
             for name in (spec.id, spec.title, *spec.aliases):
@@ -96,7 +97,16 @@ class Catalog:
         """Model id -> the short names that pick it. A family's bare name (``kling``, ``veo``, ``nano banana``)
         stands for one model of that family, the one whose ``aliases`` in the data hold it, although other models
         of the family begin with it too. Left out: names with a version number, the ids themselves, and names that
-        extend a shorter one (``kling omni``)."""
+        extend a shorter one (``kling omni``).
+
+        Worked out once per catalogue (a catalogue is never changed: a sync makes a new one): about 0.1 s a time, and
+        a request refused for want of an image asks for it to name models that work from words (``validate``), as a
+        workflow judging which aspect ratios its models make does dozens of times."""
+        if self._short is None:
+            self._short = self._work_out_short_names()
+        return {model_id: list(names) for model_id, names in self._short.items()}
+
+    def _work_out_short_names(self) -> dict[str, list[str]]:
         names = self._offered_names()
         family: dict[str, str] = {}
         for name, ids in sorted(names.items()):
