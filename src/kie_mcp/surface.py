@@ -1419,26 +1419,52 @@ def _unreadable(answer: Any) -> bool:
     return False
 
 
+# How long a yes in the confirmation form waits, before its approval is used, for the host's cancel of the same call
+# (seconds). A host whose own timeout on the call fires as the person clicks Accept sends notifications/cancelled
+# with the answer or a few milliseconds after it; from the answer to the create nothing else is awaited that the
+# cancel could stop (the create is shielded), so without this wait such a call was created and charged, and never
+# answered (the host said it timed out). A moment against the seconds the person took to answer.
+CANCEL_WITH_THE_YES = 0.1
+
+
 async def _ask_with_deadline(ctx: Context, ask: Ask, seconds: float) -> Approved | Declined | NeedsConfirmation:
     """Ask over the back-channel (handshake era), giving up after ``seconds``: an unanswered question ends the
-    call as cancelled, with nothing spent."""
-    with anyio.move_on_after(seconds):
+    call as cancelled, with nothing spent. A yes is used only once ``CANCEL_WITH_THE_YES`` has passed without the
+    host cancelling the call: cancelled then, nothing is sent, and its question stays unused (a retry of the request
+    puts it to the person again, as after a call cut off before its create)."""
+    answered: Approved | Declined | NeedsConfirmation | None = None
+    with anyio.move_on_after(seconds) as deadline:
+        answered = await _answer(ctx, ask)
+    if answered is None:
+        return NeedsConfirmation(gen.unanswered(seconds), cancelled=True)
+    if isinstance(answered, Approved):
+        # Out of the deadline's scope, and never past it (the question's quote expires with it): a yes in time stays
+        # in time. At its end, still a checkpoint: a cancel that came with the answer is seen.
         try:
-            outcome = await ctx.elicit(ask.message, ConfirmSpend)
-        except ValueError:  # accepted with no content or not as the form asked, an unknown action, an empty result
-            return NeedsConfirmation(_unreadable_answer(_runtime(ctx)))
-        except MCPError as err:  # the client declared forms but refused this one: as a client without forms
-            return NeedsConfirmation(
-                f"The client could not show the confirmation form ({plain(err.message)}).", form_refused=True
-            )
-        decision = _decision(outcome)
-        if isinstance(decision, Approved):
-            return Approved("elicitation", ask.quote_id)
-        assert not isinstance(decision, Replay)
-        if isinstance(decision, Declined) and decision.said_no:
-            return replace(decision, quote_id=ask.quote_id)
-        return decision
-    return NeedsConfirmation(gen.unanswered(seconds), cancelled=True)
+            await anyio.sleep(min(CANCEL_WITH_THE_YES, max(deadline.deadline - anyio.current_time(), 0.0)))
+        except anyio.get_cancelled_exc_class():
+            log.info("the call was cancelled as the person confirmed it in the form: nothing was sent")
+            raise
+    return answered
+
+
+async def _answer(ctx: Context, ask: Ask) -> Approved | Declined | NeedsConfirmation:
+    """The person's answer to ``ask`` in the confirmation form, as the gate's decision."""
+    try:
+        outcome = await ctx.elicit(ask.message, ConfirmSpend)
+    except ValueError:  # accepted with no content or not as the form asked, an unknown action, an empty result
+        return NeedsConfirmation(_unreadable_answer(_runtime(ctx)))
+    except MCPError as err:  # the client declared forms but refused this one: as a client without forms
+        return NeedsConfirmation(
+            f"The client could not show the confirmation form ({plain(err.message)}).", form_refused=True
+        )
+    decision = _decision(outcome)
+    if isinstance(decision, Approved):
+        return Approved("elicitation", ask.quote_id)
+    assert not isinstance(decision, Replay)
+    if isinstance(decision, Declined) and decision.said_no:
+        return replace(decision, quote_id=ask.quote_id)
+    return decision
 
 
 def _bind_to_tool_arguments(
