@@ -140,7 +140,7 @@ from kie_mcp.tasks.records import (
     charged_text,
     time_left_words,
 )
-from kie_mcp.toolschema import FREE_TEXT
+from kie_mcp.toolschema import BLANK_MEANS_UNSET, FREE_TEXT
 from kie_mcp.words import duration_text, path_text, plain, readable_text, timestamp
 
 if TYPE_CHECKING:
@@ -243,8 +243,12 @@ Images = Annotated[
         "resource links (local files are uploaded to KIE after approval). Max per model."
     ),
 ]
-AspectRatio = Annotated[str | None, Field(description="e.g. 16:9, 9:16, 1:1; allowed values depend on the model.")]
-Resolution = Annotated[str | None, Field(description="e.g. 1K/2K/4K for images, 720p/1080p/4k for video.")]
+AspectRatio = Annotated[
+    str | None, BLANK_MEANS_UNSET, Field(description="e.g. 16:9, 9:16, 1:1; allowed values depend on the model.")
+]
+Resolution = Annotated[
+    str | None, BLANK_MEANS_UNSET, Field(description="e.g. 1K/2K/4K for images, 720p/1080p/4k for video.")
+]
 Duration = Annotated[
     int | None,
     Field(ge=1, le=60, allow_inf_nan=False, description="Video length in seconds, where the model has one."),
@@ -281,6 +285,7 @@ SESSION_MAX = 200  # characters: a name for a folder and a gallery heading, not 
 Session = Annotated[
     str | None,
     FREE_TEXT,
+    BLANK_MEANS_UNSET,
     Field(
         max_length=SESSION_MAX,
         description="A short name for this piece of work; results are saved in outputs/{date}-{session}/, dated by "
@@ -300,10 +305,13 @@ MaxCredits = Annotated[
     NUMBER,
 ]
 QuoteId = Annotated[
-    str | None, Field(description="The quote_id of a cost the user approved (from estimate_cost or a prior call).")
+    str | None,
+    BLANK_MEANS_UNSET,
+    Field(description="The quote_id of a cost the user approved (from estimate_cost or a prior call)."),
 ]
 BindQuoteId = Annotated[
     str | None,
+    BLANK_MEANS_UNSET,
     Field(
         description="Sent by kie-mcp's approval card: binds the call to the request that quote priced (anything "
         "changed since, such as an input file, is refused, free). It never approves a spend; quote_id does."
@@ -317,7 +325,7 @@ SAVED_ELSEWHERE = (
     "Its results are being saved by another kie-mcp on this workspace (another client's server, which follows this "
     "task); check_task shows the files once they are saved."
 )
-NotPriced = Annotated[str | None, Field(description=NOT_PRICED)]
+NotPriced = Annotated[str | None, BLANK_MEANS_UNSET, Field(description=NOT_PRICED)]
 VideoWait = Annotated[
     float,
     Field(ge=0, le=50, allow_inf_nan=False, description="How long to wait (videos take minutes)."),
@@ -356,6 +364,7 @@ FollowupScript = Annotated[
 ]
 FollowupTaskId = Annotated[
     str | None,
+    BLANK_MEANS_UNSET,
     Field(max_length=200, description="With operation: price a follow-up of this finished video (continue_video)."),
 ]
 
@@ -650,6 +659,7 @@ def _define_tools(mcp: _ToolRecorder) -> None:
         ctx: Context,
         model: Annotated[
             str | None,
+            BLANK_MEANS_UNSET,
             Field(description="KIE model id or friendly name, e.g. veo3_fast, 'nano banana' (a follow-up: optional)."),
         ] = None,
         prompt: Prompt = "",
@@ -657,7 +667,8 @@ def _define_tools(mcp: _ToolRecorder) -> None:
         operation: Annotated[
             FollowupOperationName | None,
             OPERATION,
-            Field(description="With task_id: the follow-up to price (continue_video)."),
+            BLANK_MEANS_UNSET,
+            Field(description='With task_id: the follow-up to price (continue_video); left out, null or "" otherwise.'),
         ] = None,
         images: Images = [],  # noqa: B006 - pydantic copies defaults
         aspect_ratio: AspectRatio = None,
@@ -719,7 +730,9 @@ def _define_tools(mcp: _ToolRecorder) -> None:
         plan: Annotated[gen.Plan, Resolve(image_prepare)],
         approval: Annotated[ElicitationResult[ConfirmSpend], Resolve(image_approve)],
         prompt: Prompt = "",
-        model: Annotated[str, Field(description="Image model id or name; see list_models.")] = DEFAULT_IMAGE_MODEL,
+        model: Annotated[
+            str, BLANK_MEANS_UNSET, Field(description="Image model id or name; see list_models.")
+        ] = DEFAULT_IMAGE_MODEL,
         images: Images = [],  # noqa: B006
         aspect_ratio: AspectRatio = None,
         resolution: Resolution = None,
@@ -747,7 +760,9 @@ def _define_tools(mcp: _ToolRecorder) -> None:
         plan: Annotated[gen.Plan, Resolve(video_prepare)],
         approval: Annotated[ElicitationResult[ConfirmSpend], Resolve(video_approve)],
         prompt: Prompt = "",
-        model: Annotated[str, Field(description="Video model id or name; see list_models.")] = DEFAULT_VIDEO_MODEL,
+        model: Annotated[
+            str, BLANK_MEANS_UNSET, Field(description="Video model id or name; see list_models.")
+        ] = DEFAULT_VIDEO_MODEL,
         images: Images = [],  # noqa: B006
         aspect_ratio: AspectRatio = None,
         resolution: Resolution = None,
@@ -1151,6 +1166,7 @@ def _define_tools(mcp: _ToolRecorder) -> None:
         script: FollowupScript = None,
         model: Annotated[
             str | None,
+            BLANK_MEANS_UNSET,
             Field(
                 description="The model doing it (default: the one for this task, e.g. veo/extend at the clip's own "
                 "Veo tier, topaz/video-upscale); for a Veo extension also a tier: fast, quality, lite."
@@ -1158,6 +1174,7 @@ def _define_tools(mcp: _ToolRecorder) -> None:
         ] = None,
         resolution: Annotated[
             str | None,
+            BLANK_MEANS_UNSET,
             Field(
                 description="Runway extend: 720p/1080p; PixVerse extend: 360p/540p/720p/1080p (default: the clip's); "
                 "Topaz: factor 1, 2, 4."
