@@ -140,7 +140,7 @@ from kie_mcp.tasks.records import (
     charged_text,
     time_left_words,
 )
-from kie_mcp.toolschema import FREE_TEXT
+from kie_mcp.toolschema import BLANK_MEANS_UNSET, FREE_TEXT
 from kie_mcp.words import duration_text, path_text, plain, readable_text, timestamp
 
 if TYPE_CHECKING:
@@ -243,8 +243,12 @@ Images = Annotated[
         "resource links (local files are uploaded to KIE after approval). Max per model."
     ),
 ]
-AspectRatio = Annotated[str | None, Field(description="e.g. 16:9, 9:16, 1:1; allowed values depend on the model.")]
-Resolution = Annotated[str | None, Field(description="e.g. 1K/2K/4K for images, 720p/1080p/4k for video.")]
+AspectRatio = Annotated[
+    str | None, BLANK_MEANS_UNSET, Field(description="e.g. 16:9, 9:16, 1:1; allowed values depend on the model.")
+]
+Resolution = Annotated[
+    str | None, BLANK_MEANS_UNSET, Field(description="e.g. 1K/2K/4K for images, 720p/1080p/4k for video.")
+]
 Duration = Annotated[
     int | None,
     Field(ge=1, le=60, allow_inf_nan=False, description="Video length in seconds, where the model has one."),
@@ -281,6 +285,7 @@ SESSION_MAX = 200  # characters: a name for a folder and a gallery heading, not 
 Session = Annotated[
     str | None,
     FREE_TEXT,
+    BLANK_MEANS_UNSET,
     Field(
         max_length=SESSION_MAX,
         description="A short name for this piece of work; results are saved in outputs/{date}-{session}/, dated by "
@@ -300,10 +305,13 @@ MaxCredits = Annotated[
     NUMBER,
 ]
 QuoteId = Annotated[
-    str | None, Field(description="The quote_id of a cost the user approved (from estimate_cost or a prior call).")
+    str | None,
+    BLANK_MEANS_UNSET,
+    Field(description="The quote_id of a cost the user approved (from estimate_cost or a prior call)."),
 ]
 BindQuoteId = Annotated[
     str | None,
+    BLANK_MEANS_UNSET,
     Field(
         description="Sent by kie-mcp's approval card: binds the call to the request that quote priced (anything "
         "changed since, such as an input file, is refused, free). It never approves a spend; quote_id does."
@@ -317,7 +325,7 @@ SAVED_ELSEWHERE = (
     "Its results are being saved by another kie-mcp on this workspace (another client's server, which follows this "
     "task); check_task shows the files once they are saved."
 )
-NotPriced = Annotated[str | None, Field(description=NOT_PRICED)]
+NotPriced = Annotated[str | None, BLANK_MEANS_UNSET, Field(description=NOT_PRICED)]
 VideoWait = Annotated[
     float,
     Field(ge=0, le=50, allow_inf_nan=False, description="How long to wait (videos take minutes)."),
@@ -356,6 +364,7 @@ FollowupScript = Annotated[
 ]
 FollowupTaskId = Annotated[
     str | None,
+    BLANK_MEANS_UNSET,
     Field(max_length=200, description="With operation: price a follow-up of this finished video (continue_video)."),
 ]
 
@@ -650,6 +659,7 @@ def _define_tools(mcp: _ToolRecorder) -> None:
         ctx: Context,
         model: Annotated[
             str | None,
+            BLANK_MEANS_UNSET,
             Field(description="KIE model id or friendly name, e.g. veo3_fast, 'nano banana' (a follow-up: optional)."),
         ] = None,
         prompt: Prompt = "",
@@ -657,7 +667,8 @@ def _define_tools(mcp: _ToolRecorder) -> None:
         operation: Annotated[
             FollowupOperationName | None,
             OPERATION,
-            Field(description="With task_id: the follow-up to price (continue_video)."),
+            BLANK_MEANS_UNSET,
+            Field(description='With task_id: the follow-up to price (continue_video); left out, null or "" otherwise.'),
         ] = None,
         images: Images = [],  # noqa: B006 - pydantic copies defaults
         aspect_ratio: AspectRatio = None,
@@ -719,7 +730,9 @@ def _define_tools(mcp: _ToolRecorder) -> None:
         plan: Annotated[gen.Plan, Resolve(image_prepare)],
         approval: Annotated[ElicitationResult[ConfirmSpend], Resolve(image_approve)],
         prompt: Prompt = "",
-        model: Annotated[str, Field(description="Image model id or name; see list_models.")] = DEFAULT_IMAGE_MODEL,
+        model: Annotated[
+            str, BLANK_MEANS_UNSET, Field(description="Image model id or name; see list_models.")
+        ] = DEFAULT_IMAGE_MODEL,
         images: Images = [],  # noqa: B006
         aspect_ratio: AspectRatio = None,
         resolution: Resolution = None,
@@ -747,7 +760,9 @@ def _define_tools(mcp: _ToolRecorder) -> None:
         plan: Annotated[gen.Plan, Resolve(video_prepare)],
         approval: Annotated[ElicitationResult[ConfirmSpend], Resolve(video_approve)],
         prompt: Prompt = "",
-        model: Annotated[str, Field(description="Video model id or name; see list_models.")] = DEFAULT_VIDEO_MODEL,
+        model: Annotated[
+            str, BLANK_MEANS_UNSET, Field(description="Video model id or name; see list_models.")
+        ] = DEFAULT_VIDEO_MODEL,
         images: Images = [],  # noqa: B006
         aspect_ratio: AspectRatio = None,
         resolution: Resolution = None,
@@ -1152,6 +1167,7 @@ def _define_tools(mcp: _ToolRecorder) -> None:
         script: FollowupScript = None,
         model: Annotated[
             str | None,
+            BLANK_MEANS_UNSET,
             Field(
                 description="The model doing it (default: the one for this task, e.g. veo/extend at the clip's own "
                 "Veo tier, topaz/video-upscale); for a Veo extension also a tier: fast, quality, lite."
@@ -1159,6 +1175,7 @@ def _define_tools(mcp: _ToolRecorder) -> None:
         ] = None,
         resolution: Annotated[
             str | None,
+            BLANK_MEANS_UNSET,
             Field(
                 description="Runway extend: 720p/1080p; PixVerse extend: 360p/540p/720p/1080p (default: the clip's); "
                 "Topaz: factor 1, 2, 4."
@@ -1420,26 +1437,52 @@ def _unreadable(answer: Any) -> bool:
     return False
 
 
+# How long a yes in the confirmation form waits, before its approval is used, for the host's cancel of the same call
+# (seconds). A host whose own timeout on the call fires as the person clicks Accept sends notifications/cancelled
+# with the answer or a few milliseconds after it; from the answer to the create nothing else is awaited that the
+# cancel could stop (the create is shielded), so without this wait such a call was created and charged, and never
+# answered (the host said it timed out). A moment against the seconds the person took to answer.
+CANCEL_WITH_THE_YES = 0.1
+
+
 async def _ask_with_deadline(ctx: Context, ask: Ask, seconds: float) -> Approved | Declined | NeedsConfirmation:
     """Ask over the back-channel (handshake era), giving up after ``seconds``: an unanswered question ends the
-    call as cancelled, with nothing spent."""
-    with anyio.move_on_after(seconds):
+    call as cancelled, with nothing spent. A yes is used only once ``CANCEL_WITH_THE_YES`` has passed without the
+    host cancelling the call: cancelled then, nothing is sent, and its question stays unused (a retry of the request
+    puts it to the person again, as after a call cut off before its create)."""
+    answered: Approved | Declined | NeedsConfirmation | None = None
+    with anyio.move_on_after(seconds) as deadline:
+        answered = await _answer(ctx, ask)
+    if answered is None:
+        return NeedsConfirmation(gen.unanswered(seconds), cancelled=True)
+    if isinstance(answered, Approved):
+        # Out of the deadline's scope, and never past it (the question's quote expires with it): a yes in time stays
+        # in time. At its end, still a checkpoint: a cancel that came with the answer is seen.
         try:
-            outcome = await ctx.elicit(ask.message, ConfirmSpend)
-        except ValueError:  # accepted with no content or not as the form asked, an unknown action, an empty result
-            return NeedsConfirmation(_unreadable_answer(_runtime(ctx)))
-        except MCPError as err:  # the client declared forms but refused this one: as a client without forms
-            return NeedsConfirmation(
-                f"The client could not show the confirmation form ({plain(err.message)}).", form_refused=True
-            )
-        decision = _decision(outcome)
-        if isinstance(decision, Approved):
-            return Approved("elicitation", ask.quote_id)
-        assert not isinstance(decision, Replay)
-        if isinstance(decision, Declined) and decision.said_no:
-            return replace(decision, quote_id=ask.quote_id)
-        return decision
-    return NeedsConfirmation(gen.unanswered(seconds), cancelled=True)
+            await anyio.sleep(min(CANCEL_WITH_THE_YES, max(deadline.deadline - anyio.current_time(), 0.0)))
+        except anyio.get_cancelled_exc_class():
+            log.info("the call was cancelled as the person confirmed it in the form: nothing was sent")
+            raise
+    return answered
+
+
+async def _answer(ctx: Context, ask: Ask) -> Approved | Declined | NeedsConfirmation:
+    """The person's answer to ``ask`` in the confirmation form, as the gate's decision."""
+    try:
+        outcome = await ctx.elicit(ask.message, ConfirmSpend)
+    except ValueError:  # accepted with no content or not as the form asked, an unknown action, an empty result
+        return NeedsConfirmation(_unreadable_answer(_runtime(ctx)))
+    except MCPError as err:  # the client declared forms but refused this one: as a client without forms
+        return NeedsConfirmation(
+            f"The client could not show the confirmation form ({plain(err.message)}).", form_refused=True
+        )
+    decision = _decision(outcome)
+    if isinstance(decision, Approved):
+        return Approved("elicitation", ask.quote_id)
+    assert not isinstance(decision, Replay)
+    if isinstance(decision, Declined) and decision.said_no:
+        return replace(decision, quote_id=ask.quote_id)
+    return decision
 
 
 def _bind_to_tool_arguments(

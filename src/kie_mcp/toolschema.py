@@ -165,6 +165,16 @@ class FreeText:
 FREE_TEXT = FreeText()
 
 
+class BlankMeansUnset:
+    """Marks an optional tool argument whose blank string ("" or only whitespace) means it was left out: its default
+    (``Annotated[str | None, BLANK_MEANS_UNSET, Field(...)]``). Some hosts fill every unused optional with "" (Cursor
+    is reported to), and ``model: ""`` was refused as an unknown model, ``aspect_ratio: ""`` as a value the model does
+    not allow. Never on a prompt or a required argument: a blank one of those is refused, naming it."""
+
+
+BLANK_MEANS_UNSET = BlankMeansUnset()
+
+
 def keep_free_text(metadata: Any) -> None:
     """Make the SDK's argument pre-parsing (``FuncMetadata.pre_parse_json``, which has no per-field switch) leave the
     ``FREE_TEXT`` arguments' strings as they were sent.
@@ -173,7 +183,8 @@ def keep_free_text(metadata: Any) -> None:
     free text) is read as JSON when that gives a list, an object or null (a boolean is an int to the SDK's
     check, so it stays the text sent, as there), and is kept as sent otherwise. Null (sent, or a string read so)
     for an optional argument that does not take null itself means its default (it is left out): LLM hosts fill
-    every unused optional with null, and ``variations: null`` was refused as "must be a whole number".
+    every unused optional with null, and ``variations: null`` was refused as "must be a whole number". A blank string
+    for a ``BLANK_MEANS_UNSET`` argument is left out the same way (some hosts fill unused optionals with "").
     The SDK's own looks up every field of the tool on every call and has ``json.loads`` fail (raising) on a plain
     string such as a model id: about 10 us a call for estimate_cost's 17 arguments, this about 1 us."""
     fields = metadata.arg_model.model_fields
@@ -182,6 +193,12 @@ def keep_free_text(metadata: Any) -> None:
     decoded |= {fields[name].alias for name in decoded if fields[name].alias and fields[name].alias not in free}
     defaulted = {name for name, info in fields.items() if not info.is_required() and not _takes_null(info.annotation)}
     defaulted |= {fields[name].alias for name in defaulted if fields[name].alias}
+    blank = {
+        name
+        for name, info in fields.items()
+        if not info.is_required() and any(isinstance(m, BlankMeansUnset) for m in info.metadata)
+    }
+    blank |= {fields[name].alias for name in blank if fields[name].alias}
 
     def pre_parse_json(data: dict[str, Any]) -> dict[str, Any]:
         parsed = dict(data)
@@ -193,11 +210,17 @@ def keep_free_text(metadata: Any) -> None:
                     continue
                 if not isinstance(found, str | int | float):  # a number or a quoted string stays the text sent
                     parsed[key] = found
-            if parsed[key] is None and key in defaulted:  # an LLM host fills unused optionals with null: the default
+            # An LLM host fills unused optionals with null (the default), and some with "" (left out, too).
+            if (parsed[key] is None and key in defaulted) or (key in blank and _blank(value)):
                 del parsed[key]
         return parsed
 
     object.__setattr__(metadata, "pre_parse_json", pre_parse_json)  # a pydantic model: set past its field checks
+
+
+def _blank(value: Any) -> bool:
+    """Whether ``value`` is a blank string: "" or only whitespace."""
+    return isinstance(value, str) and not value.strip()
 
 
 def _takes_null(annotation: Any) -> bool:
