@@ -10,6 +10,11 @@ whether or not a tool call is waiting on it:
   max(2 s, 10%) of its duration whenever it ends after 1.1x ``low`` (within 20% if it ends right at ``low``).
   A 5-minute Veo 3.1 Fast clip costs 12 status calls (``bench/bench_polling.py``), against 49 when every
   ``check_task`` call polled alone; waiting for the typical end before the first look is what keeps it that low.
+  A look out of turn (``check_task``'s "look now", a wait's early look: below) costs that one status call and moves
+  no later look earlier (``_resumed``): the schedule goes on from the look it went ahead of, or from the look out of
+  turn when the schedule's own gap after it ends later. Only an end it sees moves the schedule earlier (the finishing
+  starts at once); a 429's pause, a failed look's backoff or a success without a result link (3 minutes) may move
+  it later, as after any look. KIE's reported progress plays no part in the schedule.
   ``settings.poll_min_interval`` (2 s) is also the schedule's time unit: tests that shorten it to 10 ms run
   the same schedule 200 times faster.
 - **Backing off.** A 429 pauses every look for ``settings.rate_limit_backoff``, doubling while KIE keeps answering 429
@@ -57,10 +62,11 @@ whether or not a tool call is waiting on it:
   as heartbeats). However many calls wait on a task, it is looked at once per scheduled look. ``check_task``
   with ``wait_seconds=0`` is the one explicit "look now": it asks KIE once (after any look in flight), unless 429s
   pause every look: then the record answers, saying so. Also of a task another server's follower holds
-  (``_look_apart``: below). A generation stops waiting on a task KIE says succeeded
-  without a result link (looked at again every 3 minutes: its answer says so, never "still generating"). A
-  generation cut off after its creates, before it waits (cancelled by its host), hands its tasks over (``adopt``):
-  they are followed and saved at once, with nobody waiting.
+  (``_look_apart``: below). It is a look out of turn (above): made before the task's first scheduled look, it costs
+  that one status call, and the next look is still the first scheduled one. A generation stops waiting on a task KIE
+  says succeeded without a result link (looked at again every 3 minutes: its answer says so, never "still
+  generating"). A generation cut off after its creates, before it waits (cancelled by its host), hands its tasks over
+  (``adopt``): they are followed and saved at once, with nobody waiting.
 - **An early look for a wait** (``_ask_early``). The schedule holds a task's first look back to 1.2x its model's
   typical minimum, so a ``check_task`` that waits (``wait_seconds`` > 0) before then would answer only the estimate it
   began with, though KIE may have ended the task long before (a content refusal is often its fastest answer). Such a
@@ -284,7 +290,7 @@ class Watch:
     queued: int = 0  # ended, its results waiting for a finishing slot (``ENDS_AT_ONCE``): its turn, from 1; 0: not
     looked_at: float = 0.0  # time.monotonic() of the last look at KIE here (this follower's, or the call that found it)
     early_at: float = -math.inf  # time.monotonic() of the last early look a waiting check_task brought (``_ask_early``)
-    resume_at: float = 0.0  # the scheduled look an early look went ahead of: the schedule resumes there (0: none)
+    resume_at: float = 0.0  # the scheduled look a look out of turn went ahead of: the schedule resumes there (0: none)
     done: anyio.Event = field(default_factory=anyio.Event)  # finished, settled and saved
     listeners: set[anyio.Event] = field(default_factory=set)  # set after every look
 
@@ -1023,8 +1029,9 @@ class Follower:
 
     @staticmethod
     def _resumed(watch: Watch, next_at: float) -> float:
-        """The next look after a look that went ahead of the schedule (an early look for a wait: ``_ask_early``): the
-        look it went ahead of, unless the schedule puts the next one later still. Any other look: ``next_at``."""
+        """The next look after a look out of turn (``check_task``'s "look now": ``_look_now``; an early look for a
+        wait: ``_ask_early``), given the one the schedule puts after it (``next_at``: a gap after it, a backoff, a 429's
+        pause): the look it went ahead of, unless ``next_at`` is later still. Any other look: ``next_at``."""
         resume, watch.resume_at = watch.resume_at, 0.0
         return max(next_at, resume)
 
@@ -1685,10 +1692,11 @@ class Follower:
         return Asking(asked=asked, reported=record.answered and not watch.estimated, next_in=next_in)
 
     async def _look_now(self, watch: Watch) -> None:
-        """One look at KIE now, after the look in flight. A task that ended needs none: its finishing (which may be
-        a long download) is the follower's, started by its loop, and never waited for here. None either while KIE's
-        429s pause every look: the record answers, saying so (``_note_paused``) from the second 429 in a row (one is
-        pacing, not a storm: the record answers as it is)."""
+        """One look at KIE now, after the look in flight: out of turn, so the schedule's next look stays where it was
+        (``_resumed``). A task that ended needs none: its finishing (which may be a long download) is the follower's,
+        started by its loop, and never waited for here. None either while KIE's 429s pause every look: the record
+        answers, saying so (``_note_paused``) from the second 429 in a row (one is pacing, not a storm: the record
+        answers as it is)."""
         while watch.busy and not watch.record.finished:  # one look at a time: the one in flight, then ask again
             event = anyio.Event()
             watch.listeners.add(event)
@@ -1704,6 +1712,7 @@ class Follower:
                 self._note_paused(watch)
             return
         watch.busy = True
+        watch.resume_at = max(watch.resume_at, watch.next_at)  # out of turn: the schedule resumes there (_resumed)
         try:
             await self._look(watch)
         finally:
