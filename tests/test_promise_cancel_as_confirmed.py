@@ -10,13 +10,17 @@ unused, so the same request sent again puts it to the person again, word for wor
 its create; one yes there makes it once.
 
 The form is asked within the call only in the handshake era (2025-11-25); in the 2026-07-28 era the answer comes back
-in a retried request of its own. In process through the real MCP client, and over real stdio as the audit sent it.
+in a retried request of its own, whose cancel a moment after it was sent likewise created and charged, unanswered: its
+yes waits the same moment. The yes keeps the moment it came: the wait once ran to the form's deadline, past the
+question's own expiry, and a yes in the last 0.1 s before it was lost ("got no answer"). In process through the real
+MCP client, and over real stdio as the audit sent it.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import anyio
 import pytest
@@ -32,11 +36,9 @@ IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}  #
 YES = {"action": "accept", "content": {"confirm": True}}
 
 
-@pytest.mark.parametrize("mode", ["legacy"])  # the form asked within the call: the handshake era's back-channel
-@pytest.mark.parametrize("after", [0.001, 0.02], ids=["a-millisecond-after-the-yes", "20-ms-after-the-yes"])
-async def test_a_call_cancelled_as_the_person_confirms_creates_nothing_and_its_retry_asks_again(
-    connect, controls, after
-):
+async def cancelled_as_confirmed(connect: Any, controls: Any, after: float) -> None:
+    """A call whose host cancels it ``after`` seconds after the person's yes: nothing is created or counted, it is
+    never answered, and the same request sent again puts the same question again; one yes there makes it once."""
     asked: list[str] = []
     call = anyio.CancelScope()  # the host's call, which its own timeout gives up on
 
@@ -67,6 +69,48 @@ async def test_a_call_cancelled_as_the_person_confirms_creates_nothing_and_its_r
     assert again.structured_content["status"] == "completed", text_of(again)
     assert "cut off" not in text_of(again)  # nothing was made to be replayed
     assert len(await controls.creates()) == 1 and len(tasks) == 1  # one yes, one create
+
+
+@pytest.mark.parametrize("mode", ["legacy"])  # the form asked within the call: the handshake era's back-channel
+@pytest.mark.parametrize("after", [0.001, 0.02], ids=["a-millisecond-after-the-yes", "20-ms-after-the-yes"])
+async def test_a_call_cancelled_as_the_person_confirms_creates_nothing_and_its_retry_asks_again(
+    connect, controls, after
+):
+    await cancelled_as_confirmed(connect, controls, after)
+
+
+@pytest.mark.parametrize("mode", ["auto"])  # the yes comes back in a retried request of its own (2026-07-28)
+@pytest.mark.parametrize(
+    "after", [0.001, 0.02, 0.03], ids=["a-millisecond-after-the-yes", "20-ms-after-the-yes", "30-ms-after-the-yes"]
+)
+async def test_a_retried_request_cancelled_as_it_carries_the_yes_creates_nothing_and_is_asked_again(
+    connect, controls, after
+):
+    """The host's cancel of the request that carries the person's yes, sent as it goes (its timeout firing as they
+    click Accept): created and charged, never answered, before the yes waited for it as the form's does."""
+    await cancelled_as_confirmed(connect, controls, after)
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+@pytest.mark.parametrize("left", [0.07, 0.04], ids=["70-ms-before-the-deadline", "40-ms-before-the-deadline"])
+async def test_a_yes_in_the_last_moment_before_the_forms_deadline_still_creates_once(connect, controls, left):
+    """The wait for a cancel after a yes ran to the form's deadline, past the question's own expiry (its quote opened
+    a moment before the form was shown): a yes given less than 0.1 s before the deadline was answered "The
+    confirmation got no answer within 1.5 seconds", nothing made. The yes keeps the moment it came."""
+    deadline = 1.5
+    asked: list[str] = []
+
+    async def form(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params.message)
+        await anyio.sleep(deadline - left)  # the person takes their time, and answers in time
+        return ElicitResult(**YES)
+
+    async with connect(elicitation=form, confirm_timeout_seconds=deadline) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 0})
+        spent = await spent_today(client)
+    assert made.structured_content["status"] in ("submitted", "completed"), text_of(made)
+    assert "no answer" not in text_of(made)
+    assert len(asked) == 1 and len(await controls.creates()) == 1 and spent == 8  # one yes, one create
 
 
 @pytest.mark.stdio

@@ -4,11 +4,12 @@ generate_image refused ``model``, ``images``, ``variations`` and ``wait_seconds`
 null)", ...), estimate_cost ``images`` and ``variations``, list_tasks ``limit``, check_task ``wait_seconds``. The
 published schemas stay as lean as before (no ``null`` added where null is not a value of its own).
 
-Some hosts fill them with "" instead (Cursor is reported to): a blank string ("" or only whitespace) for an optional
-text argument that has a default, or whose absence means the model's default, is left out too. ``model: ""`` was
-refused as an unknown model, ``aspect_ratio: ""`` and ``resolution: ""`` as values the model does not allow, and
-estimate_cost's ``task_id: ""`` and ``operation: ""`` turned a generation's estimate into a follow-up's, refused. A
-prompt or a required argument given blank is never taken for left out: it is refused, naming it.
+Some hosts fill them with "" instead (Cursor is reported to): a blank string ("", or only whitespace and invisible
+format characters such as a zero width space) for an optional text argument that has a default, or whose absence means
+the model's default, is left out too. ``model: ""`` was refused as an unknown model, ``aspect_ratio: ""`` and
+``resolution: ""`` as values the model does not allow, and estimate_cost's ``task_id: ""`` and ``operation: ""`` turned
+a generation's estimate into a follow-up's, refused. A prompt or a required argument given blank is never taken for
+left out: it is refused, naming it.
 """
 
 from __future__ import annotations
@@ -106,3 +107,32 @@ async def test_a_blank_prompt_or_required_argument_is_refused_naming_it_never_ta
     assert "task_id: must be at least 1" in text_of(required) and "operation: must be one of" in text_of(required)
     assert fine.structured_content["status"] == "completed", text_of(fine)  # the blanks alone are no problem
     assert len(await controls.creates()) == 1
+
+
+INVISIBLE = {  # blank to whoever reads them: a zero width space, a byte order mark, a word joiner, joiners with a space
+    "model": "\u200b",
+    "aspect_ratio": "\ufeff",
+    "resolution": "\u2060",
+    "session": "\u200b \u200d",
+    "quote_id": "\ufeff",
+    "bind_quote_id": "\u200b\u200c",
+}
+
+
+async def test_invisible_format_characters_alone_are_blank_as_whitespace_is(connect, controls):
+    """A zero width space or a byte order mark alone was refused as 'Unknown model "\\u200b"' while a no-break space
+    took the default: ``str.strip`` keeps format characters (Unicode Cf)."""
+    async with connect(elicitation=answering()) as client:
+        quoted = await client.call_tool(
+            "estimate_cost",
+            {**INVISIBLE, "model": "nano-banana-2", "prompt": "a cat", "task_id": "\u200b", "operation": "\ufeff"},
+        )
+        image = await client.call_tool("generate_image", {**INVISIBLE, "prompt": "a cat"})
+        named = await client.call_tool(
+            "generate_image", {**INVISIBLE, "model": "nano\u200b-banana-2", "prompt": "a cat"}
+        )
+    assert quoted.structured_content["quote"]["model"] == "nano-banana-2", text_of(quoted)  # a generation's estimate
+    assert image.structured_content["status"] == "completed", text_of(image)
+    assert "unknown to this workspace" not in text_of(image)  # quote_id "\ufeff" is no quote to look up
+    assert named.is_error and "Unknown model" in text_of(named), text_of(named)  # only an all-invisible one is blank
+    assert [create["body"].get("model") for create in await controls.creates()] == [DEFAULT_IMAGE_MODEL]

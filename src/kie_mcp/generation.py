@@ -2524,10 +2524,10 @@ def use_approval(rt: Runtime, p: Plan, decision: Approved) -> Approved | Decline
         asked, used, expired = last
         if used and used != DECLINED:  # a question the person answered No is refused below, saying so
             return Replay(asked)
-        if expired:
+        if expired and decision.answered_at is None:  # else ``consume`` judges by when the yes came
             return NeedsConfirmation(unanswered(rt.settings.confirm_timeout_seconds), True)
     try:
-        rt.quotes.consume(asked, p.digest, kind="ask")
+        rt.quotes.consume(asked, p.digest, kind="ask", answered_at=decision.answered_at)
     except QuoteError as err:
         return refused_answer(rt, asked, err)
     return Approved("elicitation", asked)

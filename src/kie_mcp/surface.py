@@ -1441,29 +1441,36 @@ def _unreadable(answer: Any) -> bool:
 # (seconds). A host whose own timeout on the call fires as the person clicks Accept sends notifications/cancelled
 # with the answer or a few milliseconds after it; from the answer to the create nothing else is awaited that the
 # cancel could stop (the create is shielded), so without this wait such a call was created and charged, and never
-# answered (the host said it timed out). A moment against the seconds the person took to answer.
+# answered (the host said it timed out). A moment against the seconds the person took to answer. The yes keeps the
+# moment it came (``Approved.answered_at``): its question's quote is judged expired by that moment, so a yes in the
+# last moment of its question is as good after the wait as before it.
 CANCEL_WITH_THE_YES = 0.1
 
 
 async def _ask_with_deadline(ctx: Context, ask: Ask, seconds: float) -> Approved | Declined | NeedsConfirmation:
     """Ask over the back-channel (handshake era), giving up after ``seconds``: an unanswered question ends the
     call as cancelled, with nothing spent. A yes is used only once ``CANCEL_WITH_THE_YES`` has passed without the
-    host cancelling the call: cancelled then, nothing is sent, and its question stays unused (a retry of the request
-    puts it to the person again, as after a call cut off before its create)."""
+    host cancelling the call (``_cancel_with_the_yes``)."""
     answered: Approved | Declined | NeedsConfirmation | None = None
-    with anyio.move_on_after(seconds) as deadline:
+    with anyio.move_on_after(seconds):
         answered = await _answer(ctx, ask)
     if answered is None:
         return NeedsConfirmation(gen.unanswered(seconds), cancelled=True)
     if isinstance(answered, Approved):
-        # Out of the deadline's scope, and never past it (the question's quote expires with it): a yes in time stays
-        # in time. At its end, still a checkpoint: a cancel that came with the answer is seen.
-        try:
-            await anyio.sleep(min(CANCEL_WITH_THE_YES, max(deadline.deadline - anyio.current_time(), 0.0)))
-        except anyio.get_cancelled_exc_class():
-            log.info("the call was cancelled as the person confirmed it in the form: nothing was sent")
-            raise
+        await _cancel_with_the_yes()  # out of the deadline's scope: a yes in time stays in time
     return answered
+
+
+async def _cancel_with_the_yes() -> None:
+    """Wait ``CANCEL_WITH_THE_YES`` for the host's cancel of a call the person has just said yes to, in the form
+    asked within it (handshake era) or in the answer its retried request carries (2026-07-28). Cancelled then, the
+    call sends nothing and its question stays unused: the same request sent again puts it to the person again, as
+    after a call cut off before its create."""
+    try:
+        await anyio.sleep(CANCEL_WITH_THE_YES)
+    except anyio.get_cancelled_exc_class():
+        log.info("the call was cancelled as the person confirmed it in the form: nothing was sent")
+        raise
 
 
 async def _answer(ctx: Context, ask: Ask) -> Approved | Declined | NeedsConfirmation:
@@ -1478,7 +1485,7 @@ async def _answer(ctx: Context, ask: Ask) -> Approved | Declined | NeedsConfirma
         )
     decision = _decision(outcome)
     if isinstance(decision, Approved):
-        return Approved("elicitation", ask.quote_id)
+        return Approved("elicitation", ask.quote_id, answered_at=time.time())  # the journal's clock, as the quote's
     assert not isinstance(decision, Replay)
     if isinstance(decision, Declined) and decision.said_no:
         return replace(decision, quote_id=ask.quote_id)
@@ -1506,10 +1513,15 @@ async def _generate(
 ) -> CallToolResult:
     rt = _runtime(ctx)
     rt.follower.attach_client(ctx)  # updates of the tasks this call creates reach this client
+    decision = _decision(approval)
+    if isinstance(decision, Approved) and decision.by == "elicitation" and decision.answered_at is None:
+        # The person's yes carried by this retried request (2026-07-28; the handshake era's waited in its form's call):
+        # it waits for a cancel of the call as that one does. Its moment is now, as it reaches this call: the gate
+        # found its question open a moment ago, and gave it its full time again (``QuoteBook.open_question``).
+        decision = replace(decision, answered_at=time.time())
+        await _cancel_with_the_yes()
     with _user_errors():
-        result = await gen.execute(
-            rt, plan, _decision(approval), tool=tool, wait_seconds=wait_seconds, progress=_progress(ctx)
-        )
+        result = await gen.execute(rt, plan, decision, tool=tool, wait_seconds=wait_seconds, progress=_progress(ctx))
     try:
         # Previews (scaled images, video posters) are made in a worker thread, never on the loop.
         await _thumbnails_ready(result.tasks, rt.settings.workspace, rt.settings.preview_px)

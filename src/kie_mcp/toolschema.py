@@ -22,6 +22,7 @@ is advertised changes.
 from __future__ import annotations
 
 import json
+import unicodedata
 from typing import Any, get_args
 
 _DEFS = "#/$defs/"
@@ -166,10 +167,11 @@ FREE_TEXT = FreeText()
 
 
 class BlankMeansUnset:
-    """Marks an optional tool argument whose blank string ("" or only whitespace) means it was left out: its default
-    (``Annotated[str | None, BLANK_MEANS_UNSET, Field(...)]``). Some hosts fill every unused optional with "" (Cursor
-    is reported to), and ``model: ""`` was refused as an unknown model, ``aspect_ratio: ""`` as a value the model does
-    not allow. Never on a prompt or a required argument: a blank one of those is refused, naming it."""
+    """Marks an optional tool argument whose blank string ("", or only whitespace and invisible format characters:
+    ``_blank``) means it was left out: its default (``Annotated[str | None, BLANK_MEANS_UNSET, Field(...)]``). Some
+    hosts fill every unused optional with "" (Cursor is reported to), and ``model: ""`` was refused as an unknown
+    model, ``aspect_ratio: ""`` as a value the model does not allow. Never on a prompt or a required argument: a blank
+    one of those is refused, naming it."""
 
 
 BLANK_MEANS_UNSET = BlankMeansUnset()
@@ -219,8 +221,11 @@ def keep_free_text(metadata: Any) -> None:
 
 
 def _blank(value: Any) -> bool:
-    """Whether ``value`` is a blank string: "" or only whitespace."""
-    return isinstance(value, str) and not value.strip()
+    """Whether ``value`` is a blank string: "" or only whitespace (NBSP and U+3000 too, as ``str.isspace`` has them)
+    and invisible format characters (Unicode category Cf: the zero width space U+200B and joiners, the byte order
+    mark U+FEFF, the word joiner U+2060, a soft hyphen, direction marks), which ``str.strip`` keeps: ``model:
+    "\\u200b"`` was refused as an unknown model while ``model: "\\u00a0"`` took the default."""
+    return isinstance(value, str) and all(char.isspace() or unicodedata.category(char) == "Cf" for char in value)
 
 
 def _takes_null(annotation: Any) -> bool:

@@ -60,6 +60,10 @@ class Approved:
     # An auto approval's hold on its request from the moment it was given (``SpendingCalls.claim``): its call's spend
     # takes it over, and gives it up when it ends.
     claim: Claim | None = field(default=None, compare=False, repr=False)
+    # A yes in the confirmation form: when it came (epoch seconds, the journal's clock). Its question's quote is judged
+    # expired by this moment, not by when the approval is used: a moment later, once its call has waited for a cancel
+    # by its host (``surface.CANCEL_WITH_THE_YES``). A yes in time stays in time; one that came late stays late.
+    answered_at: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -544,15 +544,25 @@ class QuoteBook:
             return None
         return Quote.model_validate_json(rows[0]["body"])
 
-    def consume(self, quote_id: str, digest: str, *, kind: str = "estimate", request: Bound | None = None) -> Quote:
+    def consume(
+        self,
+        quote_id: str,
+        digest: str,
+        *,
+        kind: str = "estimate",
+        request: Bound | None = None,
+        answered_at: float | None = None,
+    ) -> Quote:
         """Use the quote up, atomically: of two calls (or two processes) racing with one quote, one wins. A refusal
-        of a quote of another request names what changed, given the ``request``."""
+        of a quote of another request names what changed, given the ``request``. ``answered_at``: when the person's
+        yes to the question this quote is bound to came (``Approved.answered_at``); its expiry is judged by that
+        moment (never a later one than now), so a yes in time is not too late once its call has used it."""
         self.release_owed()
         with self.journal.transaction() as db:
             row = db.execute("SELECT * FROM quotes WHERE quote_id = ? AND kind != 'auto'", (quote_id,)).fetchone()
             if row is not None and self._abandoned(row, lambda sql, *args: db.execute(sql, args).fetchall()):
                 row = {**dict(row), "used": 0}  # in this very transaction: no other process can take it meanwhile
-            refusal = self._refusal(quote_id, digest, row, kind, request)
+            refusal = self._refusal(quote_id, digest, row, kind, request, answered_at)
             if refusal is not None:
                 raise refusal
             db.execute(
@@ -906,7 +916,13 @@ class QuoteBook:
         return not _sent(row["quote_id"], query)
 
     def _refusal(
-        self, quote_id: str, digest: str, row: Any, kind: str = "estimate", request: Bound | None = None
+        self,
+        quote_id: str,
+        digest: str,
+        row: Any,
+        kind: str = "estimate",
+        request: Bound | None = None,
+        answered_at: float | None = None,
     ) -> QuoteError | None:
         if row is None:
             return QuoteError(
@@ -936,7 +952,8 @@ class QuoteBook:
             )
         if row["used"]:
             return QuoteError(f"quote {quote_id} was already used; a quote approves one request once.", "used")
-        if self._clock() > row["expires"]:
+        now = self._clock()
+        if (now if answered_at is None else min(answered_at, now)) > row["expires"]:
             return QuoteError(f"quote {quote_id} expired at {timestamp(row['expires'])}.", "expired")
         if row["digest"] != digest:
             changed = "" if request is None else changed_words(changed_arguments(row["request"], request))
