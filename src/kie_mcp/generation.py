@@ -101,7 +101,7 @@ from kie_mcp.stopping import CREATES
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.tasks.follower import saving_words
 from kie_mcp.tasks.records import UnreadableRecord, answer_not_recorded, charged_text, time_left_words
-from kie_mcp.words import cut_point, plain, quoted_excerpt, span_words, timestamp
+from kie_mcp.words import cut_point, is_blank, plain, quoted_excerpt, span_words, timestamp
 
 if TYPE_CHECKING:
     from kie_mcp.catalog import Catalog
@@ -268,7 +268,7 @@ async def plan(
             fit = fit_script_to(rt, spec, args, facts)
         except InvalidRequest as refusal:
             script_problems = refusal.problems
-            if not (prompt and prompt.strip()):  # a fitted script's words are its prompt: no "prompt: is required"
+            if not prompt or is_blank(prompt):  # a fitted script's words are its prompt: no "prompt: is required"
                 prompt, prompt_is_script = args.script, True
         else:
             prompt, duration, audio, notes, scripted = fit.prompt, fit.duration, fit.audio, fit.notes, fit.request
@@ -418,7 +418,7 @@ def clip_price(rt: Runtime, spec: ModelSpec, args: GenerationArgs, facts: dict[s
         try:
             wire = build_input(
                 spec,
-                prompt=args.prompt if args.prompt.strip() else args.script or "",  # a part's prompt has its words
+                prompt=args.prompt if not is_blank(args.prompt) else args.script or "",  # a part's prompt has its words
                 images=args.images,
                 aspect_ratio=args.aspect_ratio,
                 resolution=args.resolution,

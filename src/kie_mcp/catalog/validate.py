@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any
 
-from kie_mcp.words import listed, plain
+from kie_mcp.words import is_blank, listed, plain
 
 from .spec import FieldSpec, ModelSpec, Rule, Scalar
 
@@ -103,7 +103,7 @@ def build_input(
     common["audio"] = audio
     for arg in _COMMON_ARGS:
         value = common[arg]
-        if value is None or (arg == "prompt" and not value.strip()):
+        if value is None or (arg == "prompt" and is_blank(value)):
             continue
         target = spec.field_for_arg(arg)
         if target is None and arg == "audio":
