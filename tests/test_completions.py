@@ -346,6 +346,33 @@ async def test_a_session_page_completes_to_the_session_folders_with_a_gallery_pa
     assert all(page.mime_type == "text/html" and "kie-mcp" in page.text for page in pages)
 
 
+async def test_a_session_page_never_completes_to_a_folder_whose_page_the_read_refuses(connect, tmp_path):
+    """The review: a folder holding only a gallery page of kie-mcp's (``2033-01-01-.kie-mcp``, a copy; or a session
+    whose results the user deleted) was offered, and its read refused it: the gallery removes the page of a session
+    with no result left, and the read brings the gallery up to date first. Only folders with a result are offered,
+    and each one offered reads."""
+    outputs = tmp_path / "outputs"
+    async with connect(elicitation=answering()) as client:
+        kept = await _saved_in(client, "pear")
+        emptied = await _saved_in(client, "plum")
+        for saved in (outputs / emptied).iterdir():
+            if saved.name != "index.html":
+                saved.unlink()
+        (outputs / "2033-01-01-.kie-mcp").mkdir()
+        shutil.copy(outputs / kept / "index.html", outputs / "2033-01-01-.kie-mcp" / "index.html")
+        offered = (await _values(client, PAGES, "session")).completion
+        reads = [await _reads(client, f"kie://outputs/{name}/index.html") for name in offered.values]
+    assert offered.values == [kept] and offered.total == 1, offered
+    assert reads == [True]
+
+
+async def _reads(client: Client, uri: str) -> bool:
+    try:
+        return "kie-mcp" in (await client.read_resource(uri)).contents[0].text
+    except MCPError:
+        return False
+
+
 async def test_other_workflow_arguments_get_no_values(connect):
     async with connect() as client:
         answers = [

@@ -4,10 +4,10 @@ MCP 2025-03-26 says implementations MUST support receiving batches, and kie-mcp 
 removed them. The SDK's stdio reader drops a list without an answer, so the line is split where it is read
 (``stdio.readable_lines``): under 2025-03-26 (and 2024-11-05) each request in it runs and is answered under its own
 id, on a line of its own (the SDK writes one message a line; JSON-RPC's batch answer is a SHOULD); under later
-revisions each is answered with an error saying batches are gone, and nothing of it runs. A batch line that is not
-JSON (cut short) is answered with a Parse error with no id (MCP 2025-11-25 and later), or under id null, as JSON-RPC
-2.0 answers it (2025-06-18 and before, whose schema requires an id); an empty batch, and each element that is no
-object, with an Invalid Request the same way.
+revisions each is answered with an error saying batches are gone, and nothing of it runs (a notification in it is
+dropped, said in one line on stderr). A batch line that is not JSON (cut short) is answered with a Parse error with
+no id (MCP 2025-11-25 and later), or under id null, as JSON-RPC 2.0 answers it (2025-06-18 and before, whose schema
+requires an id); an empty batch, and each element that is no object, with an Invalid Request the same way.
 """
 
 from __future__ import annotations
@@ -110,6 +110,35 @@ def test_a_batch_is_refused_element_by_element_where_the_protocol_removed_batche
         assert f"MCP {version} does not take" in error["message"] and "Nothing of it was run" in error["message"]
     wire.send(json.dumps({"jsonrpc": "2.0", "id": 17, "method": "ping"}))
     assert wire.answer(17)["result"] == {}
+    assert not CREATE_PATHS & set(_kie_requests(simulator_process))
+
+
+@pytest.mark.stdio
+@pytest.mark.parametrize("written", [{"id": None}, {}], ids=["with-id-null", "plain"])
+def test_a_notification_in_a_refused_batch_is_dropped_with_one_warning_and_cancels_nothing(
+    wire, simulator_process, written
+):
+    """The review: on a 2025-11-25 connection a batch holding a notification written with ``"id": null`` printed a
+    traceback on stderr: its refusal was raised from the notification's handler, with no id to answer under, and the
+    SDK had already acted on it (a cancel stopped the call it named), as it did on a notification without an id,
+    while every request of a batch is refused there. It is dropped, said in one line; a cancel in it cancels
+    nothing, so the call it names goes on, its id still in flight (a request under it is refused), and answers when
+    its form does."""
+    wire.handshake({"elicitation": {"form": {}}})
+    call = {"name": "generate_image", "arguments": {"prompt": "an apple"}}
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 42, "method": "tools/call", "params": call}))
+    form = wire.request("elicitation/create")
+    cancel = {"jsonrpc": "2.0", **written, "method": "notifications/cancelled", "params": {"requestId": 42}}
+    wire.send(json.dumps([cancel]))
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 42, "method": "ping"}))
+    assert "is still running" in wire.answer(42)["error"]["message"]
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": form["id"], "result": {"action": "decline"}}))
+    declined = wire.answer(42)["result"]
+    assert declined["structuredContent"]["status"] == "declined", declined
+    [warned] = wire.warnings(1, "came in a JSON-RPC batch")
+    assert "WARNING" in warned and "notifications/cancelled" in warned and "dropped, not run" in warned, warned
+    errors = wire.errors.read_text()
+    assert "Traceback" not in errors and errors.count("notifications/cancelled") == 1, errors
     assert not CREATE_PATHS & set(_kie_requests(simulator_process))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -248,6 +249,31 @@ async def test_caps_of_a_million_or_more_are_written_in_full_wherever_a_figure_i
     assert several.is_error and "each counts the whole per-call cap of 1000000 " in said[4], said[4]
     assert [text for text in said if "e+0" in text] == []
     assert len(await controls.creates()) == 1
+
+
+async def test_caps_beyond_any_spend_and_fractions_of_a_credit_are_written_without_e_notation_or_noise(
+    connect, controls
+):
+    """The review: a cap of 1e300 (a setting takes any finite number, "no cap" meant) read in check_credits as 301
+    digits of a float's noise ("Caps: 1000000000000000052504760255..."), and KIE_MAX_CREDITS_PER_CALL=0.00001, or a
+    max_credits of as little, as "1e-05". A figure of 10**15 credits or more reads 1,000,000,000,000,000+; a fraction
+    of a credit is written in fixed decimals, one under a millionth as "less than 0.000001"."""
+    async with connect(max_credits_per_call=1e300, max_credits_per_day=1e300) as client:
+        huge = [text_of(await client.call_tool("check_credits", {}))]
+        huge.append(text_of(await client.call_tool("estimate_cost", IMAGE)))
+    async with connect(max_credits_per_call=0.00001) as client:
+        tiny = [text_of(await client.call_tool("check_credits", {}))]
+        for extra in ({}, {"max_credits": 0.00001}, {"max_credits": 1e-9}):
+            tiny.append(text_of(await client.call_tool("estimate_cost", {**IMAGE, **extra})))
+    beyond = "1,000,000,000,000,000+"
+    assert f"Caps: {beyond} per call, {beyond} per day." in huge[0], huge[0]
+    assert f"{beyond} left of the {beyond} per day (per call at most {beyond})." in huge[1], huge[1]
+    assert "Caps: 0.00001 per call, 3000 per day." in tiny[0], tiny[0]
+    assert "(per call at most 0.00001)" in tiny[1], tiny[1]
+    assert "over the max_credits of 0.00001 given with it" in tiny[2], tiny[2]
+    assert "over the max_credits of less than 0.000001 given with it" in tiny[3], tiny[3]
+    assert [text for text in huge + tiny if re.search(r"\d{16}|\de[+-]\d", text)] == []
+    assert await controls.creates() == []
 
 
 # -- 3. one yes, one spend ----------------------------------------------------------------------------------

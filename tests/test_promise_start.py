@@ -205,6 +205,26 @@ async def test_a_secret_given_as_an_argument_is_never_repeated(tmp_path):
 
 
 @pytest.mark.stdio
+async def test_a_secret_written_on_to_a_short_option_is_never_repeated_and_only_the_option_is_named(tmp_path):
+    """The review: ``-kabcdefghijklmnop`` in a client's args came back in every tool's answer whole, as an option of
+    that name ("-kabcdefghijklmnop is not an option"): argparse reads a short option's value written on to it, so it
+    is ``-k`` and a secret. Only ``-k`` is named; the value reads <not shown>, and is redacted from every answer after
+    (here the name of an unknown tool repeating it)."""
+    secret = "abcdefghijklmnop"
+    env = client_env(tmp_path / "home", KIE_WORKSPACE=str(tmp_path))
+    log = tmp_path / "stderr.log"
+    with log.open("w") as errors:
+        params = StdioServerParameters(command=console_script(), args=["-k" + secret], env=env)
+        async with Client(stdio_client(params, errlog=errors), read_timeout_seconds=20) as client:
+            answer = text_of(await client.call_tool("check_credits", {}))
+            echoed = text_of(await client.call_tool("run-" + secret, {}))
+            instructions = client.instructions or ""
+    assert '"-k<not shown>". -k is not an option: set KIE_API_KEY instead.' in answer, answer
+    assert echoed == "Unknown tool: run-[redacted]", echoed
+    assert secret not in answer + echoed + instructions + log.read_text()
+
+
+@pytest.mark.stdio
 async def test_stdio_is_another_name_for_serving(tmp_path):
     """Many servers' snippets say ``stdio``; kie-mcp took it for an unknown command and exited."""
     env = client_env(tmp_path / "home", KIE_WORKSPACE=str(tmp_path))
@@ -316,6 +336,11 @@ REFUSED_WITH_A_SECRET = [
     (["sim", "KIE_API_KEY: " + KEY], KEY),
     (["catalog", "sync", "--env", '{"KIE_API_KEY":"' + KEY + '"}'], KEY),
     (["demo", "-k", "short.pass"], "short.pass"),
+    # The review: a short secret option with its value written on to it (argparse's -kVALUE) was taken for an option
+    # of that name, named in full ("-kHunterPassword is not an option") and repeated by argparse's own words.
+    (["-kHunterPassword"], "HunterPassword"),
+    (["-kabcdefghijklmnop"], "abcdefghijklmnop"),
+    (["demo", "-khunter.pass"], "hunter.pass"),
     (["demo", "Authorization:", "Bearer", "sk.live.abc"], "sk.live.abc"),
     # One shape of a key for the whole command line (redact.key_shaped_parts): inside a word of other characters too,
     # and in capitals.

@@ -100,8 +100,8 @@ def _option_notes(given: list[str], reason: str, taken: list[frozenset[str]]) ->
     if flag is not None:
         notes.append(f"{flag[1]} takes no value: write {flag[1]} alone.")
     options = given[: given.index("--")] if "--" in given else given  # after "--", every word is no option
-    stray = [word.partition("=")[0] for word, known in zip(options, taken, strict=False) if word.startswith("-")
-             and not _takes(known, word.partition("=")[0])]  # fmt: skip
+    stray = [_option_and_value(word)[0] for word, known in zip(options, taken, strict=False) if word.startswith("-")
+             and not _takes(known, _option_and_value(word)[0])]  # fmt: skip
     for name in dict.fromkeys(stray):
         setting = _setting_for(name)
         if _SHOWN_WORD.fullmatch(name.lstrip("-")) is None or (setting is None and name in reason):
@@ -188,16 +188,17 @@ def _secrets_registered(given: list[str]) -> list[str]:
 
 
 def _named_secrets(given: list[str]) -> list[str]:
-    """Every value of an option or a setting named like a secret in ``given`` (``_SECRET_OPTION``)."""
+    """Every value of an option or a setting named like a secret in ``given`` (``_SECRET_OPTION``), also one written on
+    to a short one (``-kK``: ``_option_and_value``)."""
     found: list[str] = []
     secret_next = False
     for word in given:
-        name, assigned, value = word.partition("=")
+        name, value = _option_and_value(word)
         if secret_next:
             found.append(word)
-        elif assigned and _SECRET_OPTION.search(name):
+        elif value is not None and _SECRET_OPTION.search(name):
             found.append(value)
-        secret_next = not secret_next and word.startswith("-") and not assigned and bool(_SECRET_OPTION.search(word))
+        secret_next = not secret_next and word.startswith("-") and value is None and bool(_SECRET_OPTION.search(word))
     return found
 
 
@@ -227,6 +228,21 @@ NOT_SHOWN = "<not shown>"
 _SHOWN_WORD = re.compile(r"[A-Za-z][A-Za-z-]{0,23}")  # letters and dashes: an option's name, a command, "true"
 # Named like a secret: and ``-k``, the short form of --key (``demo -k short.pass``).
 _SECRET_OPTION = re.compile(r"(?i)key|token|secret|pass|auth|cred|bearer|^-k$")
+# The short options named like a secret: argparse reads a short option's value written on to it (``-kK``), so a word
+# starting with one is that option and its value, whatever follows (``-kHunterPassword``: -k, "HunterPassword").
+_SECRET_SHORT_OPTIONS = ("-k",)
+
+
+def _option_and_value(word: str) -> tuple[str, str | None]:
+    """An argument as an option's (or a setting's) name and the value written in it, None when it holds none:
+    ``--token=K`` is ("--token", "K"), ``--sandbox`` ("--sandbox", None), ``KIE_API_KEY=K`` ("KIE_API_KEY", "K"); a
+    short option named like a secret with its value written on to it, ``-kK`` or ``-k=K``, is ("-k", "K"), never an
+    option named ``-kK`` (whose name a refusal would show, and the secret with it)."""
+    short = word[:2]
+    if short in _SECRET_SHORT_OPTIONS and len(word) > 2:
+        return short, word[3:] if word[2] == "=" else word[2:]
+    name, assigned, value = word.partition("=")
+    return name, value if assigned else None
 
 
 def _shown_arguments(given: list[str]) -> str:
@@ -244,11 +260,12 @@ def _shown_arguments(given: list[str]) -> str:
             shown.append(part(word, False))
             secret_next = False
         elif word.startswith("-"):
-            name, given_value, value = word.partition("=")
+            name, value = _option_and_value(word)
             secret = _SECRET_OPTION.search(name) is not None
             named = part(name, _SHOWN_WORD.fullmatch(name.lstrip("-")) is not None)
-            if given_value:
-                named += "=" + part(value, not secret and _SHOWN_WORD.fullmatch(value) is not None)
+            if value is not None:  # "=" between them, or nothing (-kK)
+                joined = word[len(name) : len(word) - len(value)]
+                named += joined + part(value, not secret and _SHOWN_WORD.fullmatch(value) is not None)
             else:
                 secret_next = secret
             shown.append(named)

@@ -394,11 +394,13 @@ async def _session_folders(typed: str, runtime: Callable[[], Awaitable[Runtime |
 
 def _session_pages(workspace: Path, typed: str) -> tuple[list[str], bool]:
     """The names of the session folders of ``workspace``'s outputs/ (``<date>-<session>``, real folders, never a link
-    or a hidden one) with a gallery page kie-mcp wrote (``saved.is_own_page``: ``index.html``, or
-    ``kie-mcp-gallery.html`` beside a page of the user's own), as the session page's read serves them: those whose
+    or a hidden one, named as the session page's read takes them: ``gallery._session_folder_name``) with a gallery
+    page kie-mcp wrote (``saved.is_own_page``: ``index.html``, or ``kie-mcp-gallery.html`` beside a page of the user's
+    own) and a result the gallery shows (``_shows_results``), as the session page's read serves them: those whose
     name starts with ``typed``, then those whose session (the name after its date) does, newest day first in each; and
     whether any were left unread. The folder names, never a path. Bounded, as a host asks again on every key: the
     pages of at most ``SESSIONS_READ`` folders are looked at, and no more once ``MOST`` are found."""
+    from kie_mcp.media.gallery import _session_folder_name
     from kie_mcp.media.saved import OUTPUTS, OWN_INDEX, PAGE, SESSION_FOLDER, SESSIONS_READ, is_own_page, refusal
 
     outputs = workspace / OUTPUTS
@@ -416,20 +418,42 @@ def _session_pages(workspace: Path, typed: str) -> tuple[list[str], bool]:
     wanted = typed.casefold()
     ranked = []
     for name, day, session in folders:
-        if "\\" in name or not _offered(name):  # never served (``gallery._session_folder_name``), or never offered
+        if not _session_folder_name(name) or not _offered(name):  # never served, or never offered
             continue
         if name.casefold().startswith(wanted):
             ranked.append((0, _newest_first(day), name))
         elif session.casefold().startswith(wanted):
             ranked.append((1, _newest_first(day), name))
     ranked.sort()
+    linked = outputs.is_symlink()
     found: list[str] = []
     for looked, (*_, name) in enumerate(ranked):
         if len(found) > MOST or looked >= SESSIONS_READ:
             return found, True
-        if any(is_own_page(outputs / name / page) for page in (PAGE, OWN_INDEX)):
+        folder = outputs / name
+        if any(is_own_page(folder / page) for page in (PAGE, OWN_INDEX)) and _shows_results(folder, linked):
             found.append(name)
     return found, False
+
+
+def _shows_results(folder: Path, linked: bool) -> bool:
+    """Whether the gallery shows a result of the session folder ``folder`` (its scan's items:
+    ``gallery._scan_folder``). A build removes kie-mcp's page of a folder whose results are all gone, and the read of
+    that page runs one first: offered, it would be refused. In an outputs/ of kie-mcp's own (not ``linked`` to a
+    folder of the user's) a regular file of a result's type is one, and the first found is enough; in a linked one,
+    only a file a sidecar names, as the scan takes it."""
+    from kie_mcp.media.gallery import THUMBNAIL_SIDE, _media_kind, _scan_folder
+
+    if linked:
+        return bool(_scan_folder(folder, THUMBNAIL_SIDE).items)
+    try:
+        with os.scandir(folder) as listing:
+            return any(
+                entry.name[:1] != "." and _media_kind(entry.name) is not None and entry.is_file(follow_symlinks=False)
+                for entry in listing
+            )
+    except OSError:  # gone, or unreadable: the gallery shows nothing of it
+        return False
 
 
 def _newest_first(day: str) -> tuple[int, ...]:

@@ -16,11 +16,13 @@ server answers with an error saying what was wrong (``unreadable_error``); nothi
   pydantic-core 2.50): Invalid Request (-32600), saying so.
 
 A JSON-RPC batch (a list of objects) becomes its messages, each read as a line of its own (so an unreadable one gets
-its stand-in), each request among them marked ``BATCHED`` in its ``_meta``. MCP 2025-03-26 says implementations MUST
-receive batches (and kie-mcp accepts that revision); 2025-06-18 removed them. Only the server knows which revision a
-request is served in, so the server runs a marked request where batches exist and refuses it under its id where
-not (``refuse_batch``). Each answer is written on a line of its own, not gathered into one list: the SDK's writer
-writes one message a line, and JSON-RPC's batch answer is a SHOULD; an SDK client matches answers by id.
+its stand-in), each request and notification among them marked ``BATCHED`` in its ``_meta``. MCP 2025-03-26 says
+implementations MUST receive batches (and kie-mcp accepts that revision); 2025-06-18 removed them. Only the server
+knows which revision a request is served in, so the server runs a marked request where batches exist and refuses it
+under its id where not (``refuse_batch``). A notification has no id to refuse it under: where the handshake agreed on
+no revision with batches, ``RequestsOnce`` drops it before the SDK sees it (a cancel in it cancels nothing), with one
+line on stderr. Each answer is written on a line of its own, not gathered into one list: the SDK's writer writes one
+message a line, and JSON-RPC's batch answer is a SHOULD; an SDK client matches answers by id.
 
 A client's answer to a request of the server (a form's answer) that cannot be read becomes an error answer with its
 id, so the call waiting for it goes on at once. A line that is not JSON and names no id to answer under (a batch cut
@@ -116,7 +118,7 @@ from mcp.types import (
 from pydantic_core import PydanticSerializationError, from_json
 
 from kie_mcp.redact import redact
-from kie_mcp.words import readable_text
+from kie_mcp.words import plain, readable_text
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -434,9 +436,10 @@ def _batch_elements(line: str) -> list[Span] | None:
 
 
 def _element_lines(element: str) -> list[str]:
-    """The lines an element of a batch stands for (``readable_lines``), a request among them marked ``BATCHED`` in its
-    ``_meta``: the server then runs it where the session's protocol takes batches (``refuse_batch``). An element that
-    is not an object is no message: it stands for an Invalid Request with no id (``NOT_AN_OBJECT``)."""
+    """The lines an element of a batch stands for (``readable_lines``), a request or notification among them marked
+    ``BATCHED`` in its ``_meta``: the server then runs it where the session's protocol takes batches (``refuse_batch``),
+    and a notification is dropped where it does not (``RequestsOnce``). An element that is not an object is no
+    message: it stands for an Invalid Request with no id (``NOT_AN_OBJECT``)."""
     if not element.startswith("{"):
         kind = _kind(element)
         log.warning(
@@ -450,8 +453,8 @@ def _element_lines(element: str) -> list[str]:
         message = json.loads(lines[0]) if len(lines) == 1 else None
     except ValueError:  # unreadable and unanswerable: dropped, as a line of its own would be
         return lines
-    if not isinstance(message, dict) or "id" not in message or "method" not in message:  # a notification, an answer
-        return lines
+    if not isinstance(message, dict) or "method" not in message or message["method"] == UNPARSEABLE_METHOD:
+        return lines  # an answer, or the stand-in for an element answered with no id (``RequestsOnce`` answers it)
     params = message["params"] if isinstance(message.get("params"), dict) else {}
     meta = params["_meta"] if isinstance(params.get("_meta"), dict) else {}
     params["_meta"] = {**meta, BATCHED: True}
@@ -845,11 +848,28 @@ class RequestsOnce:
                 if error is not None:  # a line that was not JSON, with no id: answered, never passed on
                     await self._writes.refuse(error, with_id=not id_left_out(protocol))
                     continue
+            elif isinstance(message, JSONRPCNotification) and self._batch_refused(message.params):
+                protocol = self._writes.session.protocol
+                log.warning(
+                    "a notification (%s) came in a JSON-RPC batch, which %s does not take: dropped, not run",
+                    plain(message.method),
+                    f"MCP {protocol}" if protocol else "a connection with no revision agreed (2026-07-28, or none yet)",
+                )
+                continue
             elif isinstance(message, JSONRPCNotification) and message.method == "notifications/cancelled":
                 cancelled = cancelled_request_id_from_params(message.params)
                 if cancelled is not None:
                     self._writes.answered(cancelled)
             return item
+
+    def _batch_refused(self, params: Any) -> bool:
+        """Whether a message with ``params`` came in a JSON-RPC batch (``came_in_batch``) that the session's protocol
+        refuses (``refuse_batch``): the revision the handshake agreed on, none yet or the 2026-07-28 era (no
+        handshake) being ones without batches. A notification in one is dropped here, before the SDK's dispatcher,
+        which acts on a cancel before any handler runs: raised from its handler, the refusal was a traceback on
+        stderr and the cancel had already stopped the call it named."""
+        protocol = self._writes.session.protocol
+        return came_in_batch(params) and (protocol is None or protocol > LAST_BATCHING_PROTOCOL)
 
     def __aiter__(self) -> RequestsOnce:
         return self

@@ -286,12 +286,37 @@ def usd(credits: float) -> float:
     return round(credits * USD_PER_CREDIT, 4)
 
 
+# Credits written in full below this: every whole number under it is exact in a float (up to 2**53), and a cap beyond
+# it (KIE_MAX_CREDITS_PER_DAY=1e300, "no cap") is none that can be reached: 10**15 credits are about $5 trillion.
+CREDITS_IN_FULL = 10**15
+CREDITS_BEYOND = "1,000,000,000,000,000+"  # a figure of CREDITS_IN_FULL or more, as it is written
+CREDITS_SMALLEST = 0.000001  # the smallest fraction of a credit written; one under it is said to be
+CREDITS_UNDER = "less than 0.000001"
+
+
 def credits_figure(value: float) -> str:
-    """A figure of credits as every answer writes one, without its word: '1000000', '4.8', '0.35'; never '1e+06',
-    which ``:g`` makes of a million (a cap, a day's spend, a balance)."""
-    if float(value).is_integer():
+    """A figure of credits as every answer writes one, without its word: '1000000', '4.8', '0.35', '0.00001'; never in
+    e-notation ('1e+06', which ``:g`` makes of a million; '1e-05') nor with a float's noise (a cap of 1e300 is not
+    301 digits): a figure of ``CREDITS_IN_FULL`` or more reads ``CREDITS_BEYOND``, a fraction under
+    ``CREDITS_SMALLEST`` ``CREDITS_UNDER`` (a cap, a day's spend, a balance, a max_credits)."""
+    value = float(value)
+    if math.isnan(value):
+        return "an unknown number of"
+    if value < 0:
+        return "-" + credits_figure(-value)
+    if value >= CREDITS_IN_FULL:  # infinity too
+        return CREDITS_BEYOND
+    if value.is_integer():
         return str(int(value))
-    return f"{value:g}" if abs(value) < 1e5 else f"{value:.2f}".rstrip("0").rstrip(".")
+    if value >= 1e5:  # to the cent, in 15 significant digits at most: what a float holds without noise
+        text = f"{value:.{max(min(2, 15 - len(str(int(value)))), 0)}f}"
+        if float(text) >= CREDITS_IN_FULL:  # 999999999999999.9 is 10**15 to the cent
+            return CREDITS_BEYOND
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    if value < CREDITS_SMALLEST:
+        return CREDITS_UNDER
+    # six significant digits (as ``:g`` wrote them), in fixed decimals: 0.00001, never 1e-05
+    return f"{value:.{5 - math.floor(math.log10(value))}f}".rstrip("0").rstrip(".")
 
 
 def credits_text(value: float) -> str:
