@@ -24,6 +24,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client
+from PIL import Image
 
 from kie_mcp.processes import HOST
 from kie_mcp.sandbox import SANDBOX_API_KEY, SimConfig, Simulator
@@ -87,6 +88,32 @@ async def joins_none(client: Client, task_id: str, spent: float) -> None:
     assert task["session"] is None and task["credits_reserved"] is None, text_of(checked)
     assert "This is the task of create" not in text_of(checked), text_of(checked)
     assert after["unknown_creates"] == 1 and after["spent_today"] == spent, after
+
+
+async def joins_its_create(client: Client, workspace: Path, task_id: str, quoted: float) -> None:
+    """``task_id`` (a lost create's own task, in session "mine"), looked up, joins that create: its session and
+    folder, its reservation settled, no create left of unknown outcome, the create made with that task."""
+    own = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 20})
+    after = await credits(client)
+    found = own.structured_content["task"]
+    assert found["session"] == "mine" and found["credits_reserved"] == quoted, text_of(own)
+    assert "This is the task of create a_" in text_of(own), text_of(own)
+    assert [Path(path).parent.name for path in found["files"]] == [session_folder(workspace, "mine").name]
+    assert after["unknown_creates"] == 0 and after["spent_today"] == quoted, after
+    with contextlib.closing(sqlite3.connect(workspace / JOURNAL)) as db:
+        assert db.execute("SELECT state, task_id FROM attempts").fetchall() == [("created", task_id)]
+
+
+async def only_its_own_task_joins(client: Client, workspace: Path, other: str, mine: str, quoted: float) -> None:
+    """``other`` (another app's task of the lost create's request and one field more), looked up first, joins no
+    create, and the create stays counted; ``mine``, the create's own task, looked up next, joins it."""
+    theirs = await client.call_tool("check_task", {"task_id": other, "wait_seconds": 20})
+    between = await credits(client)
+    task = theirs.structured_content["task"]
+    assert task["prompt"] is None and task["session"] is None and task["credits_reserved"] is None, text_of(theirs)
+    assert "task of create" not in text_of(theirs) and "may be the one" not in text_of(theirs), text_of(theirs)
+    assert between["unknown_creates"] == 1 and between["spent_today"] == quoted, between
+    await joins_its_create(client, workspace, mine, quoted)
 
 
 async def test_a_task_found_after_its_create_s_answer_was_lost_joins_that_create(connect, controls, tmp_path):
@@ -403,21 +430,7 @@ async def test_a_task_of_the_create_s_request_plus_a_field_it_never_sent_is_neve
         )
         other = response.json()["data"]["taskId"]
         await fast(controls)
-        theirs = await client.call_tool("check_task", {"task_id": other, "wait_seconds": 20})
-        between = await credits(client)
-        own = await client.call_tool("check_task", {"task_id": mine["taskId"], "wait_seconds": 20})
-        after = await credits(client)
-    task = theirs.structured_content["task"]
-    assert task["prompt"] is None and task["session"] is None and task["credits_reserved"] is None, text_of(theirs)
-    assert "task of create" not in text_of(theirs) and "may be the one" not in text_of(theirs), text_of(theirs)
-    assert between["unknown_creates"] == 1 and between["spent_today"] == quoted, between
-    found = own.structured_content["task"]
-    assert found["session"] == "mine" and found["credits_reserved"] == quoted, text_of(own)
-    assert "This is the task of create a_" in text_of(own), text_of(own)
-    assert [Path(path).parent.name for path in found["files"]] == [session_folder(tmp_path, "mine").name]
-    assert after["unknown_creates"] == 0 and after["spent_today"] == quoted, after
-    with contextlib.closing(sqlite3.connect(tmp_path / JOURNAL)) as db:
-        assert db.execute("SELECT state, task_id FROM attempts").fetchall() == [("created", mine["taskId"])]
+        await only_its_own_task_joins(client, tmp_path, other, mine["taskId"], quoted)
 
 
 @pytest.mark.parametrize(
@@ -444,3 +457,61 @@ async def test_a_task_whose_echo_holds_what_kie_keeps_beside_the_request_still_j
     assert own.structured_content["task"]["session"] == "mine", text_of(own)
     assert "This is the task of create a_" in text_of(own), text_of(own)
     assert after["unknown_creates"] == 0, after
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"fileUrl": "https://example.com/someone-else.png"},
+        {"maskUrl": "https://example.com/mask.png", "nVariants": 4},
+    ],
+    ids=["fileUrl", "maskUrl"],
+)
+async def test_a_gpt_4o_image_task_with_a_field_the_catalogue_does_not_take_is_never_taken_as_the_create_s(
+    connect, controls, sim, tmp_path, extra
+):
+    """The review: a text-only gpt-4o-image create lost its answer; another app sent the identical body plus
+    ``fileUrl`` (an edit of its own photo), or plus ``maskUrl`` and ``nVariants``, which KIE's docs name for GPT-4o
+    Image's generate and kie-mcp's catalogue does not take. Only a name the model's spec listed counted as a field of
+    the request, so that task joined the create (saved in the person's session, the reservation settled against its
+    charge) and the person's own task then joined nothing. Beside a flat echo's fields only what KIE keeps beside a
+    request (``callBackUrl``, ``progressCallBackUrl``, ``model``) is allowed: that task joins none, and the create's
+    own task joins it."""
+    async with connect(elicitation=answering()) as client:
+        await lost(client, controls, {**IMAGE_4O, "session": "mine"})
+        [mine] = await sim_tasks(controls)
+        response = await controls.http.post(
+            CREATE_PATH["gpt4o"],
+            json=sim.tasks[mine["taskId"]].body,
+            headers={"Authorization": f"Bearer {SANDBOX_API_KEY}"},
+        )
+        other = response.json()["data"]["taskId"]
+        # KIE's record of that app's request, echoed as it sent it (the simulator's catalogue, as kie-mcp's, takes
+        # none of these, so they are written into the record rather than sent)
+        sim.tasks[other].body.update(extra)
+        await fast(controls)
+        await only_its_own_task_joins(client, tmp_path, other, mine["taskId"], 6)
+
+
+@pytest.mark.parametrize(
+    ("request_", "quoted"),
+    [
+        ({**IMAGE, "images": ["ref.png"]}, 8),
+        ({**IMAGE_4O, "images": ["ref.png"]}, 6),
+        ({**VIDEO, "images": ["ref.png"]}, 90),
+    ],
+    ids=["market", "gpt4o", "video"],
+)
+async def test_a_lost_create_with_a_local_image_takes_its_own_task_found_at_kie(
+    connect, controls, tmp_path, request_, quoted
+):
+    """The review: a lost create with a local input image (nano-banana-2, gpt-4o-image, kling-3.0 video) never joined
+    its own task: the journal kept the request with the file's path, and KIE echoes the link it was uploaded as. The
+    results went to outputs/<date>-<model>/, the create stayed of unknown outcome for good, and KIE's charge never
+    counted against it. The attempt keeps the request as it was sent: its own task joins it."""
+    Image.new("RGB", (512, 512), (200, 10, 10)).save(tmp_path / "ref.png")
+    async with connect(elicitation=answering()) as client:
+        await lost(client, controls, {**request_, "session": "mine"})
+        await fast(controls)
+        [mine] = await sim_tasks(controls)
+        await joins_its_create(client, tmp_path, mine["taskId"], quoted)

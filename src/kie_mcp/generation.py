@@ -2099,6 +2099,7 @@ async def _spend(
                             family,
                             p,
                             body,
+                            wire,
                             approval,
                             record,
                             prompt,
@@ -2569,6 +2570,7 @@ async def _submit(
     family: Family,
     p: Plan,
     body: dict[str, Any],
+    sent: dict[str, Any],
     approval: Approval,
     record: TaskRecord,
     prompt: str,
@@ -2581,8 +2583,11 @@ async def _submit(
 ) -> str | None:
     """Journal the attempt, send one create in its ``slot`` of KIE's create window, journal its answer. Never
     raises: every outcome lands in ``record``. Returns the attempt's id in the journal (None when it could not be
-    recorded, and nothing was sent). ``wanted``: whether the create may still be sent (``still_wanted``), asked
-    as its attempt is journaled, once the journal's write lock is held, and before each resend after a 429.
+    recorded, and nothing was sent). ``sent``: the request's input fields as ``body`` sends them (each local file
+    replaced by the link it was uploaded as), journaled as the attempt's ``params``: what KIE echoes of the request,
+    so that a task found after the create's answer was lost is compared with what was sent (``tasks.lost``).
+    ``wanted``: whether the create may still be sent (``still_wanted``), asked as its attempt is journaled, once the
+    journal's write lock is held, and before each resend after a 429.
 
     The attempt is written in a worker thread while another program holds the journal's lock
     (``off_loop_when_locked``: pings, other calls and cancellations go on), up to ``BUSY_SECONDS``; its call cut
@@ -2600,7 +2605,7 @@ async def _submit(
                 approved_by=approved_by,
                 quote_id=quote_id,
                 prompt=prompt,
-                params=p.wire,
+                params=sent,
                 credits_quoted=p.price.credits,
                 session=p.session,
                 options_key=p.options_key,

@@ -12,9 +12,12 @@ whether or not a tool call is waiting on it:
   ``check_task`` call polled alone; waiting for the typical end before the first look is what keeps it that low.
   A look out of turn (``check_task``'s "look now", a wait's early look: below) costs that one status call and moves
   no later look earlier (``_resumed``): the schedule goes on from the look it went ahead of, or from the look out of
-  turn when the schedule's own gap after it ends later. Only an end it sees moves the schedule earlier (the finishing
-  starts at once); a 429's pause, a failed look's backoff or a success without a result link (3 minutes) may move
-  it later, as after any look. KIE's reported progress plays no part in the schedule.
+  turn when the schedule's own gap after it ends later. A task the journal did not know, found at KIE by a
+  ``check_task``, ``kie://tasks/{id}`` or ``continue_video`` (that call's look is its first), is looked at next where
+  the schedule puts the look after one at its age (from KIE's time of the task, else from when it was found), never
+  before its first scheduled look. Only an end it sees moves the schedule earlier (the finishing starts at once); a
+  429's pause, a failed look's backoff or a success without a result link (3 minutes) may move it later, as after
+  any look. KIE's reported progress plays no part in the schedule.
   ``settings.poll_min_interval`` (2 s) is also the schedule's time unit: tests that shorten it to 10 ms run
   the same schedule 200 times faster.
 - **Backing off.** A 429 pauses every look for ``settings.rate_limit_backoff``, doubling while KIE keeps answering 429
@@ -850,11 +853,12 @@ class Follower:
             self._retrying.discard(record.task_id)
             watch.refusals = GIVE_UP - 1
         now = time.monotonic()
-        if looked:
-            watch.looked_at = now
-            watch.next_at = now + self._gap(watch) * self._unit
+        first = first_look(watch.typical) - self._age(record)  # to the first scheduled look, from the task's age
+        if looked:  # found at KIE by the call that asked: the schedule's next look after that one, never before the
+            watch.looked_at = now  # first (the age is from KIE's time of the task, else from now: ``made_elsewhere``)
+            watch.next_at = now + max(self._gap(watch), first) * self._unit
         else:
-            watch.next_at = now + max(first_look(watch.typical) - self._age(record), 0.0) * self._unit
+            watch.next_at = now + max(first, 0.0) * self._unit
         self._estimate(watch)
         self._watches[record.task_id] = watch
         self._poke()

@@ -61,6 +61,14 @@ ONE_CALL = (
     "operation",
 )
 UNREADABLE = object()  # an echo of the request that is there and cannot be read
+# What KIE keeps beside a flat request's fields (``_request_field``): the only names a flat echo may hold that the
+# create did not send. ``callBackUrl``: a create body's own beside the model's fields in every family's create docs
+# (kie-api.md §2.1, §3-§6; the example ``param`` of docs.kie.ai/market/common/get-task-detail holds it);
+# ``progressCallBackUrl``: the Market's, beside ``callBackUrl`` (kie-api.md §2.1); ``model``: the body's own in the
+# Market, Veo and Flux Kontext, compared with the create's model apart (``Echo.model``). KIE's own examples of a flat
+# echo (docs.kie.ai/4o-image-api/get-4-o-image-details: ``paramJson`` ``{"prompt", "size", "isEnhance"}``) hold
+# the create body's fields and nothing else.
+KEPT_BESIDE = frozenset({"callBackUrl", "progressCallBackUrl", "model"})
 
 
 class Verdict(NamedTuple):
@@ -112,12 +120,13 @@ def _canonical(value: Any) -> str:
     return json.dumps(redact_value(value), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
-def _same_request(echoed: Echo, attempt: sqlite3.Row, takes: frozenset[str] | None) -> bool:
+def _same_request(echoed: Echo, attempt: sqlite3.Row) -> bool:
     """Whether the request KIE echoes is the very one ``attempt`` sent: the model it names (when it names one) is the
-    attempt's, every field the attempt sent (``attempts.params``, kept redacted) is echoed with the same value
-    (compared redacted, as canonical JSON), and no field the attempt did not send is echoed (``_request_field``):
-    a request with one more field (an image to edit, a seed) is another request, whoever made it. ``takes``: the
-    names of the fields the model takes (its catalogue spec's), None when the catalogue has no spec of it."""
+    attempt's, every field the attempt sent (``attempts.params``: its input fields as sent, each local file as the
+    link it was uploaded as, kept redacted) is echoed with the same value (compared redacted, as canonical JSON), and
+    no field the attempt did not send is echoed (``_request_field``): a request with one more field (an image to
+    edit, a mask, a seed) is another request, whoever made it. An attempt an older kie-mcp journaled kept a local
+    file's path instead of its link: its request is never the one echoed."""
     model, fields, _ = echoed
     if model is not None and model != attempt["model"]:
         return False
@@ -126,10 +135,10 @@ def _same_request(echoed: Echo, attempt: sqlite3.Row, takes: frozenset[str] | No
         return False
     if not all(name in fields and _canonical(fields[name]) == _canonical(value) for name, value in sent.items()):
         return False
-    return not any(_request_field(name, echoed, takes) for name in fields if name not in sent)
+    return not any(_request_field(name, echoed) for name in fields if name not in sent)
 
 
-def _request_field(name: str, echoed: Echo, takes: frozenset[str] | None) -> bool:
+def _request_field(name: str, echoed: Echo) -> bool:
     """Whether ``name``, echoed though the create did not send it, is a field of the request echoed (so that request is
     another one) rather than what KIE keeps beside a request. KIE echoes the create's body as sent and adds none of the
     model's fields, nor their defaults: kie-api.md §2.2 ("param: the original create body re-serialised");
@@ -139,12 +148,10 @@ def _request_field(name: str, echoed: Echo, takes: frozenset[str] | None) -> boo
     not send was sent by whoever made that task, even with the value kie-mcp would have sent by default
     (``apply_defaults`` already sends each default the model's spec has): another request. Any name inside a Market
     body's ``input`` is such a field (KIE's createTask keeps ``model`` and ``callBackUrl`` outside it); beside a flat
-    body's fields, a name of the model's own fields (its catalogue spec's) is, and any other (``callBackUrl``,
-    ``model``) is what KIE keeps beside the request, allowed. Without the model's spec nothing tells them apart: none is
-    allowed."""
-    if echoed.nested or takes is None:
-        return True
-    return name in takes
+    body's fields, every name but the few KIE keeps beside a request (``KEPT_BESIDE``) is, whether or not kie-mcp's
+    catalogue lists it: GPT-4o Image's ``fileUrl``, ``maskUrl`` and ``nVariants`` (KIE's docs name them, the
+    catalogue does not take them) make another request as surely as ``filesUrl`` does."""
+    return echoed.nested or name not in KEPT_BESIDE
 
 
 def _fits(attempt: sqlite3.Row, when: float) -> bool:
@@ -172,9 +179,7 @@ def judge(rt: Runtime, model: str, status: TaskStatus, now: float) -> Verdict:
     rows = rt.journal.unsettled_attempts(model, now - KEPT_BY_KIE, when + CLOCK_SKEW)
     echoed = echoed_request(status.raw)
     if echoed is not None and echoed is not UNREADABLE:
-        spec = rt.catalog.get(model)
-        takes = frozenset(spec.fields) if spec is not None else None
-        rows = [row for row in rows if _same_request(echoed, row, takes)]
+        rows = [row for row in rows if _same_request(echoed, row)]
     if reported is None:  # no precise moment from KIE to place it: begun before it was looked up is all that is known
         late = [row for row in rows if row["state"] == "unknown" and row["created"] - CLOCK_SKEW <= now]
         return Verdict(None, late, "KIE's answer gives no precise time it was made to compare", reported)
