@@ -100,12 +100,17 @@ async def test_blank_optionals_take_their_defaults_in_every_tool_that_spends_or_
 async def test_a_blank_prompt_or_required_argument_is_refused_naming_it_never_taken_for_left_out(connect, controls):
     async with connect(elicitation=answering()) as client:
         prompt = await client.call_tool("generate_image", {**BLANKS, "prompt": "   "})
-        invisible = await client.call_tool("generate_image", {**BLANKS, "prompt": "\u200b\ufeff "})
+        # a zero width space and a byte order mark, a variation selector alone, a Hangul filler: drawn as nothing
+        invisible = [
+            await client.call_tool("generate_image", {**BLANKS, "prompt": nothing})
+            for nothing in ("\u200b\ufeff ", "\ufe0f", "\u3164", "\u115f\u1160")
+        ]
         required = await client.call_tool("continue_video", {"task_id": "", "operation": " "})
         fine = await client.call_tool("generate_image", {**BLANKS, "prompt": "a cat"})
     assert prompt.is_error and "prompt: is required by nano-banana-2" in text_of(prompt), text_of(prompt)
-    # a prompt of a zero width space and a byte order mark says as little: it was sent to KIE and charged
-    assert invisible.is_error and "prompt: is required by nano-banana-2" in text_of(invisible), text_of(invisible)
+    # a prompt of characters drawn as nothing says as little: it was sent to KIE and charged
+    for said in invisible:
+        assert said.is_error and "prompt: is required by nano-banana-2" in text_of(said), text_of(said)
     assert required.is_error, text_of(required)
     assert "task_id: must be at least 1" in text_of(required) and "operation: must be one of" in text_of(required)
     assert fine.structured_content["status"] == "completed", text_of(fine)  # the blanks alone are no problem

@@ -39,6 +39,7 @@ from kie_mcp.runtime import Runtime
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.tasks.lost import TakenUp, take_up
 from kie_mcp.tasks.records import time_left_words
+from kie_mcp.toolschema import is_blank
 from kie_mcp.words import timestamp
 
 log = logging.getLogger(__name__)
@@ -116,9 +117,9 @@ async def plan(
     existing = earlier(rt, source, spec) if follow.once else None
     options, notes = await request_options(rt, source, spec, args, chosen)
     prompt = args.prompt or ""
-    if prompt.strip() and spec.field_for_arg("prompt") is None:
+    if not is_blank(prompt) and spec.field_for_arg("prompt") is None:
         raise refused(f"operation={args.operation} takes no prompt ({spec.title} only upgrades the clip).", "prompt")
-    if not prompt.strip() and spec.field_for_arg("prompt") is not None and follow.default_prompt:
+    if is_blank(prompt) and spec.field_for_arg("prompt") is not None and follow.default_prompt:
         prompt = follow.default_prompt
         if script is None:
             notes.append(f'No prompt was given, and KIE requires one: sending "{prompt}"')

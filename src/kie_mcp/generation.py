@@ -101,7 +101,8 @@ from kie_mcp.stopping import CREATES
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.tasks.follower import saving_words
 from kie_mcp.tasks.records import UnreadableRecord, answer_not_recorded, charged_text, time_left_words
-from kie_mcp.words import cut_point, is_blank, plain, quoted_excerpt, span_words, timestamp
+from kie_mcp.toolschema import is_blank
+from kie_mcp.words import cut_point, plain, quoted_excerpt, span_words, timestamp
 
 if TYPE_CHECKING:
     from kie_mcp.catalog import Catalog

@@ -22,7 +22,6 @@ is advertised changes.
 from __future__ import annotations
 
 import json
-import unicodedata
 from typing import Any, get_args
 
 _DEFS = "#/$defs/"
@@ -220,12 +219,28 @@ def keep_free_text(metadata: Any) -> None:
     object.__setattr__(metadata, "pre_parse_json", pre_parse_json)  # a pydantic model: set past its field checks
 
 
+# Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt): drawn as nothing by every renderer. Not all of
+# them are format characters (Cf: the variation selectors, the Hangul fillers U+115F, U+1160, U+3164 are letters or
+# marks), and not every format character is one (ARABIC END OF AYAH U+06DD and the other prepended marks are drawn).
+_IGNORABLE = (
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F),
+    (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
+)  # fmt: skip
+
+
+def is_blank(text: str) -> bool:
+    """Whether ``text`` says nothing: "", or only whitespace (NBSP and U+3000 too, as ``str.isspace`` has them) and
+    characters drawn as nothing (``_IGNORABLE``: a zero width space, a byte order mark, the word joiner, a soft
+    hyphen, direction marks, a variation selector or a Hangul filler alone), which ``str.strip`` keeps: ``model:
+    "\u200b"`` was refused as an unknown model while ``model: "\u00a0"`` took the default, and a prompt of one was
+    sent to KIE and charged. A prompt is blank by this rule too (``validate``, ``generation``, ``followups``)."""
+    return all(char.isspace() or any(low <= ord(char) <= high for low, high in _IGNORABLE) for char in text)
+
+
 def _blank(value: Any) -> bool:
-    """Whether ``value`` is a blank string: "" or only whitespace (NBSP and U+3000 too, as ``str.isspace`` has them)
-    and invisible format characters (Unicode category Cf: the zero width space U+200B and joiners, the byte order
-    mark U+FEFF, the word joiner U+2060, a soft hyphen, direction marks), which ``str.strip`` keeps: ``model:
-    "\\u200b"`` was refused as an unknown model while ``model: "\\u00a0"`` took the default."""
-    return isinstance(value, str) and all(char.isspace() or unicodedata.category(char) == "Cf" for char in value)
+    """Whether ``value`` is a blank string (``is_blank``)."""
+    return isinstance(value, str) and is_blank(value)
 
 
 def _takes_null(annotation: Any) -> bool:

@@ -22,14 +22,6 @@ from kie_mcp.redact import redact_secrets
 SHOWN_LIMIT = 60  # characters of a value an error repeats back
 
 
-def is_blank(text: str) -> bool:
-    """Whether ``text`` says nothing: empty, or only whitespace and invisible format characters (Unicode category Cf:
-    a zero width space, a byte order mark, joiners, direction marks), which ``str.strip`` keeps. A prompt of a zero
-    width space was sent to KIE (and charged) where one of spaces was refused. The same rule as an optional argument's
-    blank (``toolschema._blank``, kept free of this module's imports for start-up)."""
-    return all(char.isspace() or unicodedata.category(char) == "Cf" for char in text)
-
-
 def plain(value: Any, *, quoted: bool = True, limit: int = SHOWN_LIMIT) -> str:
     """``value`` as JSON writes it (text in double quotes unless ``quoted`` is False), at most ``limit`` characters.
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any
 
-from kie_mcp.words import is_blank, listed, plain
+from kie_mcp.toolschema import is_blank
+from kie_mcp.words import listed, plain
 
 from .spec import FieldSpec, ModelSpec, Rule, Scalar
 
