@@ -405,6 +405,9 @@ TYPOS = [
     (["sim", "--balance", "1,000"], "argument --balance: '1,000' is not a number"),
     (["sim", "--port", "8080", "extra/path.txt"], "unrecognized arguments: extra/path.txt"),
     (["sim", "--port", "Marketing_Campaign"], "argument --port: 'Marketing_Campaign' is not a whole number"),
+    # --keep one dash short: a typo named as it was typed, never "-k<not shown>" and advice to set KIE_API_KEY
+    (["demo", "-keep"], "unrecognized arguments: -keep"),
+    (["demo", "-kee"], "unrecognized arguments: -kee"),
 ]
 
 

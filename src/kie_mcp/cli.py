@@ -239,10 +239,21 @@ def _option_and_value(word: str) -> tuple[str, str | None]:
     short option named like a secret with its value written on to it, ``-kK`` or ``-k=K``, is ("-k", "K"), never an
     option named ``-kK`` (whose name a refusal would show, and the secret with it)."""
     short = word[:2]
-    if short in _SECRET_SHORT_OPTIONS and len(word) > 2:
+    if short in _SECRET_SHORT_OPTIONS and len(word) > 2 and not _one_dash_short(word):
         return short, word[3:] if word[2] == "=" else word[2:]
     name, assigned, value = word.partition("=")
     return name, value if assigned else None
+
+
+# kie-mcp's own long options that start with a secret short option's letter: ``-keep`` is ``--keep`` one dash short.
+_LONG_OPTIONS_OF_SECRET_LETTERS = ("--keep",)
+
+
+def _one_dash_short(word: str) -> bool:
+    """Whether ``word`` is one of kie-mcp's own long options written with one dash (``demo -keep``), or the start of
+    one: a typo to name (argparse's "unrecognized arguments: -keep"), never ``-k`` and a secret."""
+    name = "-" + word.partition("=")[0]
+    return len(name) > 3 and any(option.startswith(name) for option in _LONG_OPTIONS_OF_SECRET_LETTERS)
 
 
 def _shown_arguments(given: list[str]) -> str:
