@@ -143,6 +143,23 @@ def test_a_notification_in_a_refused_batch_is_dropped_with_one_warning_and_cance
 
 
 @pytest.mark.stdio
+def test_a_lone_cancel_wearing_the_batch_mark_still_cancels(wire, simulator_process):
+    """The review: the mark that says a notification came in a batch lived in the client's own ``_meta`` with the
+    value ``true``, so a lone cancel written with it was dropped as batched, and the call it named ran on (and was
+    charged). The mark's value is the process's own secret now: a lone cancel is a cancel, whatever its ``_meta``."""
+    wire.handshake({"elicitation": {"form": {}}})
+    call = {"name": "generate_image", "arguments": {"prompt": "an apple"}}
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 42, "method": "tools/call", "params": call}))
+    wire.request("elicitation/create")
+    forged = {"requestId": 42, "_meta": {"kie-mcp/batched": True}}
+    wire.send(json.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": forged}))
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 42, "method": "ping"}))  # its id is free once the call is cancelled
+    assert wire.answer(42)["result"] == {}
+    assert "came in a JSON-RPC batch" not in wire.errors.read_text()
+    assert not CREATE_PATHS & set(_kie_requests(simulator_process))
+
+
+@pytest.mark.stdio
 def test_a_batch_of_the_2026_era_is_refused_in_that_era(wire):
     """Stateless 2026-07-28 requests carry their envelope in ``_meta``: the mark joins it, the envelope still routes
     each element, and each is refused saying why."""

@@ -99,3 +99,13 @@ async def test_the_sandbox_names_prices_synced_from_the_simulator_as_the_simulat
 
 async def estimate(client) -> dict:
     return (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]
+
+
+def test_a_figure_of_credits_reads_as_what_it_is_at_either_extreme():
+    """The review: a figure of minus a million billion or less read "-1,000,000,000,000,000+" (more than minus
+    that), and a tiny negative one "-less than 0.000001"; a figure is never e-notation nor float noise either way."""
+    from kie_mcp.catalog.pricing import credits_figure
+
+    assert credits_figure(-float("inf")) == credits_figure(-1e300) == "-1,000,000,000,000,000 or less"
+    assert credits_figure(-1e-9) == "more than -0.000001" and credits_figure(-0.5) == "-0.5"
+    assert credits_figure(1e300) == "1,000,000,000,000,000+" and credits_figure(0.00001) == "0.00001"

@@ -141,6 +141,9 @@ UNREADABLE_METHOD = "kie-mcp/unreadable"
 UNPARSEABLE_METHOD = "kie-mcp/unparseable"
 _UNPARSEABLE_TOKEN = secrets.token_hex(8)
 BATCHED = "kie-mcp/batched"  # the _meta mark of a request that came in a JSON-RPC batch (``came_in_batch``)
+# The mark's value: this process's own secret, so a client cannot forge the mark on a message of its own (a lone
+# notifications/cancelled marked so would be dropped, and the call it named run on and charged).
+_BATCH_TOKEN = secrets.token_hex(16)
 LAST_BATCHING_PROTOCOL = "2025-03-26"  # the last MCP revision with JSON-RPC batches
 LAST_ERROR_ID_REQUIRED = "2025-06-18"  # the last MCP revision whose error answers must carry an id (``id_left_out``)
 # JSON's tokens: a string (escapes and all), a structural character, or a bare scalar (number, true, ...).
@@ -457,14 +460,14 @@ def _element_lines(element: str) -> list[str]:
         return lines  # an answer, or the stand-in for an element answered with no id (``RequestsOnce`` answers it)
     params = message["params"] if isinstance(message.get("params"), dict) else {}
     meta = params["_meta"] if isinstance(params.get("_meta"), dict) else {}
-    params["_meta"] = {**meta, BATCHED: True}
+    params["_meta"] = {**meta, BATCHED: _BATCH_TOKEN}
     return [_compact({**message, "params": params})]
 
 
 def came_in_batch(params: Any) -> bool:
     """Whether a request with ``params`` came in a JSON-RPC batch (``_element_lines`` marked its ``_meta``)."""
     meta = params.get("_meta") if isinstance(params, Mapping) else None
-    return isinstance(meta, Mapping) and meta.get(BATCHED) is True
+    return isinstance(meta, Mapping) and meta.get(BATCHED) == _BATCH_TOKEN
 
 
 def refuse_batch(protocol_version: str, method: str = "") -> None:

@@ -302,8 +302,10 @@ def credits_figure(value: float) -> str:
     value = float(value)
     if math.isnan(value):
         return "an unknown number of"
+    if value <= -CREDITS_IN_FULL:  # "-1,000,000,000,000,000+" would read as more than minus that
+        return "-" + CREDITS_BEYOND.removesuffix("+") + " or less"
     if value < 0:
-        return "-" + credits_figure(-value)
+        return "-" + credits_figure(-value) if value <= -CREDITS_SMALLEST else "more than -0.000001"
     if value >= CREDITS_IN_FULL:  # infinity too
         return CREDITS_BEYOND
     if value.is_integer():
