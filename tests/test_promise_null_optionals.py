@@ -100,10 +100,10 @@ async def test_blank_optionals_take_their_defaults_in_every_tool_that_spends_or_
 async def test_a_blank_prompt_or_required_argument_is_refused_naming_it_never_taken_for_left_out(connect, controls):
     async with connect(elicitation=answering()) as client:
         prompt = await client.call_tool("generate_image", {**BLANKS, "prompt": "   "})
-        # a zero width space and a byte order mark, a variation selector alone, a Hangul filler: drawn as nothing
+        # a zero width space and a byte order mark, a variation selector, Hangul fillers, braille blanks: all unseen
         invisible = [
             await client.call_tool("generate_image", {**BLANKS, "prompt": nothing})
-            for nothing in ("\u200b\ufeff ", "\ufe0f", "\u3164", "\u115f\u1160")
+            for nothing in ("\u200b\ufeff ", "\ufe0f", "\u3164", "\u115f\u1160", "\u2800\u2800")
         ]
         required = await client.call_tool("continue_video", {"task_id": "", "operation": " "})
         fine = await client.call_tool("generate_image", {**BLANKS, "prompt": "a cat"})

@@ -219,13 +219,14 @@ def keep_free_text(metadata: Any) -> None:
     object.__setattr__(metadata, "pre_parse_json", pre_parse_json)  # a pydantic model: set past its field checks
 
 
-# Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt): drawn as nothing by every renderer. Not all of
-# them are format characters (Cf: the variation selectors, the Hangul fillers U+115F, U+1160, U+3164 are letters or
-# marks), and not every format character is one (ARABIC END OF AYAH U+06DD and the other prepended marks are drawn).
+# Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt): drawn as nothing by every renderer. Not all
+# of them are format characters (Cf: the variation selectors, the Hangul fillers U+115F, U+1160, U+3164 are letters
+# or marks), and not every format character is one (ARABIC END OF AYAH U+06DD and the other prepended marks are
+# drawn). And BRAILLE PATTERN BLANK U+2800, a cell with no dots: no such character, but drawn as nothing all the same.
 _IGNORABLE = (
     (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F),
-    (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF),
-    (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
+    (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x2800, 0x2800), (0x3164, 0x3164), (0xFE00, 0xFE0F),
+    (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
 )  # fmt: skip
 
 
