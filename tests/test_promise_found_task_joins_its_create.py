@@ -493,6 +493,20 @@ async def test_a_gpt_4o_image_task_with_a_field_the_catalogue_does_not_take_is_n
         await only_its_own_task_joins(client, tmp_path, other, mine["taskId"], 6)
 
 
+async def local_image_joins_its_create(
+    connect: Any, controls: Controls, workspace: Path, request_: dict[str, Any], quoted: float
+) -> str:
+    """``request_`` with the local image ref.png, in session "mine", its create's answer lost: its own task, looked
+    up, joins it (``joins_its_create``). Returns the task's id."""
+    Image.new("RGB", (512, 512), (200, 10, 10)).save(workspace / "ref.png")
+    async with connect(elicitation=answering()) as client:
+        await lost(client, controls, {**request_, "session": "mine"})
+        await fast(controls)
+        [mine] = await sim_tasks(controls)
+        await joins_its_create(client, workspace, mine["taskId"], quoted)
+    return str(mine["taskId"])
+
+
 @pytest.mark.parametrize(
     ("request_", "quoted"),
     [
@@ -509,9 +523,24 @@ async def test_a_lost_create_with_a_local_image_takes_its_own_task_found_at_kie(
     its own task: the journal kept the request with the file's path, and KIE echoes the link it was uploaded as. The
     results went to outputs/<date>-<model>/, the create stayed of unknown outcome for good, and KIE's charge never
     counted against it. The attempt keeps the request as it was sent: its own task joins it."""
-    Image.new("RGB", (512, 512), (200, 10, 10)).save(tmp_path / "ref.png")
-    async with connect(elicitation=answering()) as client:
-        await lost(client, controls, {**request_, "session": "mine"})
-        await fast(controls)
-        [mine] = await sim_tasks(controls)
-        await joins_its_create(client, tmp_path, mine["taskId"], quoted)
+    await local_image_joins_its_create(connect, controls, tmp_path, request_, quoted)
+
+
+@pytest.mark.parametrize(
+    ("request_", "quoted"),
+    [({**IMAGE, "images": ["ref.png"]}, 8), ({**IMAGE_4O, "images": ["ref.png"]}, 6)],
+    ids=["market", "gpt4o"],
+)
+async def test_the_sidecar_of_a_lost_create_s_task_names_its_local_image_as_given_never_its_upload_link(
+    connect, controls, tmp_path, request_, quoted
+):
+    """The review: once the journal kept a create's request as sent (for its own task, found at KIE, to join it), the
+    results' sidecar in outputs/ (a folder people share) showed the link the local image was uploaded as, with any
+    signature the upload host put on it, instead of "ref.png". The request as sent is kept apart, for that match only:
+    the task still joins its create, and the sidecar names the image as the person gave it."""
+    task_id = await local_image_joins_its_create(connect, controls, tmp_path, request_, quoted)
+    [saved] = (tmp_path / "outputs").glob(f"*/{request_['model']}_{task_id}.json")
+    parameters = json.loads(json.loads(saved.read_text())["parameters"])
+    images = [value for value in parameters.values() if isinstance(value, list)]
+    assert images == [["ref.png"]], parameters
+    assert "/files/uploads/" not in saved.read_text(), parameters

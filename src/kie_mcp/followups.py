@@ -220,7 +220,8 @@ def lookup_failed(task_id: str, err: KieError) -> KieError:
 def made_elsewhere(rt: Runtime, task_id: str, status: TaskStatus) -> TaskRecord:
     """The record of a task this workspace did not create, as KIE describes it: dated when KIE says it was made (so
     the 14-day limit of follow-ups holds for it, and the journal keeps KIE's date, not the day it was first looked
-    up), or now when KIE's answer carries no usable time. The one construction of such a record (check_task's too)."""
+    up), or now when KIE's answer carries no usable time (``TaskRecord.undated``: its age is not known). The one
+    construction of such a record (check_task's too)."""
     model = status.model or "unknown"
     spec = rt.catalog.get(model)
     family = status.family
@@ -234,6 +235,7 @@ def made_elsewhere(rt: Runtime, task_id: str, status: TaskStatus) -> TaskRecord:
             model, spec = tier.id, tier  # the tier the request named (input.model), as kie-mcp records its own
         spec = spec or unified
     now = time.time()
+    made = status.created_at(now)
     record = TaskRecord(
         task_id=task_id,
         model=model,
@@ -241,8 +243,10 @@ def made_elsewhere(rt: Runtime, task_id: str, status: TaskStatus) -> TaskRecord:
         kind=spec.kind if spec else None,
         state="queued",
         sandbox=rt.settings.sandbox,
-        created_at=status.created_at(now) or now,
+        created_at=made or now,
     )
+    if made is None:  # its age is not known: the follower looks at it as at a task made now (``Follower._add``)
+        record.mark_undated()
     record.apply(status, rt.typical_seconds(model), rt.links_kept(model))
     return record
 

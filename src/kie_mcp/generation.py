@@ -2584,9 +2584,11 @@ async def _submit(
 ) -> str | None:
     """Journal the attempt, send one create in its ``slot`` of KIE's create window, journal its answer. Never
     raises: every outcome lands in ``record``. Returns the attempt's id in the journal (None when it could not be
-    recorded, and nothing was sent). ``sent``: the request's input fields as ``body`` sends them (each local file
-    replaced by the link it was uploaded as), journaled as the attempt's ``params``: what KIE echoes of the request,
-    so that a task found after the create's answer was lost is compared with what was sent (``tasks.lost``).
+    recorded, and nothing was sent). The attempt's ``params`` are the request as it was given (``p.wire``: a local
+    file by its path, as its results' sidecars show it); ``sent``: its input fields as ``body`` sends them (each
+    local file replaced by the link it was uploaded as, which may carry the upload host's signature), journaled apart
+    as ``sent_params`` when they differ: what KIE echoes of the request, so that a task found after the create's
+    answer was lost is compared with what was sent (``tasks.lost``), and read by nothing else.
     ``wanted``: whether the create may still be sent (``still_wanted``), asked as its attempt is journaled, once the
     journal's write lock is held, and before each resend after a 429.
 
@@ -2606,7 +2608,8 @@ async def _submit(
                 approved_by=approved_by,
                 quote_id=quote_id,
                 prompt=prompt,
-                params=sent,
+                params=p.wire,
+                sent_params=None if sent == p.wire else sent,
                 credits_quoted=p.price.credits,
                 session=p.session,
                 options_key=p.options_key,

@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     prompt TEXT, params TEXT, options_key TEXT, credits_quoted REAL, state TEXT NOT NULL, task_id TEXT, error TEXT,
     session TEXT, created REAL NOT NULL, updated REAL NOT NULL, digest TEXT, owner TEXT,
     answered INTEGER NOT NULL DEFAULT 1, kind TEXT, sandbox INTEGER, parent_task_id TEXT, operation TEXT,
-    reserved REAL, reserved_on TEXT, reserved_at REAL);
+    reserved REAL, reserved_on TEXT, reserved_at REAL, sent_params TEXT);
 CREATE TABLE IF NOT EXISTS tasks (
     task_id TEXT PRIMARY KEY, attempt_id TEXT, model TEXT NOT NULL, state TEXT NOT NULL, prompt TEXT,
     session TEXT, record TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL, parent_task_id TEXT);
@@ -141,6 +141,12 @@ ATTEMPT_COLUMNS = {
     # The moment that reservation was made (epoch seconds): what its refund counts at (``Ledger.adjust``). NULL in the
     # attempts of an older kie-mcp, whose refunds go to the day ``reserved_on`` names.
     "reserved_at": "REAL",
+    # The request's input fields as they were sent to KIE, each local input file as the link it was uploaded as
+    # (kept redacted, as ``params``, the request as it was given, is): what a task found at KIE after the create's
+    # answer was lost is compared with (``tasks.lost``), and nothing else reads it, so no sidecar or answer shows an
+    # upload link. NULL when the request was sent as it was given (no local input file), and in the attempts of an
+    # older kie-mcp (whose ``params`` kept a local file's path: such a create never joins a task found).
+    "sent_params": "TEXT",
 }
 # Columns of quotes added since: the process that used a quote, and when (a call whose create is not in the journal
 # yet, its input files still uploading, is known to be under way in another process too); a question's text as it
@@ -1374,6 +1380,7 @@ class Journal:
         params: dict[str, Any],
         credits_quoted: float | None,
         session: str | None,
+        sent_params: dict[str, Any] | None = None,
         options_key: str | None = None,
         digest: str | None = None,
         kind: str | None = None,
@@ -1388,7 +1395,10 @@ class Journal:
     ) -> str | None:
         """Written before the create is sent, durably (``transaction``): a crash, even of the machine, after this
         line still leaves a trace of the spend. The prompt, parameters and session are kept redacted: the API key
-        typed into any of them is never written to this file. ``kind``, ``sandbox``, ``parent_task_id`` and
+        typed into any of them is never written to this file. ``params``: the request's input fields as the person
+        gave them (a local file by its path: what its results' sidecars show); ``sent_params``: those fields as sent,
+        when that differs (a local file as the link it was uploaded as: ``tasks.lost`` compares a task found with
+        it), None when they were sent as given. ``kind``, ``sandbox``, ``parent_task_id`` and
         ``operation``: the task's, for a restart that finds it in the call log (``_record_logged``). ``reserved``,
         ``reserved_on`` and ``reserved_at``: its share of its call's reservation, and that reservation's day and
         moment, so that a start books the refund of a refusal its server could not (``Ledger.book_owed_refunds``);
@@ -1409,8 +1419,8 @@ class Journal:
             db.execute(
                 "INSERT INTO attempts (attempt_id, model, family, approved_by, quote_id, prompt, params, options_key,"
                 " credits_quoted, state, session, created, updated, digest, owner, answered, kind, sandbox,"
-                " parent_task_id, operation, reserved, reserved_on, reserved_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'sending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " parent_task_id, operation, reserved, reserved_on, reserved_at, sent_params)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'sending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     attempt_id,
                     model,
@@ -1434,6 +1444,7 @@ class Journal:
                     reserved,
                     reserved_on.isoformat() if reserved_on is not None else None,
                     reserved_at,
+                    None if sent_params is None else json.dumps(redact_value(sent_params), ensure_ascii=False),
                 ),
             )
         return attempt_id

@@ -14,10 +14,12 @@ whether or not a tool call is waiting on it:
   no later look earlier (``_resumed``): the schedule goes on from the look it went ahead of, or from the look out of
   turn when the schedule's own gap after it ends later. A task the journal did not know, found at KIE by a
   ``check_task``, ``kie://tasks/{id}`` or ``continue_video`` (that call's look is its first), is looked at next where
-  the schedule puts the look after one at its age (from KIE's time of the task, else from when it was found), never
-  before its first scheduled look. Only an end it sees moves the schedule earlier (the finishing starts at once); a
-  429's pause, a failed look's backoff or a success without a result link (3 minutes) may move it later, as after
-  any look. KIE's reported progress plays no part in the schedule.
+  the schedule puts the look after one at its age from KIE's time of the task (milliseconds: the Market, GPT-4o
+  Image), never before its first scheduled look. One KIE gives no such time for (Veo, Runway, Aleph, Flux Kontext)
+  may be old and nearly done: it is looked at every 10% of the time since it was found (2 s at least). Only an end
+  it sees moves the schedule earlier (the finishing starts at once); a 429's pause, a failed look's backoff or a
+  success without a result link (3 minutes) may move it later, as after any look. KIE's reported progress plays no
+  part in the schedule.
   ``settings.poll_min_interval`` (2 s) is also the schedule's time unit: tests that shorten it to 10 ms run
   the same schedule 200 times faster.
 - **Backing off.** A 429 pauses every look for ``settings.rate_limit_backoff``, doubling while KIE keeps answering 429
@@ -855,8 +857,11 @@ class Follower:
         now = time.monotonic()
         first = first_look(watch.typical) - self._age(record)  # to the first scheduled look, from the task's age
         if looked:  # found at KIE by the call that asked: the schedule's next look after that one, never before the
-            watch.looked_at = now  # first (the age is from KIE's time of the task, else from now: ``made_elsewhere``)
-            watch.next_at = now + max(self._gap(watch), first) * self._unit
+            # first when KIE's time of the task tells its age; when it does not (``undated``: aged from now), the task
+            # may be old and nearly done, and is looked at every 10% of the time since it was found
+            watch.looked_at = now
+            floor = first if not record.undated else -math.inf
+            watch.next_at = now + max(self._gap(watch), floor) * self._unit
         else:
             watch.next_at = now + max(first, 0.0) * self._unit
         self._estimate(watch)

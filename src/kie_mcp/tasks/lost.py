@@ -51,6 +51,7 @@ ONE_CALL = (
     "approved_by",
     "prompt",
     "params",
+    "sent_params",
     "session",
     "credits_quoted",
     "reserved",
@@ -122,15 +123,17 @@ def _canonical(value: Any) -> str:
 
 def _same_request(echoed: Echo, attempt: sqlite3.Row) -> bool:
     """Whether the request KIE echoes is the very one ``attempt`` sent: the model it names (when it names one) is the
-    attempt's, every field the attempt sent (``attempts.params``: its input fields as sent, each local file as the
-    link it was uploaded as, kept redacted) is echoed with the same value (compared redacted, as canonical JSON), and
-    no field the attempt did not send is echoed (``_request_field``): a request with one more field (an image to
-    edit, a mask, a seed) is another request, whoever made it. An attempt an older kie-mcp journaled kept a local
-    file's path instead of its link: its request is never the one echoed."""
+    attempt's, every field the attempt sent (``attempts.sent_params``: its input fields as sent, each local file as
+    the link it was uploaded as, kept redacted; ``attempts.params`` when that is NULL: sent as given) is echoed with
+    the same value (compared redacted, as canonical JSON), and no field the attempt did not send is echoed
+    (``_request_field``): a request with one more field (an image to edit, a mask, a seed) is another request,
+    whoever made it. An attempt an older kie-mcp journaled has no ``sent_params`` and kept a local file's path in its
+    ``params`` instead of its link: its request is never the one echoed."""
     model, fields, _ = echoed
     if model is not None and model != attempt["model"]:
         return False
-    sent = loads_or_none(attempt["params"]) if isinstance(attempt["params"], str) else None
+    journaled = attempt["sent_params"] if attempt["sent_params"] is not None else attempt["params"]
+    sent = loads_or_none(journaled) if isinstance(journaled, str) else None
     if not isinstance(sent, dict):
         return False
     if not all(name in fields and _canonical(fields[name]) == _canonical(value) for name, value in sent.items()):

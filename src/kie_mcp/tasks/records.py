@@ -322,6 +322,9 @@ class TaskRecord(BaseModel, defer_build=True):
     # KIE has answered a status check about this task (any status, read or not): kept in the journal's copy
     # (``ANSWERED``), so it outlives a restart (``answered``).
     _answered: bool = PrivateAttr(default=False)
+    # Found at KIE by a look here with no time KIE made it (Veo, Runway, Aleph and Flux Kontext date a task in
+    # zone-less text): ``created_at`` is when it was found, so its age is not known (``followups.made_elsewhere``).
+    _undated: bool = PrivateAttr(default=False)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -381,6 +384,16 @@ class TaskRecord(BaseModel, defer_build=True):
     @property
     def earlier(self) -> bool:
         return self._earlier
+
+    def mark_undated(self) -> None:
+        """Found at KIE with no time it was made: ``created_at`` is when it was found, not its age."""
+        self._undated = True
+
+    @property
+    def undated(self) -> bool:
+        """Found at KIE by a look of this process whose answer gave no time the task was made (``created_at`` is
+        when it was found): the follower cannot tell how old it is (``Follower._add``)."""
+        return self._undated
 
     @property
     def answered(self) -> bool:
