@@ -37,6 +37,7 @@ import anyio
 from mcp import MCPError
 from mcp.types import INVALID_PARAMS, CompleteRequestParams, Completion, PromptReference
 
+from kie_mcp.kept import KeptPerOffer
 from kie_mcp.words import plain
 
 if TYPE_CHECKING:
@@ -234,25 +235,15 @@ async def _catalogue(runtime: Callable[[], Awaitable[Runtime | None]]) -> tuple[
     return (rt.catalog if rt is not None else load_catalog()), rt
 
 
-# What each rule takes (models, aspect ratios), by catalogue, live list and rule: judging every model once costs tens
-# of milliseconds, and a host asks again on every key the user types. A catalogue sync replaces both objects, so it
-# is judged again.
-_TAKEN: dict[tuple[int, int, Any], tuple[object, object, tuple[Any, ...]]] = {}
-TAKEN_KEPT = 64  # rules kept at most (five workflows' arguments, each with and without words to speak, per sync)
+# What each rule takes (models, aspect ratios), by catalogue, live list and rule (``KeptPerOffer``): judging every
+# model once costs tens of milliseconds, and a host asks again on every key the user types. A catalogue sync replaces
+# both objects, so it is judged again.
+_TAKEN: KeptPerOffer[tuple[Any, ...]] = KeptPerOffer(64)  # five workflows' arguments, with and without words to speak
 
 
 def _kept(catalog: Catalog, rt: Runtime | None, rule: Any, judge: Callable[[], Iterable[Any]]) -> tuple[Any, ...]:
     """What ``judge`` finds for ``rule`` by ``catalog`` and ``rt``'s live list, judged once per pair (``_TAKEN``)."""
-    live = rt.live if rt is not None else None
-    key = (id(catalog), id(live), rule)
-    kept = _TAKEN.get(key)
-    if kept is not None and kept[0] is catalog and kept[1] is live:
-        return kept[2]
-    found = tuple(judge())
-    if len(_TAKEN) >= TAKEN_KEPT:
-        _TAKEN.clear()
-    _TAKEN[key] = (catalog, live, found)
-    return found
+    return _TAKEN.get(catalog, rt.live if rt is not None else None, rule, lambda: tuple(judge()))
 
 
 def _taken(catalog: Catalog, rt: Runtime | None, rule: tuple[str, Fit] | None) -> tuple[ModelSpec, ...]:

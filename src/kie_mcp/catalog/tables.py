@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import functools
 import json
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from kie_mcp.kept import KeptPerOffer
 
 from .pricing import (
     ItemPrice,
@@ -161,29 +162,15 @@ def _output_words(output: str) -> str:
     return output.removesuffix(" clip") if output.endswith(" s clip") else output
 
 
-# The tables as last rendered, by table and offer. Rendering one prices every model's table (kie://models: some 0.1 s
-# of Python, holding every other thread of the server), and a read of the resource rendered it every time. An offer
-# is a catalogue and a live list, which are replaced, never changed, when a sync (or another server's cache, or a
-# create KIE refused as not published) brings other models or prices: the text is kept while the offer holds the very
-# same objects, and the next read after a change renders it anew.
-_RENDERED: dict[tuple[str, int, int, bool], tuple[Catalog, LiveCatalog | None, str]] = {}
-RENDERED_KEPT = 16  # tables kept at most (two tables for each server's offer; a process embedding several servers)
-_RENDERING = threading.Lock()  # the bookkeeping only: renders run in worker threads, side by side
+# The tables as last rendered, by offer and table (``KeptPerOffer``): rendering one prices every model's table
+# (kie://models: some 0.1 s of Python, holding every other thread of the server), and a read of the resource rendered
+# it every time; the next read after a sync renders it anew.
+_RENDERED: KeptPerOffer[str] = KeptPerOffer(16)  # two tables for each server's offer; a process embedding several
 
 
 def _kept(table: str, offer: Offer, render: Callable[[Offer], str]) -> str:
     """``table`` rendered for ``offer`` by ``render``, or the text rendered for the same offer before."""
-    key = (table, id(offer.catalog), id(offer.live), offer.simulated)
-    with _RENDERING:
-        kept = _RENDERED.get(key)
-    if kept is not None and kept[0] is offer.catalog and kept[1] is offer.live:
-        return kept[2]
-    text = render(offer)
-    with _RENDERING:
-        if key not in _RENDERED and len(_RENDERED) >= RENDERED_KEPT:
-            del _RENDERED[next(iter(_RENDERED))]  # the oldest kept
-        _RENDERED[key] = (offer.catalog, offer.live, text)
-    return text
+    return _RENDERED.get(offer.catalog, offer.live, (table, offer.simulated), lambda: render(offer))
 
 
 def model_table_markdown(offer: Offer | None = None) -> str:
