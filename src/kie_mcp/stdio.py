@@ -135,15 +135,15 @@ REPLACEMENT_ESCAPE = "\\ufffd"
 BYTE_ORDER_MARK = "\ufeff"  # JSON never starts with one; the SDK's reader refuses a line that does
 
 UNREADABLE_METHOD = "kie-mcp/unreadable"
+# This process's own secret, in what the reader adds to a line (the stand-in below, the batch mark): a client cannot
+# write either on a message of its own (a lone notifications/cancelled marked as batched would be dropped, and the
+# call it named run on and charged).
+_OWN_TOKEN = secrets.token_hex(16)
 # A line that is not JSON and names no id to answer under: this notification stands in for it (``_unparseable``), and
-# ``RequestsOnce`` answers it with a Parse error with no id (``id_left_out``), never passing it on. The token is this
-# process's own: a client's notification of that name is only a notification.
+# ``RequestsOnce`` answers it with a Parse error with no id (``id_left_out``), never passing it on. With the token, a
+# client's notification of that name is only a notification.
 UNPARSEABLE_METHOD = "kie-mcp/unparseable"
-_UNPARSEABLE_TOKEN = secrets.token_hex(8)
 BATCHED = "kie-mcp/batched"  # the _meta mark of a request that came in a JSON-RPC batch (``came_in_batch``)
-# The mark's value: this process's own secret, so a client cannot forge the mark on a message of its own (a lone
-# notifications/cancelled marked so would be dropped, and the call it named run on and charged).
-_BATCH_TOKEN = secrets.token_hex(16)
 LAST_BATCHING_PROTOCOL = "2025-03-26"  # the last MCP revision with JSON-RPC batches
 LAST_ERROR_ID_REQUIRED = "2025-06-18"  # the last MCP revision whose error answers must carry an id (``id_left_out``)
 # JSON's tokens: a string (escapes and all), a structural character, or a bare scalar (number, true, ...).
@@ -355,7 +355,7 @@ def _without_id(params: dict[str, Any]) -> str:
     with no id, or under id null (``unparseable_error``): a line that is not JSON (``params`` says what broke, where),
     or, with ``invalid``, JSON that is no request kie-mcp can answer under an id (``ODD_ID``, ``EMPTY_BATCH``,
     ``NOT_AN_OBJECT``)."""
-    return _compact({"jsonrpc": "2.0", "method": UNPARSEABLE_METHOD, "params": {"token": _UNPARSEABLE_TOKEN, **params}})
+    return _compact({"jsonrpc": "2.0", "method": UNPARSEABLE_METHOD, "params": {"token": _OWN_TOKEN, **params}})
 
 
 def _parse_error(refused: ValueError, line: str) -> tuple[str, int] | None:
@@ -460,14 +460,14 @@ def _element_lines(element: str) -> list[str]:
         return lines  # an answer, or the stand-in for an element answered with no id (``RequestsOnce`` answers it)
     params = message["params"] if isinstance(message.get("params"), dict) else {}
     meta = params["_meta"] if isinstance(params.get("_meta"), dict) else {}
-    params["_meta"] = {**meta, BATCHED: _BATCH_TOKEN}
+    params["_meta"] = {**meta, BATCHED: _OWN_TOKEN}
     return [_compact({**message, "params": params})]
 
 
 def came_in_batch(params: Any) -> bool:
     """Whether a request with ``params`` came in a JSON-RPC batch (``_element_lines`` marked its ``_meta``)."""
     meta = params.get("_meta") if isinstance(params, Mapping) else None
-    return isinstance(meta, Mapping) and meta.get(BATCHED) == _BATCH_TOKEN
+    return isinstance(meta, Mapping) and meta.get(BATCHED) == _OWN_TOKEN
 
 
 def refuse_batch(protocol_version: str, method: str = "") -> None:
@@ -702,7 +702,7 @@ def unparseable_error(params: Any, protocol: str | None) -> JSONRPCError | None:
     that name a client sent (not our token). Its ``id`` is None: ``WritableMessages.refuse`` leaves the member out
     where it is to be."""
     given = params if isinstance(params, Mapping) else {}
-    if given.get("token") != _UNPARSEABLE_TOKEN:
+    if given.get("token") != _OWN_TOKEN:
         return None
     which = "this answer has no id" if id_left_out(protocol) else "this answer's id is null"
     if "invalid" in given:
