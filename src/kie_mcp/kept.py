@@ -37,3 +37,8 @@ class KeptPerOffer(Generic[Value]):
                 del self._kept[next(iter(self._kept))]  # the oldest kept
             self._kept[slot] = (catalog, live, value)
         return value
+
+    def clear(self) -> None:
+        """Let every kept value go (``bench/bench_model_tables.py``: every read renders, as before they were kept)."""
+        with self._lock:
+            self._kept.clear()
