@@ -125,11 +125,22 @@ def test_a_negative_amount_reads_in_dollars_and_cents():
     from kie_mcp.catalog.pricing import usd_text
 
     assert (usd_text(-150), usd_text(-0.5), usd_text(-0.004), usd_text(0.004)) == (
-        "$-150.00",
-        "$-0.50",
-        "$-0.004",
+        "-$150.00",
+        "-$0.50",
+        "-$0.004",
         "$0.004",
     )
+
+
+def test_an_absurd_amount_reads_as_beyond_any_reach_not_300_digits():
+    """A balance KIE gave as 1e308 read "about $5000000000..." and some 300 digits more, though its credits were
+    capped ("1,000,000,000,000,000+"); the dollars stop where the credits do, either way round."""
+    from kie_mcp.catalog.pricing import usd, usd_text
+
+    assert usd_text(usd(1e308)) == usd_text(float("inf")) == "$5,000,000,000,000+"
+    assert usd_text(-usd(1e308)) == "-$5,000,000,000,000 or less"
+    assert usd_text(float("nan")) == "an unknown number of dollars"
+    assert usd_text(usd(10**14)) == "$500000000000.00"  # below the cap, as ever
 
 
 async def test_a_model_that_makes_several_images_by_default_is_listed_at_that_price(connect, transport):

@@ -317,8 +317,11 @@ async def test_installed_console_script_over_stdio(mode, tmp_path):
     ],
 )
 def test_lone_surrogate_escapes_are_mended_and_nothing_else(line, mended):
-    assert stdio.mend_line(line) == mended
-    json.loads(stdio.mend_line(line))
+    def request(params: str) -> str:  # a message's params (JSON that is no message is answered as such)
+        return '{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": ' + params + "}"
+
+    assert stdio.mend_line(request(line)) == request(mended)
+    json.loads(stdio.mend_line(request(line)))
 
 
 def _sandbox_server_over_pipes(workspace: Path) -> subprocess.Popen[bytes]:
@@ -336,7 +339,8 @@ def _sandbox_server_over_pipes(workspace: Path) -> subprocess.Popen[bytes]:
 
 def test_a_leading_byte_order_mark_is_taken_off_and_nothing_else():
     assert stdio.mend_line('\ufeff{"id": 1}\n') == '{"id": 1}\n'
-    assert stdio.mend_line('{"p": "\ufeff inside"}') == '{"p": "\ufeff inside"}'  # text in a string stays
+    inside = '{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"p": "\ufeff inside"}}'
+    assert stdio.mend_line(inside) == inside  # text in a string stays
 
 
 @pytest.mark.stdio

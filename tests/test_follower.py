@@ -1290,3 +1290,18 @@ async def test_a_finished_task_first_seen_through_its_resource_is_announced_once
         assert await until_saved(tmp_path, task_id)
         await anyio.sleep(0.5)  # the relay would have spoken by now (poll_max_interval is 0.05 s here)
     assert len([line for line in lines if task_id in line]) == 1, lines
+
+
+def test_a_task_kie_refused_every_look_at_is_never_said_to_be_unasked():
+    """The audit: a task the follower had left alone after KIE refused 8 status checks in a row (no longer followed,
+    so no look of this process counted) read "KIE has not been asked about it yet" beside "KIE refused 8 status
+    checks in a row". A task with a status check's note was asked about: KIE has not answered."""
+    from kie_mcp.surface import _task_message
+    from kie_mcp.tasks.records import NOT_FOLLOWED, TaskRecord
+
+    why = "KIE refused 8 status checks in a row. The task itself is unaffected."
+    record = TaskRecord(task_id="t1", model="nano-banana-2", family="market", state="queued", error=NOT_FOLLOWED + why)
+    said = _task_message(record, (10, 30))
+    assert "has not been asked" not in said and "KIE has not answered about it yet" in said, said
+    fresh = TaskRecord(task_id="t2", model="nano-banana-2", family="market", state="queued")
+    assert "KIE has not been asked about it yet" in _task_message(fresh, (10, 30))  # a new task, never looked at

@@ -258,3 +258,36 @@ def test_a_batch_cut_short_is_answered_with_one_parse_error_its_revision_takes_a
     warned = wire.warnings(2, "kie_mcp.stdio: a line of")
     assert len(warned) == 2 and all("answered with a Parse error (-32700) with no id" in line for line in warned)
     assert "Traceback" not in wire.errors.read_text()
+
+
+@pytest.mark.stdio
+@pytest.mark.parametrize("version", ["2025-03-26", "2025-11-25"])
+def test_json_that_is_no_message_at_all_is_answered_with_an_invalid_request_not_dropped(
+    wire, simulator_process, version
+):
+    """JSON-RPC 2.0's own example: ``{"foo": "boo"}`` is answered with an Invalid Request under id null, alone on a
+    line or in a batch. It was dropped with a warning on stderr, so a host that sent it waited for an answer that
+    never came. A value that is no object (text, a number) alike. What may be a message (a notification the SDK
+    cannot read, an answer with no id) stays unanswered, as JSON-RPC never answers those."""
+    _handshake(wire, version)
+    left_out = version == "2025-11-25"
+    wire.send('{"foo": "boo"}')
+    wire.send('"hello"')
+    wire.send('[{"foo": "boo"}, {"jsonrpc":"2.0","id":15,"method":"ping"}]')
+    wire.send('{"jsonrpc":"2.0","method":"notifications/odd","params":5}')  # a notification, if unreadable
+    wire.send('{"jsonrpc":"2.0","result":{}}')  # an answer with no id
+    wire.send(json.dumps({"jsonrpc": "2.0", "id": 16, "method": "ping"}))
+    seen = wire.messages_until(16)
+    if not any(message.get("id") == 15 for message in seen):
+        seen.append(wire.answer(15))
+    refused = [message for message in seen if message.get("id") not in (15, 16)]
+    said = ["it is an object with none of a message's members", "it is text, not"]
+    said.append("it is an object with none of a message's members")
+    assert len(refused) == len(said), seen
+    for answer, words in zip(refused, said, strict=True):
+        assert ("id" not in answer) if left_out else (answer["id"] is None), answer
+        assert answer["error"]["code"] == INVALID_REQUEST and words in answer["error"]["message"], answer
+        assert "Nothing of it was run, priced or sent" in answer["error"]["message"], answer
+    warned = wire.warnings(3, "is JSON but no JSON-RPC message")
+    assert len(warned) == 3 and all("WARNING" in line for line in warned), warned
+    assert "Traceback" not in wire.errors.read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import date
 
 import anyio
@@ -109,3 +110,21 @@ def test_a_figure_of_credits_reads_as_what_it_is_at_either_extreme():
     assert credits_figure(-float("inf")) == credits_figure(-1e300) == "-1,000,000,000,000,000 or less"
     assert credits_figure(-1e-9) == "more than -0.000001" and credits_figure(-0.5) == "-0.5"
     assert credits_figure(1e300) == "1,000,000,000,000,000+" and credits_figure(0.00001) == "0.00001"
+
+
+def test_a_price_or_charge_is_never_written_in_e_notation():
+    """A price, a charge and what the caps count are written as every other figure of credits: a price of a
+    million credits read "1e+06" and a hundred-thousandth "1e-05" where a quote said what KIE was seen charging
+    and where a task's charge was part measured."""
+    from kie_mcp.catalog.pricing import CATALOGUE_FLOOR, ItemPrice
+    from kie_mcp.spend.quotes import seen_charging
+    from kie_mcp.tasks.records import charged_text
+
+    seen = ItemPrice(known=True, credits=0.00001, unit="task", breakdown="", up_to=1_000_000.0, up_to_date="2026-12-01")
+    floored = seen.model_copy(update={"up_to_source": CATALOGUE_FLOOR})
+    for said in (seen_charging(seen, 1), seen_charging(floored, 2)):
+        assert said is not None and not re.search(r"\de[+-]\d", said)
+        assert "0.00001" in said and "1000000" in said
+    assert "2000000" in (seen_charging(floored, 2) or "")
+    charged = charged_text(1_000_000.5, 0.5)
+    assert "1000000 charged by KIE" in charged and not re.search(r"\de[+-]\d", charged)

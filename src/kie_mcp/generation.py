@@ -1187,7 +1187,7 @@ def observed_price(rt: Runtime, spec: ModelSpec, options: str, table: ItemPrice)
     if charged <= 0 or not (table.credits / FAR_FROM_TABLE <= charged <= table.credits * FAR_FROM_TABLE):
         return table, (
             f"Warning: KIE charged {credits_text(charged)}{how} for this model and these settings on {day}, far from "
-            f"the price table's {table.credits:g}; the table's price is quoted. Check https://kie.ai/logs."
+            f"the price table's {credits_figure(table.credits)}; the table's price is quoted. Check https://kie.ai/logs."
         )
     if charged <= table.credits + 1e-9:
         return confirmed, None
@@ -1195,7 +1195,7 @@ def observed_price(rt: Runtime, spec: ModelSpec, options: str, table: ItemPrice)
         update={
             "credits": charged,
             "breakdown": f"{credits_text(charged)} per task, as KIE charged{how} for the same model and options on "
-            f"{day} (the price table says {table.credits:g})",
+            f"{day} (the price table says {credits_figure(table.credits)})",
             "source": CHARGED_HERE,
             "source_date": day,
         }
@@ -1666,7 +1666,7 @@ def unknown_cost(p: Plan, *, refused: bool = False) -> str:
     reserved = f"{credits_figure(p.reserved)} {counted} against today's cap, about {usd_text(usd(p.reserved))}"
     if p.estimate is not None:
         limit = (
-            f"may charge up to {p.most:g} (the longest input the field takes); {reserved}"
+            f"may charge up to {credits_figure(p.most)} (the longest input the field takes); {reserved}"
             if p.most is not None
             else f"no documented limit bounds that length, so it may charge more; {reserved} (the whole per-call cap)"
         )
@@ -3176,20 +3176,23 @@ def implausible(rt: Runtime, p: Plan, each: float) -> str | None:
     least = round(p.least / p.variations, 4)
     if each < least - 1e-6:
         return (
-            f"the balance went down {credits_text(each)} per task, less than the {least:g} each surely costs (its "
+            f"the balance went down {credits_text(each)} per task, less than the {credits_figure(least)} each surely "
+            "costs (its "
             "rates with the billed inputs taken as 0 s long), so a top-up or a refund of another task landed meanwhile"
         )
     most = round(p.most / p.variations, 4) if p.most is not None else None
     if most is not None and each > most + 1e-6:
         return (
-            f"the balance went down {credits_text(each)} per task, more than the {most:g} each can cost by its rates, "
+            f"the balance went down {credits_text(each)} per task, more than the {credits_figure(most)} each can cost "
+            "by its rates, "
             "so another spend on this API key (another workspace or tool) landed meanwhile"
         )
     history = rt.journal.charged_before(p.spec.id, p.options_key or "")
     lowest = min((charged for charged, *_ in history if charged > 0), default=None)
     if lowest is not None and each < lowest / FAR_FROM_TABLE:
         return (
-            f"the balance went down {credits_text(each)} per task, far less than the {lowest:g} KIE charged here "
+            f"the balance went down {credits_text(each)} per task, far less than the {credits_figure(lowest)} KIE "
+            "charged here "
             "before for this model and these settings (a top-up or a refund may have landed meanwhile)"
         )
     return None

@@ -38,8 +38,10 @@ an id (``RequestId``: text or a number), it is ``"id": null``, JSON-RPC 2.0's ow
 An empty JSON-RPC batch (``[]``), and each element of a batch that is not an object (``[1, 2]``: a number, text, a
 list), is answered with an Invalid Request (-32600) with no id, or under id null by the same rule (``id_left_out``), as
 JSON-RPC 2.0 answers them (one for the empty batch, one an element), with a warning on stderr; the other elements of
-the batch are read as ever. JSON with no id to answer that is no such thing (a notification the SDK cannot read)
-stays dropped, with a warning on stderr (a blank line, at DEBUG). The id, method and ``_meta`` are found without
+the batch are read as ever. JSON that is no message at all (``{"foo": "boo"}``, JSON-RPC 2.0's own example; text; a
+number), alone on a line or in a batch, is answered the same way (``NO_MESSAGE``). JSON with no id to answer that may
+be a message (a notification the SDK cannot read, an answer with no id) stays dropped, with a warning on stderr (a
+blank line, at DEBUG). The id, method and ``_meta`` are found without
 reading the line as JSON (``top_level_members``): strings skipped whole, deep containers only counted.
 
 The SDK's reader takes a request whose id is not a string or an integer for a notification (its ``id`` ignored):
@@ -190,8 +192,11 @@ DEEPEST_JSON = _deepest_json()
 # was nested too deep, as every stand-in was before the others).
 NOT_JSON, SEVERAL, NOT_JSON_RPC, ODD_ID = "not-json", "several", "not-json-rpc", "odd-id"
 # JSON with no id kie-mcp can answer under, answered with an Invalid Request with no id (``_without_id``): a request
-# whose id is no string or whole number (``ODD_ID``), an empty batch, a batch's element that is not an object.
-EMPTY_BATCH, NOT_AN_OBJECT = "empty-batch", "not-an-object"
+# whose id is no string or whole number (``ODD_ID``), an empty batch, a batch's element that is not an object, a
+# line or element that is JSON but no message at all (``NO_MESSAGE``: a value not an object, or an object with none
+# of a message's members: JSON-RPC 2.0's own example, ``{"foo": "boo"}``).
+EMPTY_BATCH, NOT_AN_OBJECT, NO_MESSAGE = "empty-batch", "not-an-object", "no-message"
+_MESSAGE_MEMBERS = ("id", "method", "result", "error")  # an object with none of them is no request, answer or notice
 _ODD_ID = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")  # an id as a stand-in names it (``2.0``)
 _PARSE_ERROR = re.compile(r"Invalid JSON: ([A-Za-z ,']{1,60}) at line \d+ column (\d+)")  # pydantic-core's words
 _PLAIN_WORDS = re.compile(r"[A-Za-z ,']{1,60}")
@@ -325,6 +330,14 @@ def stand_ins(line: str, refused: ValueError) -> list[str]:
             length,
         )
         return [_unparseable(why, length)]
+    if not found and why is None and (kind := _no_message(line)) is not None:
+        log.warning(
+            "a line of %d characters is JSON but no JSON-RPC message (%s): answered with an Invalid Request (-32600) "
+            "with no id (null to a client of MCP 2025-06-18 or before)",
+            len(line.rstrip("\r\n")),
+            kind,
+        )
+        return [_without_id({"invalid": NO_MESSAGE, "kind": kind})]
     if not found:
         if line.lstrip().startswith("["):
             log.warning(
@@ -342,6 +355,23 @@ def stand_ins(line: str, refused: ValueError) -> list[str]:
             log.debug("dropped a blank line")
         return [line]
     return found
+
+
+def _no_message(line: str) -> str | None:
+    """What ``line`` (JSON the SDK's reader refused, naming no id) is when it is no message at all, in words for the
+    answer (``_kind``: "text", "a number", "an object with none of a message's members"); None when it may be one (a
+    notification the SDK could not read, an answer with no id), which stays unanswered: JSON-RPC never answers those."""
+    values = _top_level_values(line)
+    if len(values) != 1:
+        return None
+    start, end = values[0]
+    written = line[start:end]
+    if written.startswith("["):
+        return None  # a batch (``_batch_elements``), or a list nested too deep to read: dropped as before
+    if not written.startswith("{"):
+        return _kind(written)
+    top, _ = top_level_members(line)
+    return None if any(member in top for member in _MESSAGE_MEMBERS) else "an object with none of a message's members"
 
 
 def _unparseable(why: tuple[str, int], length: int) -> str:
@@ -731,6 +761,12 @@ def _invalid_without_id(given: Mapping[str, Any], which: str) -> ErrorData:
             f"kie-mcp did not run {named}: its id is {kind}, and MCP's request ids are text or integers, so it cannot "
             f"be answered under its id and {which}. Nothing of it was run, priced or sent. Send it again with an id "
             "that is text or an integer."
+        )
+    elif reason == NO_MESSAGE:
+        message = (
+            f"kie-mcp could not read a message it was sent: it is {kind}, not a JSON-RPC request, notification or "
+            f"answer, so there is nothing to answer it under and {which}. Nothing of it was run, priced or sent. A "
+            'request is {"jsonrpc": "2.0", "id": ..., "method": "...", "params": {...}}.'
         )
     elif reason == EMPTY_BATCH:
         message = (

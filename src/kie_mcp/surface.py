@@ -1921,10 +1921,10 @@ def _task_message(record: TaskRecord, typical: tuple[int, int] | None = None, as
     asking = asking or Asking(asked=record.answered, reported=False, next_in=None)
     reported = asking.reported and record.progress is not None
     if not record.answered:  # "queued" is only how kie-mcp files a task KIE has not said a word about
-        if not asking.asked:
-            head = f"{task}: KIE has not been asked about it yet"
-        elif record.error:  # why KIE did not answer follows (check_task adds it)
+        if record.error:  # why KIE did not answer follows (check_task adds it): asked, here or by another server
             head = f"{task}: KIE has not answered about it yet"
+        elif not asking.asked:
+            head = f"{task}: KIE has not been asked about it yet"
         else:
             head = f"{task}: KIE did not show it yet when asked (a new task can take a moment to appear)"
     elif reported:

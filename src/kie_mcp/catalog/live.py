@@ -46,6 +46,7 @@ from kie_mcp.words import parse_timestamp, plain, timestamp
 
 from . import openapi
 from .pricing import CATALOGUE_FLOOR, LIVE_ONLY, ItemPrice, price_input
+from .pricing import credits_figure as _fmt  # a price as every answer writes one
 from .spec import FieldSpec, ModelSpec, PriceSpec, Rate, Scalar, Source
 from .validate import Problem, when_matches
 
@@ -1131,7 +1132,3 @@ def _number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
-
-
-def _fmt(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"

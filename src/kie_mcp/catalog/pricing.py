@@ -406,8 +406,20 @@ _SAMPLE_INPUT = "https://example.invalid/input.png"  # only counted by the price
 
 
 def usd_text(dollars: float) -> str:
-    """'$0.35'; a price under a cent keeps its first significant digit ('$0.004'), never '$0.00'."""
-    return f"${dollars:.2f}" if abs(dollars) >= 0.01 or dollars == 0 else f"${dollars:.1g}"
+    """'$0.35'; a price under a cent keeps its first significant digit ('$0.004'), never '$0.00'; '-$0.25' below
+    zero; the dollars of ``CREDITS_IN_FULL`` credits or more '$5,000,000,000,000+' (a balance KIE gave as 1e308 read
+    as 300 digits), as ``credits_figure`` writes the credits."""
+    dollars = float(dollars)
+    if math.isnan(dollars):
+        return "an unknown number of dollars"
+    beyond = f"${usd(CREDITS_IN_FULL):,.0f}"
+    if dollars <= -usd(CREDITS_IN_FULL):  # "-$5,000,000,000,000+" would read as more than minus that
+        return f"-{beyond} or less"
+    if dollars < 0:
+        return "-" + usd_text(-dollars)
+    if dollars >= usd(CREDITS_IN_FULL):  # infinity too
+        return f"{beyond}+"
+    return f"${dollars:.2f}" if dollars >= 0.01 or dollars == 0 else f"${dollars:.1g}"
 
 
 def _typical(

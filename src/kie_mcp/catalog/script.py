@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import accumulate, pairwise
 
-from kie_mcp.catalog.pricing import credits_text
+from kie_mcp.catalog.pricing import credits_figure, credits_text
 from kie_mcp.words import listed, plain
 
 from .pricing import usd, usd_text
@@ -710,7 +710,8 @@ def _total(overlong: _LongScript, lengths: list[int | None]) -> str:
     total = round(sum(cost.listed for cost in costs if cost is not None), 4)
     counted = round(sum(cost.counted for cost in costs if cost is not None), 4)
     higher = (
-        f", up to {counted:g} counted against your caps (more than the list: each part's estimate says why)"
+        f", up to {credits_figure(counted)} counted against your caps"
+        " (more than the list: each part's estimate says why)"
         if counted > total
         else ""
     )

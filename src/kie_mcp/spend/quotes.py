@@ -15,7 +15,7 @@ from typing import Any, Literal, NamedTuple
 from pydantic import BaseModel, Field
 
 from kie_mcp.catalog import ItemPrice, usd
-from kie_mcp.catalog.pricing import CATALOGUE_FLOOR, CHARGED_HERE, provenance
+from kie_mcp.catalog.pricing import CATALOGUE_FLOOR, CHARGED_HERE, credits_figure, provenance
 from kie_mcp.journal import JOURNAL_ERRORS, SEND_LIMIT, Journal, JournalLocked, is_locked
 from kie_mcp.processes import owner_gone, this_process
 from kie_mcp.redact import redact_secrets
@@ -211,29 +211,30 @@ def seen_charging(price: ItemPrice, variations: int) -> str | None:
     if price.credits is None or price.up_to is None or price.up_to <= price.credits:
         return None  # no higher charge seen, or the price has caught up with it (KIE charged it here)
     each = " each" if variations > 1 else ""
+    counted = credits_figure(round(price.up_to * variations, 4))
     if price.up_to_source == CATALOGUE_FLOOR:  # a live price lower than the bundled one (live.floored)
         dated = f" (KIE price list of {price.up_to_date})" if price.up_to_date else ""
         shows = (  # a charge seen here may have raised the live figure: said as what it is
-            f"KIE charged {price.credits:g}{each} here before"
+            f"KIE charged {credits_figure(price.credits)}{each} here before"
             if price.source == CHARGED_HERE
-            else f"KIE's live price list shows {price.credits:g}{each}"
+            else f"KIE's live price list shows {credits_figure(price.credits)}{each}"
         )
         return (
-            f"{shows}, lower than the {price.up_to:g}{each} in "
-            f"kie-mcp's catalogue{dated}, so the higher is what counts: up to {round(price.up_to * variations, 4):g} "
+            f"{shows}, lower than the {credits_figure(price.up_to)}{each} in "
+            f"kie-mcp's catalogue{dated}, so the higher is what counts: up to {counted} "
             "against your caps and the auto-approve limit, and in today's spend until KIE's charge confirms the "
             "price."
         )
     said = (
-        f"KIE charged {price.credits:g}{each} here before"
+        f"KIE charged {credits_figure(price.credits)}{each} here before"
         if price.source == CHARGED_HERE
-        else f"KIE's list says {price.credits:g}{each}"
+        else f"KIE's list says {credits_figure(price.credits)}{each}"
     )
     if price.up_to_why:  # counted for another reason than a charge seen (a link's picture not measured)
-        return f"{said}; {price.up_to_why}: up to {round(price.up_to * variations, 4):g} is counted against your caps."
+        return f"{said}; {price.up_to_why}: up to {counted} is counted against your caps."
     when = f" ({price.up_to_date})" if price.up_to_date else ""
     return (
-        f"{said}; KIE was seen charging {price.up_to:g}{each}{when}: up to {round(price.up_to * variations, 4):g} "
+        f"{said}; KIE was seen charging {credits_figure(price.up_to)}{each}{when}: up to {counted} "
         "is counted against your caps."
     )
 

@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
-from kie_mcp.catalog.pricing import credits_text
+from kie_mcp.catalog.pricing import credits_figure, credits_text
 from kie_mcp.journal import Journal, read_cursor
 from kie_mcp.redact import redact
 from kie_mcp.spend.ledger import priced
@@ -217,7 +217,7 @@ def _cost_text(record: TaskRecord) -> str:
         return " (refunded)"
     quoted, counted = record.credits_quoted, priced(record.credits_reserved)
     if quoted is not None and counted is not None and counted > quoted:
-        return f" ({credits_text(quoted)} quoted; {counted:g} counted)"
+        return f" ({credits_text(quoted)} quoted; {credits_figure(counted)} counted)"
     return f" ({credits_text(quoted)} quoted)" if quoted is not None else ""
 
 

@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from kie_mcp.catalog.pricing import credits_text
+from kie_mcp.catalog.pricing import credits_figure, credits_text
 from kie_mcp.journal import Journal, JournalUnavailable
 from kie_mcp.kie import CODES, Category, KieError, TaskStatus
 from kie_mcp.kie.errors import LOGS_URL, any_request_step
@@ -153,7 +153,8 @@ def charged_text(credits: float, measured: float = 0.0) -> str:
         return f"{credits_text(credits)} charged by KIE"
     if measured >= credits:
         return f"{credits_text(credits)}, {MEASURED_CHARGE}"
-    return f"{credits_text(credits)}: {credits - measured:g} charged by KIE, {measured:g} {MEASURED_CHARGE}"
+    by_kie, by_us = credits_figure(credits - measured), credits_figure(measured)
+    return f"{credits_text(credits)}: {by_kie} charged by KIE, {by_us} {MEASURED_CHARGE}"
 
 
 def _epoch(value: Any) -> Any:
