@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import os
@@ -245,15 +246,21 @@ def _option_and_value(word: str) -> tuple[str, str | None]:
     return name, value if assigned else None
 
 
-# kie-mcp's own long options that start with a secret short option's letter: ``-keep`` is ``--keep`` one dash short.
-_LONG_OPTIONS_OF_SECRET_LETTERS = ("--keep",)
+@functools.cache
+def _long_options_of_secret_letters() -> tuple[str, ...]:
+    """kie-mcp's own long options that start with a secret short option's letter (``--keep``: ``-keep`` is it one
+    dash short), read from its parsers, so a new option is never taken for ``-k`` and a secret."""
+    from kie_mcp.cliargs import build_parser, long_options
+
+    starts = tuple("-" + short for short in _SECRET_SHORT_OPTIONS)
+    return tuple(sorted(option for option in long_options(build_parser()) if option.startswith(starts)))
 
 
 def _one_dash_short(word: str) -> bool:
     """Whether ``word`` is one of kie-mcp's own long options written with one dash (``demo -keep``), or the start of
     one: a typo to name (argparse's "unrecognized arguments: -keep"), never ``-k`` and a secret."""
     name = "-" + word.partition("=")[0]
-    return len(name) > 3 and any(option.startswith(name) for option in _LONG_OPTIONS_OF_SECRET_LETTERS)
+    return len(name) > 3 and any(option.startswith(name) for option in _long_options_of_secret_letters())
 
 
 def _shown_arguments(given: list[str]) -> str:

@@ -145,6 +145,17 @@ def options_at(parser: argparse.ArgumentParser, given: list[str]) -> list[frozen
     return taken
 
 
+def long_options(parser: argparse.ArgumentParser) -> frozenset[str]:
+    """Every long option (``--keep``, ``--model``) of ``parser`` and of each command and action under it."""
+    found: set[str] = set()
+    for action in parser._actions:
+        found.update(option for option in action.option_strings if option.startswith("--"))
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                found |= long_options(command)
+    return frozenset(found)
+
+
 def offline_already(command: str) -> str:
     """Why --sandbox is refused with ``command`` (demo, sim), before it or after it."""
     return f"--sandbox does not apply to {command}: it runs offline, without KIE or a key, already"
