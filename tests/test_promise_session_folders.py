@@ -212,3 +212,130 @@ def test_a_session_never_goes_on_in_a_folder_this_user_cannot_write(tmp_path):
     )
     assert found.returncode == 0, found.stderr
     assert found.stdout.strip() == str(outputs / f"{older.isoformat()}-{SESSION}"), found.stdout + found.stderr
+
+
+# The seed documents and MASTER_CONTEXT.md tell an agent to "create/reuse outputs/{YYYY-MM-DD}-{brief-slug}/" (e.g.
+# outputs/2026-04-20-ugc-batch/); the audit: a user who passed that folder's name as ``session`` got a new,
+# double-dated folder beside it (outputs/<today>-2026-04-20-ugc-batch/, outputs/<today>-outputs-2026-04-20-ugc-batch/),
+# which the gallery and stitch_videos took for another session.
+BRIEF = "ugc-batch"
+
+
+def _brief_folder(tmp_path: Path, days_ago: int = 20) -> tuple[str, Path]:
+    """The brief's folder as the seed documents have an agent make it, ``days_ago`` days back, with a file in it: its
+    name (``<day>-ugc-batch``) and its path."""
+    name = f"{(date.today() - timedelta(days=days_ago)).isoformat()}-{BRIEF}"
+    folder = tmp_path / "outputs" / name
+    folder.mkdir(parents=True)
+    (folder / "brief.txt").write_text("the brief's notes\n")
+    return name, folder
+
+
+def _session_folders(tmp_path: Path) -> list[str]:
+    return sorted(path.name for path in (tmp_path / "outputs").iterdir() if path.is_dir())
+
+
+async def test_a_session_named_as_its_folder_is_that_folder_and_the_answer_says_so(connect, tmp_path):
+    """``session`` written as the seed documents write the folder (``outputs/<day>-ugc-batch``, ``./outputs/...``, with
+    a trailing slash, or ``<day>-ugc-batch``) saves every result in that very folder, as the session's own name does:
+    one folder, whose gallery page heads it with the session's name; the confirmation and the answer name it."""
+    name, folder = _brief_folder(tmp_path)
+    seen: list[str] = []
+    labels = [f"outputs/{name}", f"./outputs/{name}/", name, BRIEF]
+    async with connect(elicitation=answering(seen=seen)) as client:
+        tasks = [await _finished(client, "generate_image", {**STILL, "session": label}) for label in labels]
+        answer = await client.call_tool("generate_image", {**STILL, "session": name, "variations": 2})
+        page = await client.read_resource(f"kie://outputs/{name}/index.html")
+    for task in tasks:
+        assert _folder(task) == f"outputs/{name}", task
+    assert not answer.is_error and _folder({"files": _files(answer)}) == f"outputs/{name}", text_of(answer)
+    assert f'session "{name}" names the session folder outputs/{name}/: results go on in it.' in text_of(answer)
+    assert any(f"names the session folder outputs/{name}/" in asked for asked in seen), seen
+    assert _session_folders(tmp_path) == [name]
+    assert (folder / "brief.txt").read_text() == "the brief's notes\n"
+    html = page.contents[0].text
+    assert f'<span class="day">{name[:10]}</span> <bdi dir="auto">{BRIEF}</bdi>' in html, html[:3000]
+
+
+def _files(answer: Any) -> list[str]:
+    return [path for task in answer.structured_content["tasks"] for path in task["files"]]
+
+
+async def test_a_session_named_as_a_folder_not_made_yet_starts_that_folder(connect, tmp_path):
+    """A folder's name for a session that has no folder yet (the agent did not make it first) starts exactly that
+    folder, dated by the day it names, and every later call naming it goes on there."""
+    name = f"{(date.today() - timedelta(days=3)).isoformat()}-{BRIEF}"
+    async with connect(elicitation=answering()) as client:
+        first = await client.call_tool("generate_image", {**STILL, "session": f"outputs/{name}", "wait_seconds": 30})
+        again = await _finished(client, "generate_image", {**STILL, "session": name})
+    assert not first.is_error, text_of(first)
+    assert {str(PurePosixPath(path).parent) for path in _files(first)} == {f"outputs/{name}"}, text_of(first)
+    message = f'session "outputs/{name}" names the session folder outputs/{name}/: results are saved in it (a new'
+    assert message in text_of(first), text_of(first)
+    assert _folder(again) == f"outputs/{name}"
+    assert _session_folders(tmp_path) == [name]
+
+
+async def test_a_label_naming_no_folder_kie_mcp_may_use_is_a_session_name(connect, tmp_path, outside):
+    """A folder's name dated after today, or on a day no calendar has, or of a link (a cloned repository can carry
+    one), names no session folder: its results go to the session of the name after the day (its folder, else
+    today's), and the answer says why; a path that leaves outputs/ or goes below a session folder is a session name,
+    slugged as ever, never a folder."""
+    name, _ = _brief_folder(tmp_path)
+    linked = f"{(date.today() - timedelta(days=5)).isoformat()}-linked"
+    (tmp_path / "outputs" / linked).symlink_to(outside, target_is_directory=True)
+    cases = {
+        f"2099-01-01-{BRIEF}": f"outputs/{name}",  # the session ugc-batch's folder
+        "2026-02-30-spring-launch": "outputs/TODAY-spring-launch",
+        f"outputs/{linked}": "outputs/TODAY-linked",
+        "../escape": "outputs/TODAY-escape",
+        "/etc/cron.d": "outputs/TODAY-etc-cron-d",
+        "outputs/a/b": "outputs/TODAY-outputs-a-b",
+    }
+    async with connect(elicitation=answering()) as client:
+        answers = {
+            label: await client.call_tool("generate_image", {**STILL, "session": label, "wait_seconds": 30})
+            for label in cases
+        }
+    for label, folder in cases.items():
+        [where] = {str(PurePosixPath(path).parent) for path in _files(answers[label])}
+        assert (where if folder == f"outputs/{name}" else dated(where)) == folder, (label, text_of(answers[label]))
+    future = text_of(answers[f"2099-01-01-{BRIEF}"])
+    assert "2099-01-01 is after today, and no session folder is dated after today: results are saved in " in future
+    assert f'outputs/{name}/, the folder of the session "{BRIEF}".' in future
+    assert "2026-02-30 is no date" in text_of(answers["2026-02-30-spring-launch"])
+    assert f"outputs/{linked}/ is a link, a file or a folder kie-mcp cannot write into" in text_of(
+        answers[f"outputs/{linked}"]
+    )
+    assert list(outside.iterdir()) == []
+    for label in ("../escape", "/etc/cron.d", "outputs/a/b"):
+        assert "session folder" not in text_of(answers[label]), text_of(answers[label])
+    assert not (tmp_path / "escape").exists() and not (tmp_path / "outputs" / "a").exists()
+
+
+async def test_every_tool_naming_the_session_by_its_folder_agrees_on_it(connect, tmp_path):
+    """The take, its extension (no session: its source's), the join and list_tasks: a session named by its folder
+    keeps them in that folder, the join's answer names it, and list_tasks given the folder's name finds every task
+    saved there, those of the session's plain name too."""
+    name, _ = _brief_folder(tmp_path)
+    caption = [{"start": 0.1, "end": 0.9, "text": "Two weeks in"}]
+    async with connect(elicitation=answering()) as client:
+        take = await _finished(client, "generate_video", {**TAKE, "session": f"outputs/{name}"})
+        extension = await _finished(
+            client, "continue_video", {"task_id": take["task_id"], "operation": "extend", "prompt": "She smiles."}
+        )
+        still = await _finished(client, "generate_image", {**STILL, "session": BRIEF})
+        joined = await client.call_tool(
+            "stitch_videos",
+            {"clips": [extension["task_id"]], "session": name, "output_name": "final", "captions": caption},
+        )
+        listed = await client.call_tool("list_tasks", {"session": f"outputs/{name}/"})
+        other = await _finished(client, "generate_image", {**STILL, "session": "winter-sale"})
+        narrowed = await client.call_tool("list_tasks", {"session": name})
+    assert _folder(take) == _folder(extension) == _folder(still) == f"outputs/{name}"
+    assert not joined.is_error and joined.structured_content["path"] == f"outputs/{name}/final.mp4", text_of(joined)
+    assert f"names the session folder outputs/{name}/: results go on in it." in text_of(joined)
+    found = {task["task_id"] for task in listed.structured_content["tasks"]}
+    assert found == {take["task_id"], extension["task_id"], still["task_id"]}, text_of(listed)
+    assert other["task_id"] not in {task["task_id"] for task in narrowed.structured_content["tasks"]}
+    assert _session_folders(tmp_path) == sorted([name, PurePosixPath(_folder(other)).name])

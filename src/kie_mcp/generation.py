@@ -51,7 +51,7 @@ from kie_mcp.kie.errors import not_published
 from kie_mcp.kie.families import Family
 from kie_mcp.kie.pacing import Slot
 from kie_mcp.media import saved
-from kie_mcp.media.downloads import Allowance
+from kie_mcp.media.downloads import Allowance, named_folder
 from kie_mcp.media.frames import frame_notes
 from kie_mcp.media.inputs import (
     LocalFile,
@@ -327,6 +327,9 @@ async def plan(
             facts = {**(facts or {}), **pixels}
     measured = await measure_billed_input(rt, spec, wire, files, lengths, length_notes)
     notes = [*notes, *dict.fromkeys(length_notes)]
+    if saved.folder_label(args.session) is not None:  # a session named as its folder is: the answer says which
+        named = await anyio.to_thread.run_sync(named_folder, rt.settings.workspace, args.session, date.today())
+        notes = [*notes, *([named.words] if named is not None else [])]
     identity = with_identities(spec, wire, files)
     if measured:  # a quote binds the measured length too: a different file behind a URL needs a new quote
         identity = {**identity, "#measured_seconds": measured}

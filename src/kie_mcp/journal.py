@@ -472,8 +472,18 @@ def _task_filter(
         clauses.append("prompt IS NOT NULL AND instr(COALESCE(prompt_folded, kie_fold(prompt)), ?) > 0")
         args.append(folded(text))
     if session:  # the session label as kept (redacted), in any letter case: words of it find it
-        clauses.append("session IS NOT NULL AND instr(kie_fold(session), ?) > 0")
-        args.append(folded(redact(session)))
+        from kie_mcp.media.downloads import named_folder_name  # the media helpers load with the first search
+
+        if (folder := named_folder_name(session)) is None:
+            clauses.append("session IS NOT NULL AND instr(kie_fold(session), ?) > 0")
+            args.append(folded(redact(session)))
+        else:  # a session folder's name (outputs/2026-04-20-ugc-batch): the labels naming it, and what is saved in it
+            saved_in = f"outputs/{folder}"
+            clauses.append(
+                "((session IS NOT NULL AND instr(kie_fold(session), ?) > 0) OR EXISTS (SELECT 1 FROM files"
+                " WHERE files.task_id = tasks.task_id AND (substr(files.path, 1, ?) = ? OR files.path GLOB ?)))"
+            )
+            args += [folded(folder), len(saved_in) + 1, f"{saved_in}/", f"{saved_in}_[0-9]*/*"]
     if older_than is not None:  # a keyset: pages never skip or repeat a task, whatever is added meanwhile
         clauses.append("(created, task_id) < (?, ?)")
         args += [older_than[0], older_than[1]]

@@ -289,7 +289,8 @@ Session = Annotated[
     Field(
         max_length=SESSION_MAX,
         description="A short name for this piece of work; results are saved in outputs/{date}-{session}/, dated by "
-        "the session's first day: later results go on in the folder it has.",
+        "the session's first day: later results go on in the folder it has. A folder's name (2026-04-20-ugc-batch, "
+        "outputs/2026-04-20-ugc-batch) is that folder.",
     ),
 ]
 MaxCredits = Annotated[
@@ -929,6 +930,8 @@ def _define_tools(mcp: _ToolRecorder) -> None:
             # such a join makes none (never removed after: another call may be about to write there)
             await anyio.to_thread.run_sync(stitching.check_request, paths, parts or None)
             stitching.find_ffmpeg()
+            # a session named as its folder is: said, as found before the join makes it
+            named = await anyio.to_thread.run_sync(stitching.session_note, rt.settings.workspace, session)
             # the session's folder, else the clips' own; never through a link (a real one beside it instead)
             folder = await anyio.to_thread.run_sync(
                 stitching.join_folder, rt.settings.workspace, paths, session, output_name
@@ -943,7 +946,8 @@ def _define_tools(mcp: _ToolRecorder) -> None:
         await pages.refresh(rt.settings.workspace, rt.settings.preview_px, joined_video)  # joins the gallery
         relative = placed.relative_to(rt.settings.workspace).as_posix()
         renamed = stitching.name_note(output_name, name)  # final.mov as final.mp4, 夏季广告 as its hash: said
-        message = " ".join([*notes, f"Joined {len(paths)} clip(s) into {relative}. {done.note}", renamed]).strip()
+        joined_text = f"Joined {len(paths)} clip(s) into {relative}. {done.note}"
+        message = " ".join([*notes, joined_text, renamed, named]).strip()
         result = StitchedVideo(path=relative, duration=done.duration, reencoded=done.reencoded, message=message)
         seconds = await anyio.to_thread.run_sync(_video_seconds, placed, "video/mp4")  # its header: off the loop
         joined = _saved_file(rt.settings.workspace, relative, None, "video/mp4", seconds)
@@ -969,7 +973,9 @@ def _define_tools(mcp: _ToolRecorder) -> None:
             str | None,
             FREE_TEXT,
             Field(
-                max_length=SESSION_MAX, description="Words to find in the session's name (the generate calls' session)."
+                max_length=SESSION_MAX,
+                description="Words to find in the session's name (the generate calls' session); a session folder's "
+                "name (outputs/2026-04-20-ugc-batch) also finds the tasks saved in it.",
             ),
         ] = None,
         limit: Annotated[

@@ -58,6 +58,7 @@ import httpx2
 
 from kie_mcp import processes
 from kie_mcp.redact import SecretWatch, bytes_hold_secret, redact, redact_apart
+from kie_mcp.words import plain
 
 from . import saved
 from .addresses import PrivateAddress, send_checked
@@ -1100,17 +1101,91 @@ def session_folder(workspace: Path, label: str, day: date, *, named: bool) -> Pa
     in its place is never written through). A named session goes on in the folder it has: the latest-dated real
     folder ``outputs/<date>-<slug>`` of its slug (or a ``_2`` one standing in for a link of that name), so a session
     that runs past midnight, or is taken up another day, stays in one folder; one with none yet starts at ``day``.
-    Results without a session (their folder named after the prompt) keep a folder a day (``output_folder``)."""
-    fresh = output_folder(workspace, label, day)
+    A session named as its folder is (``outputs/2026-04-20-ugc-batch``, as the seed documents write one) is that
+    folder (``named_folder``). Results without a session (their folder named after the prompt) keep a folder a day
+    (``output_folder``)."""
     if not named:
-        return fresh
+        return output_folder(workspace, label, day)
+    if (read := named_folder(workspace, label, day)) is not None:
+        return read.folder
+    return _named_session_folder(workspace, label, day)
+
+
+def _named_session_folder(workspace: Path, label: str, day: date) -> Path:
+    """A named session's folder by its slug (``session_folder``): the latest it has, else one starting at ``day``."""
+    fresh = output_folder(workspace, label, day)
     slug = fresh.name[len(day.isoformat()) + 1 :]
     return latest_session_folder(fresh.parent, slug) or fresh
 
 
-def latest_session_folder(outputs: Path, slug: str) -> Path | None:
+@dataclass(frozen=True)
+class NamedFolder:
+    """A session label read as the name of a session folder (``saved.folder_label``): the folder its results go to,
+    and the sentence an answer says it in."""
+
+    folder: Path
+    words: str
+
+
+def named_folder(workspace: Path, label: str | None, day: date) -> NamedFolder | None:
+    """The folder a session label written as a session folder's name means (``outputs/2026-04-20-ugc-batch``,
+    ``./outputs/2026-04-20-ugc-batch/`` or ``2026-04-20-ugc-batch``: the seed documents and MASTER_CONTEXT.md tell
+    an agent to make ``outputs/{YYYY-MM-DD}-{slug}/``), or None for a label that names no folder (a session name,
+    slugged as ever: ``ugc-batch``, ``../x``, ``outputs/a/b``). The folder it names, ``outputs/<its day>-<its name's
+    slug>``, when it may be a session's: one the user can write into (a real folder, or the ``_2`` that stands in for a
+    link of that name, as ``latest_session_folder`` takes them), or none there yet, made on the first result (dated
+    as named: the user named that folder, and every later call naming it finds it). A day no calendar has, or one
+    after today (no session folder is: ``latest_session_folder``), and a folder there that cannot be written into (a
+    link, a file, read-only) name none: its results go to the session of its name's (``ugc-batch``'s: its latest
+    folder, else one of ``day``). Lists ``outputs/``: call it in a worker thread where that matters."""
+    given = saved.folder_label(label)
+    if given is None or label is None:
+        return None
+    written, name = given
+    shown = plain(label, limit=80)
+    try:
+        on = date.fromisoformat(written)
+    except ValueError:
+        on = None
+    if on is not None and on <= date.today():
+        folder = output_folder(workspace, name, on)
+        where = f"{saved.OUTPUTS}/{folder.name}/"
+        if latest_session_folder(folder.parent, folder.name[len(written) + 1 :], on=written) is not None:
+            return NamedFolder(folder, f"session {shown} names the session folder {where}: results go on in it.")
+        if not os.path.lexists(folder):
+            new = "results are saved in it (a new folder, dated as named)"
+            return NamedFolder(folder, f"session {shown} names the session folder {where}: {new}.")
+        why = f"{where} is a link, a file or a folder kie-mcp cannot write into"
+    elif on is None:
+        why = f"{written} is no date"
+    else:
+        why = f"{written} is after today, and no session folder is dated after today"
+    folder = _named_session_folder(workspace, name, day)
+    return NamedFolder(
+        folder,
+        f"session {shown} names a session folder, but {why}: results are saved in {saved.OUTPUTS}/{folder.name}/, "
+        f"the folder of the session {plain(name, limit=80)}.",
+    )
+
+
+def named_folder_name(label: str | None) -> str | None:
+    """The name of the session folder a label written as one names (``outputs/2026-04-20-ugc-batch``:
+    ``2026-04-20-ugc-batch``), as ``named_folder`` reads it where it is a session's, judged without the disk: None for
+    a label naming no folder, or one of a day no calendar has or after today."""
+    given = saved.folder_label(label)
+    if given is None:
+        return None
+    try:
+        on = date.fromisoformat(given[0])
+    except ValueError:
+        return None
+    return output_folder(Path(), given[1], on).name if on <= date.today() else None
+
+
+def latest_session_folder(outputs: Path, slug: str, *, on: str | None = None) -> Path | None:
     """``outputs/<date>-<slug>`` of the latest date with a real folder of that slug (``<date>-<slug>``, or a
-    ``<date>-<slug>_N`` that ``real_folder`` made beside a link of that name), or None. One listing of ``outputs/``
+    ``<date>-<slug>_N`` that ``real_folder`` made beside a link of that name), or None; with ``on`` (a date as
+    written), only a folder of that day. One listing of ``outputs/``
     (14 ms at 27,000 folders); a link in a session folder's place is not a folder of the session. Nor is one this
     user cannot write into (archived read-only, made by another user: a paid result would not be saved there), nor
     one dated after today (planted, as a cloned repository can carry one: it would take every later result)."""
@@ -1124,7 +1199,10 @@ def latest_session_folder(outputs: Path, slug: str) -> Path | None:
         {
             found[1]
             for name in names
-            if (found := dated.fullmatch(name)) and found[1] <= today and _writable_folder(outputs / name)
+            if (found := dated.fullmatch(name))
+            and found[1] <= today
+            and (on is None or found[1] == on)
+            and _writable_folder(outputs / name)
         },
         reverse=True,
     )

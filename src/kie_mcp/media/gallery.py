@@ -166,11 +166,12 @@ class Session:
 
     @property
     def title(self) -> str:
-        """The session's name as typed; else the folder's slug, or, when the slug had to stand in for letters ASCII
-        cannot spell (it ends in 8 hex characters of a hash: ``output_folder``), the prompt it was named after."""
+        """The session's name as typed (one typed as its folder's name, ``outputs/2026-04-20-ugc-batch``, by its name
+        after the day: ``saved.session_name``); else the folder's slug, or, when the slug had to stand in for letters
+        ASCII cannot spell (it ends in 8 hex characters of a hash: ``output_folder``), the prompt it was named after."""
         named = next((item.session for item in self.items if item.session), None)
         if named:
-            return " ".join(named.split())
+            return " ".join(saved.session_name(named).split())
         match = SESSION_FOLDER.match(self.folder)
         slug = match.group(2) if match else self.folder
         prompt = next((item.prompt for item in self.items if item.prompt), None)

@@ -43,6 +43,10 @@ from kie_mcp.media.sniff import PICTURE_EXTENSIONS
 
 OUTPUTS = "outputs"
 SESSION_FOLDER = re.compile(r"^(\d{4}-\d{2}-\d{2})-(.+)$")  # the name output_folder gives: its day, its slug
+# A session label written as the name of a session folder, as the seed documents and MASTER_CONTEXT.md tell an agent
+# to make one (``outputs/2026-04-20-ugc-batch/``, ``2026-04-20-ugc-batch``): its day and its name after the day, one
+# word (no space, no separator: ``outputs/a/b``, ``../x`` and prose are session names, slugged as ever).
+_FOLDER_LABEL = re.compile(r"(?:(?:\./)?outputs/)?(\d{4}-\d{2}-\d{2})-([^\s/\\]*[^\W_][^\s/\\]*)/?")
 PAGE = "index.html"  # the gallery page (gallery.py), in outputs/ and in each session folder
 OWN_INDEX = "kie-mcp-gallery.html"  # the index's name beside an index.html of the user's own (``index_name``)
 # The gallery's pages (gallery.py): its index (under its own name beside an index.html of the user's) and month pages.
@@ -246,6 +250,20 @@ async def checked(outputs: Path, then: str = "", *, saving: bool = False, lately
 def is_saved(relative: PurePath) -> bool:
     """Whether a path inside ``outputs/`` (relative to it) is where kie-mcp saves: a file in a session folder."""
     return len(relative.parts) >= 2 and SESSION_FOLDER.match(relative.parts[0]) is not None
+
+
+def folder_label(label: str | None) -> tuple[str, str] | None:
+    """A session label that names a session folder (``_FOLDER_LABEL``): its day as written (``2026-04-20``, maybe no
+    date at all, such as ``2026-02-30``) and its name after the day (``ugc-batch``); None for any other label."""
+    found = _FOLDER_LABEL.fullmatch((label or "").strip())
+    return None if found is None else (found[1], found[2])
+
+
+def session_name(label: str) -> str:
+    """A session's name as the gallery heads it: a label naming its folder (``folder_label``) by its name after the
+    day, which the heading writes beside it; any other as typed."""
+    named = folder_label(label)
+    return label if named is None else named[1]
 
 
 def is_served(relative: PurePath) -> bool:

@@ -76,6 +76,7 @@ from kie_mcp.media.downloads import (
     folder_session,
     in_ascii,
     name_label,
+    named_folder,
     output_folder,
     real_folder,
     session_folder,
@@ -1061,6 +1062,13 @@ def join_folder(workspace: Path, clips: Sequence[Path], session: str | None, out
         return real_folder(output_folder(workspace, named or "stitched", today))
     day, slug = shared
     return real_folder(outputs / f"{day}-{slug}")
+
+
+def session_note(workspace: Path, session: str | None) -> str:
+    """What a join's answer says of a ``session`` named as its folder is (``downloads.named_folder``: the folder it
+    was saved in, and why when not that one); nothing for any other. Lists ``outputs/``: call it in a worker thread."""
+    named = named_folder(workspace, session, date.today()) if session else None
+    return "" if named is None else named.words
 
 
 def chain_video(workspace: Path, clip: Path, saved: str | None) -> tuple[str, float | None]:

@@ -107,7 +107,8 @@ async def list_page(
     if not found and not cursor and (filters.get("text") or filters.get("session")):
         message += (
             " text= finds words of a task's prompt and session= words of its session's name (the label a generate "
-            "call was given); since= and model= narrow by day and model."
+            "call was given), or with a session folder's name (outputs/2026-04-20-ugc-batch) the tasks saved in it; "
+            "since= and model= narrow by day and model."
         )
     if search.unreadable:  # rows a newer kie-mcp wrote (or a hand edit): named, never a failed listing
         message += f"\n{search.unreadable_note}"
