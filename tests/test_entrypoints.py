@@ -20,6 +20,7 @@ from mcp import Client, StdioServerParameters
 from kie_mcp import __version__, stdio
 from kie_mcp.cli import main
 from kie_mcp.cliargs import build_parser
+from kie_mcp.config import sandbox_area
 
 from .conftest import answering, every_resource
 from .test_promise_config import as_a_user_the_system_does_not_know
@@ -541,6 +542,32 @@ def test_demo_keep_keeps_the_workspace_and_says_where(tmp_path):
     videos = sorted(p.name for p in workspace.rglob("outputs/**/*.mp4"))
     assert len(videos) == 3 and "stitched-2-clips.mp4" in videos
     assert list(workspace.rglob("outputs/**/*.jpg"))
+
+
+@pytest.mark.stdio
+def test_the_demo_keeps_its_reel_in_one_session_and_passes_its_spoken_lines_as_script(tmp_path):
+    """The audit: the tour taught what the server warns against. Its image and two clips had no session (three
+    prompt-named folders, the join in a fourth) and each clip's spoken line was written inside the prompt, not in
+    ``script``, so Veo was sent enableTranslation=true. One session ("demo reel") holds everything the tour saves,
+    and each line goes in ``script``: kie-mcp speaks it as dialogue and sends enableTranslation=false."""
+    done, temp = _demo(tmp_path, "--keep")
+    out = done.stdout
+    [workspace] = list(temp.glob("kie-mcp-demo-*"))
+    area = sandbox_area(workspace.resolve())  # where the sandboxed server saves
+    outputs = area / "outputs"
+    folders = sorted(path.name for path in outputs.iterdir() if path.is_dir())
+    assert len(folders) == 1 and re.fullmatch(r"\d{4}-\d{2}-\d{2}-demo-reel", folders[0]), folders
+    sidecars = [json.loads(path.read_text()) for path in (outputs / folders[0]).glob("*.json")]
+    clips = [sidecar for sidecar in sidecars if sidecar.get("model") == "veo3_fast"]
+    assert len(clips) == 2 and all(sidecar["session"] == "demo reel" for sidecar in clips), sidecars
+    sent = [json.loads(clip["parameters"]) for clip in clips]
+    assert all(wire["enableTranslation"] is False for wire in sent), sent
+    spoken = sorted(wire["prompt"].split("The speaker says: ", 1)[1] for wire in sent)  # kie-mcp's dialogue line
+    assert spoken == ["Cold brew, made slow. (no subtitles)", "Try it cold. (no subtitles)"], sent
+    assert "enableTranslation=true" not in out and 'Spoken: "Try it cold."' in out
+    assert f"Result files saved in {area}:" in out
+    saved = [line.strip() for line in out.splitlines() if line.startswith("  outputs/")]
+    assert saved and all(line.startswith(f"outputs/{folders[0]}/") or line == "outputs/index.html" for line in saved)
 
 
 def test_a_demo_whose_server_dies_ends_with_one_line_and_no_leftover(tmp_path, monkeypatch, capsys):

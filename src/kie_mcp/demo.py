@@ -24,22 +24,31 @@ from mcp.types import ElicitRequestParams, ElicitResult
 
 from kie_mcp.config import sandbox_area
 
-IMAGE = {"model": "nano-banana-2", "prompt": "A glass bottle of cold brew on a sunlit marble counter, soft shadows"}
+SESSION = "demo reel"  # one session for the whole tour: every result in one folder, outputs/<date>-demo-reel/
+IMAGE = {
+    "model": "nano-banana-2",
+    "prompt": "A glass bottle of cold brew on a sunlit marble counter, soft shadows",
+    "session": SESSION,
+}
+# The spoken lines go in ``script``, never inside the prompt: kie-mcp speaks them as dialogue, fits the clip to them
+# and sends Veo enableTranslation=false (a line written into the prompt is sent with translation on, which can change
+# the words spoken).
 VIDEO = {
     "model": "veo3_fast",
     "prompt": (
-        "Slow dolly push-in on a barista sliding the cold brew bottle across the counter toward camera. "
-        'She smiles and says: "Cold brew, made slow." Ambient: quiet cafe murmur. (no subtitles)'
+        "Slow dolly push-in on a barista sliding the cold brew bottle across the counter toward camera. She smiles. "
+        "Ambient: quiet cafe murmur."
     ),
+    "script": "Cold brew, made slow.",
     "aspect_ratio": "9:16",
+    "session": SESSION,
 }
 SECOND_VIDEO = {
     "model": "veo3_fast",
-    "prompt": (
-        "Close-up: the cold brew bottle on the marble counter, condensation running down the glass. "
-        'A voice says: "Try it cold." (no subtitles)'
-    ),
+    "prompt": "Close-up: the cold brew bottle on the marble counter, condensation running down the glass.",
+    "script": "Try it cold.",
     "aspect_ratio": "9:16",
+    "session": SESSION,
 }
 
 
@@ -206,15 +215,18 @@ async def _tour(workspace: Path, keep: bool) -> int:
         estimate = await _call(client, "estimate_cost", IMAGE)
         say.step("estimate_cost for an image -> " + estimate["message"])
 
-        say.step("generate_image (the server asks the user through an elicitation form):")
+        say.step(
+            f'generate_image in the session "{SESSION}" (the server asks the user through an elicitation form; every '
+            "result of the tour goes to that session's folder):"
+        )
         image = await _call(client, "generate_image", IMAGE)
         say.line(f"  status={image['status']}")
         say.line("  " + image["message"].replace("\n", "\n  "))
 
         quote = (await _call(client, "estimate_cost", VIDEO))["quote"]
         say.step(
-            f"estimate_cost for a Veo 3.1 Fast clip -> {quote['credits_total']:g} credits "
-            f"(about ${quote['usd_total']:.2f}); quote_id={quote['quote_id']}"
+            f"estimate_cost for a Veo 3.1 Fast clip, its spoken line passed as script ({VIDEO['script']!r}) -> "
+            f"{quote['credits_total']:g} credits (about ${quote['usd_total']:.2f}); quote_id={quote['quote_id']}"
         )
         say.line("  [user] approves the quote in chat")
         video = await _call(client, "generate_video", {**VIDEO, "quote_id": quote["quote_id"]})
@@ -240,7 +252,7 @@ async def _tour(workspace: Path, keep: bool) -> int:
         if missing:
             say.step(f"stitch_videos skipped: {missing}")
         else:
-            joined = await client.call_tool("stitch_videos", {"clips": [task_id, second_id], "session": "demo reel"})
+            joined = await client.call_tool("stitch_videos", {"clips": [task_id, second_id], "session": SESSION})
             stitched = not joined.is_error and joined.structured_content is not None
             if stitched:
                 data = joined.structured_content

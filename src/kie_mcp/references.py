@@ -43,6 +43,7 @@ from kie_mcp.words import plain
 
 PREFIX = "kie://workspace/references/"
 GUIDE_URI = PREFIX + "README.md"
+LIBRARY_PREFIX = "kie://prompting/"  # the prompt library's pages (``library.py``): a workspace's own listed too
 MAX_RESOURCE_BYTES = 50 * 1024 * 1024
 TEXT_PROBE = 4096  # bytes read to tell text from other bytes, for a file whose name gives no type
 
@@ -50,14 +51,16 @@ log = logging.getLogger(__name__)
 
 
 def canonical_uri(uri: str) -> str:
-    """A workspace file's URI as listed (its path percent-encoded), however the client wrote the path."""
-    if not uri.startswith(PREFIX):
+    """A workspace file's URI as listed (its path percent-encoded), however the client wrote the path: a reference's,
+    or a page of the prompt library (which may be the workspace's own)."""
+    prefix = next((prefix for prefix in (PREFIX, LIBRARY_PREFIX) if uri.startswith(prefix)), None)
+    if prefix is None:
         return uri
-    path = unquote(uri[len(PREFIX) :], errors="surrogateescape")
+    path = unquote(uri[len(prefix) :], errors="surrogateescape")
     try:
-        return PREFIX + quote(path, safe="/", errors="surrogateescape")
+        return prefix + quote(path, safe="/", errors="surrogateescape")
     except UnicodeEncodeError:  # a lone surrogate an embedding host sent: no file's name, so "not found" as it is
-        return PREFIX + quote(path, safe="/", errors="surrogatepass")
+        return prefix + quote(path, safe="/", errors="surrogatepass")
 
 
 @dataclass(frozen=True)
@@ -76,13 +79,20 @@ _Judged = dict[tuple[str, int, int, int, int], "Found | None"]
 
 
 def scan(settings: Settings, judged: _Judged | None = None) -> list[Found]:
-    """Every file under ``references/`` that may be served, sorted by path (run it in a worker thread). Symlinks are
-    judged by their target: never listed when it leaves the workspace or is private (a dotfile, a dot-folder,
-    logs/); dotfiles and dot-folders under references/ are skipped too, and so is a name that is not text (bytes no
-    encoding reads, as an old camera's card can hold), or a link to one, and a path that holds the API key or another
-    credential (``_credential_left_out_once``): one odd file never breaks the listing of the others. A references/
-    that is itself a link leading out of the workspace lists nothing and is not walked at all."""
-    folder = settings.context_folder / "references"  # in the sandbox, the real workspace's
+    """Every file under ``references/`` that may be served, sorted by path (run it in a worker thread):
+    ``scan_folder``'s rules."""
+    return scan_folder(settings, "references", judged)
+
+
+def scan_folder(settings: Settings, folder_name: str, judged: _Judged | None = None) -> list[Found]:
+    """Every file under the workspace's folder ``folder_name`` (``references``, ``prompting``) that may be served,
+    sorted by path (run it in a worker thread). Symlinks are judged by their target: never listed when it leaves the
+    workspace or is private (a dotfile, a dot-folder, logs/); dotfiles and dot-folders under the folder are skipped
+    too, and so is a name that is not text (bytes no encoding reads, as an old camera's card can hold), or a link to
+    one, and a path that holds the API key or another credential (``_credential_left_out_once``): one odd file never
+    breaks the listing of the others. A folder that is itself a link leading out of the workspace lists nothing and
+    is not walked at all."""
+    folder = settings.context_folder / folder_name  # in the sandbox, the real workspace's
     if not folder.is_dir():
         return []
     home = settings.context_folder.resolve()
@@ -98,13 +108,35 @@ def scan(settings: Settings, judged: _Judged | None = None) -> list[Found]:
             key = (name, facts.st_mtime_ns, facts.st_size, facts.st_ino, facts.st_mode)
             item = before[key] if key in before else _judge(Path(name), settings.context_folder, folder, home)
         except (OSError, RuntimeError, UnicodeError) as err:
-            log.debug("references: %s left out of the listing (%s)", ascii(name), err)
+            log.debug("%s: %s left out of the listing (%s)", folder_name, ascii(name), err)
             continue
         if judged is not None:
             judged[key] = item
         if item is not None:
             found.append(item)
     return found
+
+
+def judged_file(settings: Settings, folder_name: str, relative: str) -> Found | None:
+    """The workspace's file ``<folder_name>/<relative>`` as ``scan_folder`` lists it, or None: not there, or not a
+    file it lists (a link leading out of the workspace, a dotfile, a file inside a folder reached through a link,
+    ...). One file judged where a read must know at once; call it where a blocking look is fine (a few ``stat``
+    calls and the file's first bytes, read through the judged opener, which never waits on a FIFO)."""
+    folder = settings.context_folder / folder_name
+    file = folder / relative
+    try:
+        home = settings.context_folder.resolve()
+        if not folder.is_dir() or not folder.resolve().is_relative_to(home):
+            return None
+        if any(part in ("", ".", "..") for part in relative.split("/")):
+            return None
+        if any(parent.is_symlink() for parent in file.parents if parent.is_relative_to(folder) and parent != folder):
+            return None  # a folder reached through a link: never walked by the scan
+        if not stat.S_ISREG(file.lstat().st_mode) and not file.is_symlink():
+            return None
+        return _judge(file, settings.context_folder, folder, home)
+    except (OSError, RuntimeError, UnicodeError, ValueError):
+        return None
 
 
 _SAID: set[tuple[str, str]] = set()  # (what, where) each warning was logged about (once each, per process)
@@ -119,15 +151,17 @@ def _warn_once(what: str, where: Path, message: str, *args: object) -> None:
 
 
 def _left_out_once(folder: Path, home: Path) -> None:
-    """Say once per folder (per process) why references/ lists nothing: walking a link to /usr took 13 s for the
-    first listing and 2 s for every one after it, to list none of its files."""
+    """Say once per folder (per process) why it lists nothing (references/, prompting/): walking a link to /usr took
+    13 s for the first listing and 2 s for every one after it, to list none of its files."""
     _warn_once(
         "led out",
         folder,
-        "references/ leads outside the workspace (%s -> %s), so none of its files is listed or served; keep the "
-        "reference files in a references/ folder inside %s",
+        "%s/ leads outside the workspace (%s -> %s), so none of its files is listed or served; keep its files in a "
+        "%s/ folder inside %s",
+        folder.name,
         folder,
         folder.resolve(),
+        folder.name,
         home,
     )
 
@@ -139,7 +173,7 @@ def _credential_left_out_once(file: Path, relative: str) -> None:
     _warn_once(
         "credential",
         file,
-        "references: %s is left out of the listing: its path holds the KIE API key or another credential, which a "
+        "%s is left out of the listing: its path holds the KIE API key or another credential, which a "
         "listing would show; rename the file to list it",
         plain(redact(relative)),
     )
@@ -304,7 +338,58 @@ def _named(path: str) -> str:
     return path if path.isprintable() else _quoted(path)
 
 
-class ReferenceListing:
+class KeptScan:
+    """A part of the resource listing made from what a workspace folder holds now (``_scan``, in a worker thread),
+    read by one caller at a time (callers meanwhile get that read's result); its resources are made again
+    (``resources``) only when the files found changed."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._home = settings.context_folder.resolve()
+        self._judged: _Judged = {}
+        self._reading: anyio.Event | None = None
+        self._read: dict[str, Resource] = {}
+        self._found: list[Found] | None = None  # what the scan that made _read found
+        self._started = 0  # scans begun
+        self._finished = 0  # the number of the last scan that finished (its result is _read)
+
+    def _scan(self) -> list[Found]:
+        """The files that may be served, as the folder is now (run in a worker thread)."""
+        raise NotImplementedError
+
+    def resources(self, found: list[Found]) -> dict[str, Resource]:
+        """The resources for ``found``, by URI."""
+        raise NotImplementedError
+
+    async def current(self) -> dict[str, Resource]:
+        """The resources as the folder is now: from a scan begun after this call; the very same dict as before
+        when the scan found the same files (so a caller tells "unchanged" at once, however many there are). Callers
+        that arrive while one runs wait for it and share the next one (a scan begun before them may miss a file just
+        added)."""
+        arrived = self._started
+        while self._reading is not None:
+            await self._reading.wait()
+        if self._finished > arrived:  # a scan begun after this call has finished meanwhile
+            return self._read
+        self._started += 1
+        number, self._reading = self._started, anyio.Event()
+        try:
+            found = await anyio.to_thread.run_sync(self._scan)
+            if found != self._found:
+                self._read, self._found = self.resources(found), found
+            self._finished = number
+            return self._read
+        finally:
+            self._reading.set()
+            self._reading = None
+
+    async def files(self) -> list[Found]:
+        """The files that may be served, as the folder is now (``current``'s reading), sorted by path."""
+        await self.current()
+        return list(self._found or ())
+
+
+class ReferenceListing(KeptScan):
     """The ``kie://workspace/references/...`` resources of one server, from what the folder holds now: the folder
     is read in a worker thread, by one caller at a time (callers meanwhile get that read's result), and a file's
     type and resource are made again only when it changed."""
@@ -313,16 +398,12 @@ class ReferenceListing:
     first_page = (GUIDE_URI,)  # the guide to the folder, which MASTER_CONTEXT.md and the prompt guide point to
 
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._home = settings.context_folder.resolve()
-        self._judged: _Judged = {}
+        super().__init__(settings)
         self._made: dict[Found, Resource] = {}
-        self._reading: anyio.Event | None = None
-        self._read: dict[str, Resource] = {}
-        self._found: list[Found] | None = None  # what the scan that made _read found
-        self._started = 0  # scans begun
-        self._finished = 0  # the number of the last scan that finished (its result is _read)
         self._shipped_guide: Resource | None = None
+
+    def _scan(self) -> list[Found]:
+        return scan(self._settings, self._judged)  # the module's, looked up at each scan
 
     def resources(self, found: list[Found]) -> dict[str, Resource]:
         """The resources for ``found``, by URI; kie-mcp's guide at README.md unless the workspace has its own."""
@@ -376,33 +457,6 @@ class ReferenceListing:
             mime_type="text/markdown",
         )
         return self._shipped_guide
-
-    async def current(self) -> dict[str, Resource]:
-        """The resources as the folder is now: from a scan begun after this call; the very same dict as before
-        when the scan found the same files (so a caller tells "unchanged" at once, however many there are). Callers
-        that arrive while one runs wait for it and share the next one (a scan begun before them may miss a file just
-        added)."""
-        arrived = self._started
-        while self._reading is not None:
-            await self._reading.wait()
-        if self._finished > arrived:  # a scan begun after this call has finished meanwhile
-            return self._read
-        self._started += 1
-        number, self._reading = self._started, anyio.Event()
-        try:
-            found = await anyio.to_thread.run_sync(scan, self._settings, self._judged)
-            if found != self._found:
-                self._read, self._found = self.resources(found), found
-            self._finished = number
-            return self._read
-        finally:
-            self._reading.set()
-            self._reading = None
-
-    async def files(self) -> list[Found]:
-        """The files that may be served, as the folder is now (``current``'s reading), sorted by path."""
-        await self.current()
-        return list(self._found or ())
 
     def outdated(self, uri: str, held: Resource | None) -> bool:
         """Whether a read of ``uri`` needs the folder read again first: a reference not listed, or the README

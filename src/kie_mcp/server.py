@@ -166,7 +166,8 @@ def create_server(settings: Settings | None = None, *, transport: httpx2.AsyncBa
 
 
 class KeptCurrent(Protocol):
-    """A part of the resource listing read again before a listing's first page (``_Server.keep_current``)."""
+    """A part of the resource listing read again before a listing's first page (``_Server.keep_current``): the
+    references (``references.ReferenceListing``) and the prompt library (``library.PromptLibrary``)."""
 
     prefix: str
     first_page: tuple[str, ...]  # URIs under the prefix listed on the first page with the server's own resources
@@ -330,7 +331,7 @@ class _Server(MCPServer):
         self._listing: list[MCPTool] | None = None
         self._listing_path = listing_path
         self._deferred: list[Callable[[], None]] = []
-        self._kept_current: list[KeptCurrent] = []  # read again before every first page (references/)
+        self._kept_current: list[KeptCurrent] = []  # read again before every first page (references/, prompting/)
         self._filled: set[str] = set()  # their prefixes, once listed
         self._applied: dict[str, Any] = {}  # by prefix: the last ``current()`` the held resources match
         self._paged: tuple[list[str], list[str]] | None = None  # the listing's order (``_listing_order``)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
+from urllib.parse import unquote
 
 import anyio
 from mcp import MCPError
@@ -33,7 +34,7 @@ from mcp.server.mcpserver import (
     Resolve,
 )
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
-from mcp.server.mcpserver.resources import FileResource, FunctionResource, ResourceTemplate
+from mcp.server.mcpserver.resources import FunctionResource, ResourceTemplate
 from mcp.types import CallToolResult, ElicitResult, ImageContent, ResourceLink, TextContent, ToolAnnotations
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError
 from pydantic_core import PydanticCustomError
@@ -2023,6 +2024,7 @@ def _register_prompts(mcp: MCPServer) -> None:
 
 
 def _register_resources(mcp: MCPServer, settings: Settings) -> None:
+    from kie_mcp.library import SHIPPED_PREFIX, PromptLibrary, shipped_pages, shipped_text
     from kie_mcp.media import gallery as pages  # resources are registered on first need (``_Server.defer``)
     from kie_mcp.references import MAX_RESOURCE_BYTES, ReferenceListing, read_text_inside
 
@@ -2258,23 +2260,29 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         rt.tasks.label(record)  # its prompt, session and folder, from the journal
         return record.model_dump_json(indent=2)
 
+    # The prompt library: each page from the workspace's prompting/ when it has it (``library.py``), read again
+    # before every first page; kie-mcp's own pages stay readable under kie://shipped/prompting/.
+    mcp.keep_current(PromptLibrary(settings))
+
+    @mcp.resource(
+        SHIPPED_PREFIX + "{+path}",
+        name="shipped-prompt-page",
+        title="kie-mcp's own prompt-library page",
+        mime_type="text/markdown",
+    )
+    def shipped_prompt_page(path: str) -> str:
+        """A page of the prompt library as kie-mcp ships it, whichever copy kie://prompting/<path> serves (the
+        workspace's prompting/ folder may hold its own)."""
+        text = shipped_text(unquote(path))
+        if text is None:
+            listed = ", ".join(SHIPPED_PREFIX + relative for relative in shipped_pages())
+            raise ResourceNotFoundError(
+                f"kie-mcp ships no prompt-library page {plain(path, limit=200)}; its pages are {listed}."
+            )
+        return text
+
     # references/: listed as the folder is now, and read again before every first page (``references.py``)
     mcp.keep_current(ReferenceListing(settings))
-
-    library = bundled_path("prompting")
-    if library and library.is_dir():
-        for file in sorted(library.rglob("*.md")):
-            relative = file.relative_to(library).as_posix()
-            mcp.add_resource(
-                FileResource(
-                    uri=f"kie://prompting/{relative}",
-                    name=f"prompting/{relative}",
-                    title=_title_of(file),
-                    description="Prompt-writing guidance (descriptive reference).",
-                    mime_type="text/markdown",
-                    path=file.resolve(),
-                )
-            )
 
 
 class _RealTypeTemplate(ResourceTemplate, defer_build=True):
@@ -2352,13 +2360,6 @@ def _saved_at(path: str) -> str:
     """A saved result's path as an error names it: ``outputs/<path>``, the path at most 200 characters long (a
     kie://outputs URI of 5,000 characters is not repeated whole)."""
     return "outputs/" + plain(path, quoted=False, limit=200)
-
-
-def _title_of(file: Path) -> str:
-    for line in file.read_text(encoding="utf-8").splitlines():
-        if line.startswith("# "):
-            return line[2:].strip()
-    return file.stem.replace("-", " ")
 
 
 # -- helpers ----------------------------------------------------------------------------------------
