@@ -13,10 +13,15 @@ from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 from PIL import Image
 
 from kie_mcp.apps import CARD_KEY
+from kie_mcp.catalog import load_catalog
 
-from .conftest import answering, text_of
+from .conftest import answering, eras_in_turn, text_of
 
 KLING = {"model": "kling-3.0/video", "prompt": "the bottle turns slowly on the table", "duration": 5}
+# The models KIE sells whose generationType the images decide when none is given: those that take references, and not.
+TYPED = [spec for spec in load_catalog().offered() if "generationType" in spec.fields and spec.images is not None]
+REFERENCES = [spec.id for spec in TYPED if "REFERENCE_2_VIDEO" in (spec.fields["generationType"].values or ())]
+FRAMES_ONLY = [spec.id for spec in TYPED if spec.id not in REFERENCES]
 
 
 def _portrait(tmp_path) -> str:
@@ -182,3 +187,40 @@ def test_a_frame_of_no_common_shape_reads_as_people_write_ratios():
         "1.85:1",
         "4:5",
     ]
+
+
+@eras_in_turn("model", REFERENCES)
+async def test_one_photo_as_a_first_frame_says_how_to_get_a_new_shot_of_who_is_in_it_instead(
+    connect, controls, tmp_path, model
+):
+    """Seed 000: "a single reference photo of a person -> REFERENCE_2_VIDEO with veo3_fast". kie-mcp keeps KIE's
+    documented default, the one image as the clip's first frame, and the quote said nothing of the other reading: a
+    portrait of a person became the first frame of a 16:9 clip, cropped. Where the model takes references, the
+    estimate, the confirmation and the approval card say in one line how to get a new shot of the person instead,
+    and that advice, followed as written, is quoted; nothing is said where the caller chose the type or gave two
+    frames, nor on a model without references (Veo 3.1 Quality). The default is still what is sent."""
+    photo = _portrait(tmp_path)
+    hint = "For a new shot of the person or product in it instead, set options.generationType=REFERENCE_2_VIDEO"
+    ask = {"model": model, "prompt": "she smiles at the camera in her kitchen"}
+    seen: list[str] = []
+    apps = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
+    async with connect(elicitation=answering(seen=seen), extensions=[apps]) as client:
+        one = await client.call_tool("estimate_cost", {**ask, "images": [photo]})
+        chosen = await client.call_tool(
+            "estimate_cost", {**ask, "images": [photo], "options": {"generationType": "FIRST_AND_LAST_FRAMES_2_VIDEO"}}
+        )
+        two = await client.call_tool("estimate_cost", {**ask, "images": [photo, photo]})
+        others = [await client.call_tool("estimate_cost", {**ask, "model": m, "images": [photo]}) for m in FRAMES_ONLY]
+        followed = await client.call_tool(
+            "estimate_cost", {**ask, "images": [photo], "options": {"generationType": "REFERENCE_2_VIDEO"}}
+        )
+        made = await client.call_tool("generate_video", {**ask, "images": [photo], "wait_seconds": 0})
+    assert not made.is_error and len(seen) == 1, text_of(made)
+    for text in (one.structured_content["message"], seen[0]):
+        assert hint in text, text
+    assert any(hint in note for note in one.meta[CARD_KEY]["notes"]), one.meta[CARD_KEY]["notes"]  # the card
+    assert not followed.is_error and hint not in followed.structured_content["message"], text_of(followed)
+    for quiet in (chosen, two, *others):
+        assert not quiet.is_error and "REFERENCE_2_VIDEO" not in quiet.structured_content["message"], text_of(quiet)
+    [create] = await controls.creates()
+    assert create["body"]["generationType"] == "FIRST_AND_LAST_FRAMES_2_VIDEO"  # KIE's default, kept

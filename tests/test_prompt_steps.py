@@ -219,6 +219,34 @@ async def test_character_sheets_angles_on_a_model_that_takes_one_image_carry_onl
     assert grown.is_error  # what the step said before: the hero and an approved angle
 
 
+@eras_in_turn(("model", "angles"), [("gpt-4o-image", 9), ("nano-banana-pro", 9), ("nano-banana-2", 20)])
+async def test_character_sheets_angles_past_the_models_image_limit_carry_the_hero_and_the_latest_approved_angles(
+    connect, tmp_path, model, angles
+):
+    """The audit: on GPT-4o Image, which takes 5 images, step 4 said only "the angles approved so far, within the
+    model's input limit", and the 6th of 9 angles, made with the hero and the five angles approved before it, was
+    refused (seed 000 sends "hero + 4 most-recent angle URLs"). Where the angles' model takes fewer images than the
+    last angle would carry, the step names its limit and what to send past it; the angle after the limit, sent so, is
+    quoted, and sent with every angle approved so far it is refused."""
+    hero = _png(tmp_path / "hero.png")
+    approved = [_png(tmp_path / f"angle-{n}.png") for n in range(1, angles)]
+    async with connect() as client:
+        arguments = {**ARGUMENTS["character_sheet"], "model": model, "angles": str(angles)}
+        step = _step(await _render(client, "character_sheet", arguments), 4)
+        [parts] = [parts for tool, parts in _calls(step, {"estimate_cost"}) if tool == "estimate_cost"]
+        asked = _as_written(parts, hero, prompt="left profile of the same character")
+        limit = load_catalog().get(asked["model"]).images.max
+        latest = [hero, *approved[1:limit]]  # angle limit + 1: the hero and the limit - 1 angles approved last
+        as_said = await client.call_tool("estimate_cost", {**asked, "images": latest})
+        so_far = await client.call_tool("estimate_cost", {**asked, "images": [hero, *approved[:limit]]})
+    assert (
+        f"{asked['model']} takes {limit} images at most, so from angle {limit + 1} on send the hero plus the "
+        f"{limit - 1} most recently approved angles" in step
+    ), step
+    assert limit < angles and len(latest) == limit and not as_said.is_error, text_of(as_said)
+    assert so_far.is_error and f"takes 0-{limit} image(s); got {limit + 1}" in text_of(so_far), text_of(so_far)
+
+
 # -- 4. character_sheet: the angle model takes one reference image --------------------------------------------------
 
 IMAGE_MODELS = sorted(spec.id for spec in load_catalog().offered() if spec.kind == "image")

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from kie_mcp.catalog import load_catalog
+from kie_mcp.catalog import AmbiguousModelError, UnknownModelError, WithdrawnModelError, load_catalog
 from kie_mcp.words import plain, shortened, unseen_escaped
 
-from .conftest import answering, text_of
+from .conftest import answering, eras_in_turn, text_of
 from .test_every_model import minimal_arguments
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -315,6 +315,95 @@ async def test_a_name_several_models_share_is_refused_with_the_candidates(connec
             text = await error_text(client, f"generate_{kind}", {"model": name, "prompt": "a lighthouse"})
             assert "means several models; nothing was sent" in text, text
             assert all(candidate in text for candidate in candidates), text
+    assert await controls.creates() == []
+
+
+# -- an id's last part, and the names the seeds write ---------------------------------------------------------
+
+
+def id_tail(model_id: str) -> str:
+    return model_id.rsplit("/", 1)[-1]
+
+
+def test_every_model_s_id_and_the_last_part_of_its_id_pick_that_model_unless_others_share_it():
+    """The audit: `nano-banana`, the last part of google/nano-banana's id (seed 000 writes it for the original Nano
+    Banana, 4 credits), was read as the name "nano banana" and picked Nano Banana 2 (8 credits). Over the whole
+    catalogue: every model's id picks it, and so does its id's last part as written when it reads as an id (a `-`,
+    `_`, `.` or digit in it), unless another model's id ends in it too or another model is named exactly so: then it
+    is refused, naming all of them. A last part that is a word (``video``, ``seedream``) stays a name, as it was."""
+    catalog = load_catalog()
+    owners: dict[str, set[str]] = {}
+    for spec in catalog:
+        owners.setdefault(id_tail(spec.id), set()).add(spec.id)
+    for spec in catalog:
+        for name in (spec.title, *spec.aliases):
+            owners.get(name.lower(), set()).add(spec.id)
+    wrong = []
+    for spec in catalog:
+        id_like = re.search(r"[-_.0-9]", id_tail(spec.id)) is not None
+        tails = (id_tail(spec.id), id_tail(spec.id).upper()) if id_like else ()
+        for name in dict.fromkeys((spec.id, *tails)):
+            sold = {i for i in owners[id_tail(spec.id)] if catalog.get(i).withdrawn is None}
+            meant = {spec.id} if name == spec.id else sold or owners[id_tail(spec.id)]
+            try:
+                got: object = catalog.resolve(name).id
+            except WithdrawnModelError as gone:
+                got = gone.model_id
+            except AmbiguousModelError as shared:
+                got = set(shared.candidates)
+            except UnknownModelError:
+                got = "unknown"
+            if got != (next(iter(meant)) if len(meant) == 1 else meant):
+                wrong.append(f"{name!r}: {got} (meant {sorted(meant)})")
+    assert not wrong, "\n".join(wrong)
+    assert catalog.resolve("nano-banana").id == "google/nano-banana"
+    assert catalog.resolve("nano banana").id == "nano-banana-2"  # a name, as the README says
+    assert catalog.resolve("seedream").id == "seedream/4.5-text-to-image"  # a word: Seedream 4.5's short name
+    for word in ("video", "upscale", "character"):  # each the last part of one id, and no model's name
+        with pytest.raises(UnknownModelError):
+            catalog.resolve(word)
+
+
+async def test_nano_banana_written_as_its_id_is_quoted_and_made_as_the_original_at_its_own_price(connect, controls):
+    """`model: "nano-banana"` (seed 000's id for the original, legacy Nano Banana) was quoted as Nano Banana 2 at 8
+    credits, and approved, made as Nano Banana 2. It is google/nano-banana, quoted at 4 credits, and the create that
+    the approval lets through is that model's."""
+    async with connect(elicitation=answering()) as client:
+        quoted = await client.call_tool("estimate_cost", {"model": "nano-banana", "prompt": "a red apple"})
+        made = await client.call_tool("generate_image", {"model": "nano-banana", "prompt": "a red apple"})
+    quote = quoted.structured_content["quote"]
+    assert quote["model"] == "google/nano-banana" and quote["credits_total"] == 4, quote
+    assert "(google/nano-banana) x1: 4 credits" in quoted.structured_content["message"]
+    assert made.structured_content["model"] == "google/nano-banana", text_of(made)
+    assert [create["body"]["model"] for create in await controls.creates()] == ["google/nano-banana"]
+
+
+SEED_NAMES = [  # a name a seed writes, and the model it means (the catalogue's aliases say where each is from)
+    ("chatgpt image 2", "gpt-image-2-text-to-image"),  # seed 000
+    ("kling-3.0-i2v", "kling-3.0/video"),  # seed 001
+    ("kling/text-to-video-2-1", "kling/v2-1-master-text-to-video"),  # seed 004
+    ("bytedance/v1-pro", "bytedance/v1-pro-text-to-video"),  # seeds 002 and 003
+]
+
+
+@eras_in_turn(("name", "model_id"), SEED_NAMES)
+async def test_a_name_a_seed_writes_is_quoted_as_the_model_it_means(connect, controls, name, model_id):
+    """The audit: each was refused as an unknown model, though each means one model kie-mcp sells."""
+    async with connect() as client:
+        arguments = {**minimal_arguments(load_catalog().get(model_id)), "model": name}
+        result = await client.call_tool("estimate_cost", arguments)
+    assert not result.is_error, text_of(result)
+    assert result.structured_content["quote"]["model"] == model_id
+    assert f"({model_id})" in result.structured_content["message"]
+    assert await controls.creates() == []
+
+
+async def test_a_sora_id_a_seed_writes_is_refused_as_withdrawn_with_what_to_use_instead(connect, controls):
+    """`sora2/text-to-video` (seed 004) was refused as an unknown model; KIE withdrew Sora 2, and the refusal says so
+    and names what to use instead, as for Sora's own ids."""
+    async with connect(elicitation=answering()) as client:
+        text = await error_text(client, "generate_video", {"model": "sora2/text-to-video", "prompt": "a lighthouse"})
+    assert "sora-2-text-to-video is no longer offered by KIE" in text and "Use instead: veo3_fast" in text, text
     assert await controls.creates() == []
 
 

@@ -273,6 +273,7 @@ async def plan(
                 prompt, prompt_is_script = args.script, True
         else:
             prompt, duration, audio, notes, scripted = fit.prompt, fit.duration, fit.audio, fit.notes, fit.request
+    chosen: list[str] = []  # what a rule chose where the caller set nothing, and how to choose otherwise
     try:
         wire = build_input(
             spec,
@@ -284,6 +285,7 @@ async def plan(
             audio=audio,
             options=args.options,
             scripted=scripted,  # the durations that suit the script, settled by the request's rules (notes updated)
+            chosen=chosen,
         )
     except InvalidRequest as refusal:  # one answer names every problem, the script's among them
         # The prompt that is the script is judged by the script's problem alone (its length is the split's).
@@ -326,7 +328,7 @@ async def plan(
         if pixels := sent_pixels(spec, wire, files):  # a price by the picture's size (Topaz: by the output's)
             facts = {**(facts or {}), **pixels}
     measured = await measure_billed_input(rt, spec, wire, files, lengths, length_notes)
-    notes = [*notes, *dict.fromkeys(length_notes)]
+    notes = [*notes, *chosen, *dict.fromkeys(length_notes)]
     if saved.folder_label(args.session) is not None:  # a session named as its folder is: the answer says which
         named = await anyio.to_thread.run_sync(named_folder, rt.settings.workspace, args.session, date.today())
         notes = [*notes, *([named.words] if named is not None else [])]

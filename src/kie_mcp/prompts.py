@@ -11,7 +11,7 @@ import functools
 import inspect
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -856,12 +856,14 @@ def character_sheet(description: Description, angles: Angles = "9", model: Image
         ask = _nano_questions("the hero", ", more skin detail", variations)
         hero = angle = _nano_model()
         angle_id: str | None = model
+        pickable: tuple[str, ...] = nanos  # the user picks Nano Banana 2 or Pro for the hero and every angle
         twin, hero_settings, angle_settings = "", _still_settings(model), _still_settings(model, full_body=True)
     else:
         spec = _spec(model)
         # The Nano Banana models KIE sells other than the one asked for: nano-banana-pro asked "Use nano-banana-pro as
         # asked, or Nano Banana 2, or Nano Banana Pro?", offering one model twice.
         others = {nano: NANO_TITLES[nano] for nano in nanos if spec is None or nano != spec.id}
+        pickable = tuple(others)  # the angles' models the user may pick instead
         # Inside the quoted question: the catalogue's id, never the argument's own text.
         named = spec.id + ("" if instead else " as asked") if spec else "the model you named"
         if others:
@@ -894,7 +896,7 @@ def character_sheet(description: Description, angles: Angles = "9", model: Image
             nano = _still_settings(first, full_body=True)
             if {hero_settings, angle_settings} != {_still_settings(first), nano}:
                 twin += f"; with Nano Banana: {nano.removesuffix(', ')}"
-    total, images, goes = _angle_images(angle_id, angles)
+    total, images, goes = _angle_images(angle_id, angles, pickable)
     return "\n".join(
         [
             f"Workflow: character sheet. Character: {character}. Angles after the hero: {angles}.{instead}",
@@ -922,17 +924,20 @@ def character_sheet(description: Description, angles: Angles = "9", model: Image
     )
 
 
-def _angle_images(model: str | None, angles: str) -> tuple[str, str, str]:
+def _angle_images(model: str | None, angles: str, also: Sequence[str] = ()) -> tuple[str, str, str]:
     """character_sheet's step 4 as ``model`` (the angles' model; None: one named in words) takes its images: the
     expected total, the images of each angle's call, and what an approved angle is for. Each angle carries the
     hero and the angles approved before it, so on a model that charges for each input image (Qwen 3, Seedream 5 Pro
     image to image) every angle costs more than the one before, and "N x the first angle's price" was low; a model
-    that takes one input image (Flux Kontext) takes only the hero, never "the angles approved so far"."""
+    that takes one input image (Flux Kontext) takes only the hero, never "the angles approved so far". ``also``: the
+    other models the user may pick for the angles (Nano Banana Pro), whose limits are said too."""
     spec = _spec(model) if model is not None else None
     first = f"{angles} x one angle's price (the first angle's estimate)"
     if spec is not None and spec.images is not None and spec.images.max == 1:
         return first, f"images=[the approved hero's saved path] (only the hero: {spec.id} takes one input image)", ""
-    so_far = "images=[the approved hero's saved path, plus the angles approved so far, within the model's input limit]"
+    so_far = "images=[the approved hero's saved path, plus the angles approved so far" + _past_limits(
+        (model, *also), int(angles)
+    )
     goes = " (it goes into the next angle's images)"
     if spec is None or not _charges_per_image(spec):
         return first, so_far, goes
@@ -942,6 +947,23 @@ def _angle_images(model: str | None, angles: str) -> tuple[str, str, str]:
         "it comes"
     )
     return grows, so_far, goes
+
+
+def _past_limits(models: Sequence[str | None], angles: int) -> str:
+    """The end of step 4's ``images=[...]``: for each of ``models`` (the angles' model, then the others the user may
+    pick) that takes fewer images than the last angle carries (the hero and every angle before it), which to send
+    once the set outgrows it. GPT-4o Image takes 5: its 6th angle with the hero and five angles was refused, where
+    seed 000 sends "hero + 4 most-recent angle URLs"."""
+    past = []
+    for model in dict.fromkeys(models):
+        spec = _spec(model) if model is not None else None
+        limit = spec.images.max if spec is not None and spec.images is not None else None
+        if spec is not None and limit is not None and 1 < limit < angles:
+            latest = f"the {limit - 1} most recently approved angle{'s' if limit > 2 else ''}"
+            past.append(
+                f"{spec.id} takes {limit} images at most, so from angle {limit + 1} on send the hero plus {latest}"
+            )
+    return "".join(f"; {each}" for each in past) + "]" if past else ", within the model's input limit]"
 
 
 def _charges_per_image(spec: ModelSpec) -> bool:

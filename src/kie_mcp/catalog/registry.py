@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from importlib import resources
 from typing import Any
 
@@ -59,6 +59,7 @@ class Catalog:
         for spec in models.values():
             for name in (spec.id, spec.title, *spec.aliases):
                 self._names.setdefault(_normalise(name), set()).add(spec.id)
+        self._tails = _id_tails(models.values())
 
     def __iter__(self) -> Iterator[ModelSpec]:
         return iter(self._models.values())
@@ -77,10 +78,17 @@ class Catalog:
         return self._models.get(model_id)
 
     def resolve(self, name: str) -> ModelSpec:
-        """Find a model KIE sells by exact id, then by friendly name; raise with candidates otherwise."""
+        """Find a model KIE sells by exact id, then by the last part of its id (``nano-banana``, as in
+        ``google/nano-banana``), then by friendly name; raise with candidates otherwise.
+
+        An id's last part is matched as written (case aside), before friendly names, whose ``-`` reads as a space: so
+        ``nano-banana`` is the original Nano Banana, while ``nano banana``, a name, stays the one its data names. Only
+        a last part that reads as an id (``_ID_LIKE``: ``video`` and ``seedream`` are words, read as names). A last
+        part several ids end in (``text-to-video``), or written exactly as another model's name, means several
+        models: refused."""
         spec = self._models.get(name)
         if spec is None:
-            ids = self._names.get(_normalise(name), set())
+            ids = self._tails.get(name.strip().lower()) or self._names.get(_normalise(name), set())
             live = {i for i in ids if self._models[i].withdrawn is None}
             ids = live or ids
             if len(ids) > 1:
@@ -110,8 +118,8 @@ class Catalog:
         names = self._offered_names()
         family: dict[str, str] = {}
         for name, ids in sorted(names.items()):
-            if len(ids) != 1 or re.search(r"\d", name):
-                continue
+            if len(ids) != 1 or re.search(r"\d", name) or self._tails.get(name, ids) != ids:
+                continue  # several models' name; a name with a version; another model's id's last part
             (model_id,) = ids
             longer = {i for other, held in names.items() if other.startswith(f"{name} ") for i in held}
             if longer - {model_id} and name != _normalise(model_id):
@@ -123,8 +131,13 @@ class Catalog:
         return picked
 
     def shared_names(self) -> dict[str, list[str]]:
-        """Names that several models KIE sells answer to: ``resolve`` refuses them, listing these candidates."""
-        return {name: sorted(ids) for name, ids in sorted(self._offered_names().items()) if len(ids) > 1}
+        """Names that several models KIE sells answer to: ``resolve`` refuses them, listing these candidates. With them,
+        a name written as another model's id's last part; not the last parts several ids end in (``text-to-video``),
+        which no one takes for a model's name."""
+        names = self._offered_names()
+        for name, ids in names.items():
+            ids.update(i for i in self._tails.get(name, ()) if self._models[i].withdrawn is None)
+        return {name: sorted(ids) for name, ids in sorted(names.items()) if len(ids) > 1}
 
     def _offered_names(self) -> dict[str, set[str]]:
         names: dict[str, set[str]] = {}
@@ -147,6 +160,27 @@ class Catalog:
                 instead = [spec.id] if spec.withdrawn is None else spec.withdrawn.alternatives
                 ids += [i for i in instead if i not in ids and i in self._models and self._models[i].withdrawn is None]
         return ids[:3]
+
+
+# An id's last part that reads as an id, not a word (``nano-banana``, ``veo3_fast``; never ``video``, ``upscale`` or
+# ``seedream``, which an agent may write as a word and which were never taken for the model whose id ends in them).
+_ID_LIKE = re.compile(r".*[-_.0-9].*")
+
+
+def _id_tails(models: Iterable[ModelSpec]) -> dict[str, set[str]]:
+    """The last part of each model's id (after its last ``/``; the whole id when it has none) that reads as an id
+    (``_ID_LIKE``), lowercase -> the models it stands for: those whose id ends in it, and those with a title or alias
+    written exactly so."""
+    specs = list(models)
+    tails: dict[str, set[str]] = {}
+    for spec in specs:
+        if _ID_LIKE.fullmatch(tail := spec.id.rsplit("/", 1)[-1].lower()):
+            tails.setdefault(tail, set()).add(spec.id)
+    for spec in specs:
+        for name in (spec.title, *spec.aliases):
+            if (written := name.strip().lower()) in tails:
+                tails[written].add(spec.id)
+    return tails
 
 
 def _load_file(text: str) -> dict[str, ModelSpec]:

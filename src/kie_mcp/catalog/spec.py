@@ -176,12 +176,21 @@ class Rule(_Strict):
 
     when: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
     set_default: dict[str, Scalar] = Field(default_factory=dict)
+    # What the quote says when ``set_default``, not the caller, chose a value (KIE's default, which may not be what
+    # the person wants: Veo's first frame from one photo), with how to choose the other (``validate.chosen_notes``).
+    set_default_note: str | None = None
     force: dict[str, Scalar] = Field(default_factory=dict)
     allow: dict[str, list[Scalar]] = Field(default_factory=dict)
     count: dict[str, tuple[int, int]] = Field(default_factory=dict)
     require: list[str] = Field(default_factory=list)
     message: str | None = None
     source: str
+
+    @model_validator(mode="after")
+    def _a_note_says_what_a_default_chose(self) -> "Rule":
+        if self.set_default_note is not None and not self.set_default:
+            raise ValueError("set_default_note says what set_default chose: it needs set_default")
+        return self
 
 
 class Rate(_Strict):

@@ -226,8 +226,12 @@ def names_text(catalog: Catalog | None = None) -> str:
     )
     return (
         "The tools' `model` takes a model id, its title or a short name (case does not matter; `-`, `_`, `.` and `/` "
-        f"read as spaces). A family's short name picks one model of that family: {short}. A name several models "
-        f"share is refused with the candidates, and nothing is sent: {shared}."
+        "read as spaces), or the last part of an id written as the id writes it (with a `-`, `_`, `.` or digit in it), "
+        "which is read before any name: `nano-banana` is `google/nano-banana`, while `nano banana`, a name, is the one "
+        "named below (a last part several ids end in, such as `text-to-video`, is refused with them all). A family's "
+        "short name picks one model "
+        f"of that family: {short}. A name several models share is refused with the candidates, and nothing is sent: "
+        f"{shared}."
     )
 
 

@@ -79,9 +79,11 @@ def build_input(
     audio: bool | None = None,
     options: Mapping[str, Any] | None = None,
     scripted: ScriptedRequest | None = None,
+    chosen: list[str] | None = None,
 ) -> dict[str, Any]:
     """Return the wire input for ``spec`` or raise ``InvalidRequest`` naming every problem. ``scripted``: what a
-    fitted script (``script.fit_script``) leaves to the request's rules.
+    fitted script (``script.fit_script``) leaves to the request's rules. ``chosen``: a list that gets what the quote
+    says of the values a rule chose where the caller set none (``chosen_notes``).
 
     Two stages: placing the arguments on KIE's fields, then checking the placed values. When placing fails, the
     values that could be placed are still checked, so one answer names what would otherwise take a call each."""
@@ -127,9 +129,12 @@ def build_input(
         refused.update(name for name in guesses if name not in wire)  # a misspelt field is absent, not missing
         raise InvalidRequest(spec.id, [*problems, *_also_wrong(spec, wire, scripted, options, refused, problems)])
 
+    given = set(wire)
     wire, problems = _settle(spec, wire, scripted, options)
     if problems:
         raise InvalidRequest(spec.id, problems)
+    if chosen is not None:
+        chosen += chosen_notes(spec, given, wire)
     return wire
 
 
@@ -194,6 +199,19 @@ def _unsure(spec: ModelSpec, refused: Collection[str], given: Mapping[str, Any])
 def _reads(when: Mapping[str, Any], names: Collection[str]) -> bool:
     """Whether a rule's ``when`` looks at any of ``names`` (``image_urls#count`` looks at ``image_urls``)."""
     return any(key.removesuffix("#count") in names for key in when)
+
+
+def chosen_notes(spec: ModelSpec, given: Collection[str], wire: Mapping[str, Any]) -> list[str]:
+    """What the quote says of the values a rule chose for the request ``wire`` (the one sent) where the caller, who
+    set the fields ``given``, set none: each such rule's ``set_default_note`` (Veo 3.1 Fast given one image makes it
+    the clip's first frame, and says how to get a new shot of the person in it instead)."""
+    return [
+        rule.set_default_note
+        for rule in spec.rules
+        if rule.set_default_note
+        and when_matches(rule.when, wire)
+        and any(name not in given and _norm(wire.get(name)) == _norm(value) for name, value in rule.set_default.items())
+    ]
 
 
 def apply_defaults(spec: ModelSpec, wire: Mapping[str, Any]) -> dict[str, Any]:
