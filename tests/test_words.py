@@ -595,3 +595,15 @@ def test_every_control_and_format_character_but_those_text_is_written_with_is_es
     assert [ch for ch in unseen if words._unseen_escaped(ch) == ch] == []
     rest = "".join(ch for ch, kind in kinds.items() if kind != "Cs" and ch not in unseen)
     assert words._unseen_escaped(rest) == rest
+
+
+@pytest.mark.parametrize("field", ["callBackUrl", "progressCallBackUrl", "webhook"])
+async def test_a_callback_asked_for_in_options_is_refused_saying_why_none_is_needed(connect, controls, field):
+    """Seed documents and KIE's examples pass `callBackUrl`: it was refused as "veo3_fast has no field callBackUrl"
+    with no word on why, so an agent tried other spellings. The refusal says kie-mcp follows every task itself, and
+    nothing is sent."""
+    async with connect(elicitation=answering()) as client:
+        arguments = {"model": "veo3_fast", "prompt": "a lighthouse", "options": {field: "https://example.com/hook"}}
+        text = await error_text(client, "generate_video", arguments)
+    assert f'has no field "{field}"' in text and "kie-mcp takes no callback" in text, text
+    assert "follows every task itself" in text and await controls.creates() == []

@@ -830,11 +830,21 @@ def _range_text(low: float | None, high: float | None) -> str:
     return f"at least {fmt(low or 0)}"
 
 
+# A webhook asked for in options (KIE's ``callBackUrl``, ``progressCallBackUrl``, as the seed documents and KIE's
+# examples write them): refused as any field kie-mcp does not offer, saying why none is needed.
+_CALLBACKS = re.compile(r"(?i)(progress_?)?call_?back(_?ur[li])?|web_?hook(_?ur[li])?")
+NO_CALLBACKS = (
+    " kie-mcp takes no callback: it runs on this computer, where KIE cannot reach it, and follows every task itself, "
+    "saving the results as they finish (check_task shows them)."
+)
+
+
 def _unknown_option(spec: ModelSpec, key: str) -> str:
     names = sorted(spec.fields)
     close = _close_matches(key, names, n=1)
     hint = f" Did you mean {plain(close[0])}?" if close else ""
-    return f"{spec.id} has no field {plain(key)}.{hint} Its fields: {', '.join(names)}."
+    why = NO_CALLBACKS if _CALLBACKS.fullmatch(key) else ""
+    return f"{spec.id} has no field {plain(key)}.{why}{hint} Its fields: {', '.join(names)}."
 
 
 def _missing(spec: ModelSpec, field: FieldSpec) -> str:
