@@ -140,7 +140,8 @@ def test_an_absurd_amount_reads_as_beyond_any_reach_not_300_digits():
     assert usd_text(usd(1e308)) == usd_text(float("inf")) == "$5,000,000,000,000+"
     assert usd_text(-usd(1e308)) == "-$5,000,000,000,000 or less"
     assert usd_text(float("nan")) == "an unknown number of dollars"
-    assert usd_text(usd(10**14)) == "$500000000000.00"  # below the cap, as ever
+    assert usd_text(usd(10**14)) == "$500,000,000,000.00"  # below the cap, in the same thousands as at it
+    assert usd_text(1250) == "$1,250.00" and usd_text(999.5) == "$999.50"
 
 
 async def test_a_model_that_makes_several_images_by_default_is_listed_at_that_price(connect, transport):

@@ -406,9 +406,9 @@ _SAMPLE_INPUT = "https://example.invalid/input.png"  # only counted by the price
 
 
 def usd_text(dollars: float) -> str:
-    """'$0.35'; a price under a cent keeps its first significant digit ('$0.004'), never '$0.00'; '-$0.25' below
-    zero; the dollars of ``CREDITS_IN_FULL`` credits or more '$5,000,000,000,000+' (a balance KIE gave as 1e308 read
-    as 300 digits), as ``credits_figure`` writes the credits."""
+    """'$0.35', '$1,250.00'; a price under a cent keeps its first significant digit ('$0.004'), never '$0.00';
+    '-$0.25' below zero; the dollars of ``CREDITS_IN_FULL`` credits or more '$5,000,000,000,000+' (a balance KIE gave
+    as 1e308 read as 300 digits), as ``credits_figure`` writes the credits."""
     dollars = float(dollars)
     if math.isnan(dollars):
         return "an unknown number of dollars"
@@ -419,7 +419,7 @@ def usd_text(dollars: float) -> str:
         return "-" + usd_text(-dollars)
     if dollars >= usd(CREDITS_IN_FULL):  # infinity too
         return f"{beyond}+"
-    return f"${dollars:.2f}" if dollars >= 0.01 or dollars == 0 else f"${dollars:.1g}"
+    return f"${dollars:,.2f}" if dollars >= 0.01 or dollars == 0 else f"${dollars:.1g}"
 
 
 def _typical(
