@@ -29,6 +29,8 @@ from .test_task_views import journaled, task
 MODEL = ResourceTemplateReference(uri="kie://models/{+model_id}")
 TASK = ResourceTemplateReference(uri="kie://tasks/{task_id}")
 PAGES = ResourceTemplateReference(uri="kie://outputs/{session}/index.html")
+SHIPPED_PAGE = ResourceTemplateReference(uri="kie://shipped/prompting/{+path}")
+SHIPPED = Path(__file__).resolve().parent.parent / "prompting"  # the prompt library kie-mcp ships
 
 
 async def _values(client: Client, ref: Any, name: str, value: str = "", **given: str) -> CompleteResult:
@@ -371,6 +373,25 @@ async def _reads(client: Client, uri: str) -> bool:
         return "kie-mcp" in (await client.read_resource(uri)).contents[0].text
     except MCPError:
         return False
+
+
+async def test_a_shipped_prompt_page_completes_to_the_paths_of_the_pages_kie_mcp_ships(connect):
+    """The review: ``kie://shipped/prompting/{+path}`` offered nothing, though it reads only the pages kie-mcp ships.
+    Its path offers those pages' paths, matched by the start of the path or of its file name (``veo`` finds
+    ``prompt-library/veo-3-1.md``), and each reads kie-mcp's page; nothing else is offered."""
+    shipped = sorted(page.relative_to(SHIPPED).as_posix() for page in SHIPPED.rglob("*.md"))
+    async with connect() as client:
+        every = (await _values(client, SHIPPED_PAGE, "path")).completion
+        veo = (await _values(client, SHIPPED_PAGE, "path", "veo")).completion
+        kling = (await _values(client, SHIPPED_PAGE, "path", "prompt-library/K")).completion
+        other = (await _values(client, SHIPPED_PAGE, "path", "../pyproject")).completion
+        read = [
+            (await client.read_resource(f"kie://shipped/prompting/{path}")).contents[0].text for path in every.values
+        ]
+    assert sorted(every.values) == shipped and every.total == len(shipped) and every.has_more is False, every
+    assert veo.values == ["prompt-library/veo-3-1.md"] and kling.values == ["prompt-library/kling-3.md"]
+    assert other.values == [] and other.total == 0
+    assert read == [(SHIPPED / path).read_text(encoding="utf-8") for path in every.values]
 
 
 async def test_other_workflow_arguments_get_no_values(connect):

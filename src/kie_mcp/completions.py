@@ -14,7 +14,8 @@
 - ``kie://models/{model_id}``: the ids that resource reads; ``kie://tasks/{task_id}``: the ids of this workspace's
   newest tasks (``Journal.recent_task_ids``, off the event loop); ``kie://outputs/{session}/index.html``: the names
   of the session folders of outputs/ with a gallery page that resource serves, newest first (``_session_pages``,
-  in a worker thread, bounded).
+  in a worker thread, bounded); ``kie://shipped/prompting/{+path}``: the paths of the prompt-library pages kie-mcp
+  ships (``library.shipped_pages``), matched as a picture's path is.
 - Any other argument (a script, a description) or variable (a saved result's path): no values.
 
 Model ids match by their start, or by the start of a word of the model's title or other names ("veo" offers the Veo
@@ -60,6 +61,7 @@ _EXPRESSION = re.compile(r"\{[+#./;?&]?([^}]*)\}")
 MODELS = "kie://models/{model_id}"  # the templates completed (as ``_bare`` writes them), by their variable
 TASKS = "kie://tasks/{task_id}"
 SESSION_PAGES = "kie://outputs/{session}/index.html"
+SHIPPED_PAGES = "kie://shipped/prompting/{path}"
 
 
 async def complete(
@@ -146,6 +148,8 @@ async def _template_variable(
         return await _task_ids(typed, runtime)
     if _bare(template) == SESSION_PAGES:
         return await _session_folders(typed, runtime)
+    if _bare(template) == SHIPPED_PAGES:
+        return _shipped_paths(typed)
     return NONE  # a saved result's path (outputs/, previews/): not suggested
 
 
@@ -347,6 +351,20 @@ async def _picture_paths(
         )
     answer = _pictures(files, wanted, formats, saved)
     return Completion(values=answer.values, total=None, has_more=True) if unread else answer
+
+
+def _shipped_paths(typed: str) -> Completion:
+    """The paths of the prompt-library pages kie-mcp ships (``library.shipped_pages``: ``guide.md``,
+    ``prompt-library/veo-3-1.md``), each a path ``kie://shipped/prompting/{+path}`` reads: those starting with
+    ``typed``, then those with a file name that does (``_rank``: ``veo`` finds ``prompt-library/veo-3-1.md``), in the
+    library's order within each."""
+    from kie_mcp.library import shipped_pages
+
+    wanted = typed.strip().casefold()
+    ranked = [
+        (rank, order, path) for order, path in enumerate(shipped_pages()) if (rank := _rank(path, wanted)) is not None
+    ]
+    return _answer([path for *_, path in sorted(ranked)])
 
 
 def _rank(path: str, wanted: str) -> int | None:

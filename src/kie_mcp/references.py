@@ -72,10 +72,11 @@ class Found:
     mime: str
 
 
-# What a scan made of each entry (its listing, or None when it is not listed), by its path and what ``lstat`` says
-# of it: a listing of thousands of references judges (resolves, reads the first bytes of) each file once, not on
-# every resources/list. What is served is judged again on every read, so a stale entry never serves a file.
-_Judged = dict[tuple[str, int, int, int, int], "Found | None"]
+# What a scan made of each entry (its listing, or None when it is not listed), by what that rests on
+# (``_verdict_key``: its path, what ``lstat`` says of it, and for a link what ``stat`` says of the file it leads
+# to): a listing of thousands of references judges (resolves, reads the first bytes of) each file once, not on every
+# resources/list. What is served is judged again on every read, so a stale entry never serves a file.
+_Judged = dict[tuple[Any, ...], "Found | None"]
 
 
 def scan(settings: Settings, judged: _Judged | None = None) -> list[Found]:
@@ -84,40 +85,59 @@ def scan(settings: Settings, judged: _Judged | None = None) -> list[Found]:
     return scan_folder(settings, "references", judged)
 
 
-def scan_folder(settings: Settings, folder_name: str, judged: _Judged | None = None) -> list[Found]:
+def _verdict_key(name: str, facts: os.stat_result) -> tuple[Any, ...] | None:
+    """What a scan's verdict on the entry ``name`` rests on: its path and what ``lstat`` says of it (``facts``), and
+    for a symbolic link also what ``stat`` says of the file it leads to. A link's own ``lstat`` stays the same when
+    what it leads to is replaced (a FIFO by a page, a page by a link out of the workspace): keyed on the link alone,
+    the old verdict stayed. None when the target cannot be looked at (a broken link): the entry is judged again at
+    every scan. One ``stat`` a link (about 12 us; its real path as well cost 30 us more, per link, per listing)."""
+    own = (name, facts.st_mtime_ns, facts.st_size, facts.st_ino, facts.st_mode)
+    if not stat.S_ISLNK(facts.st_mode):
+        return own
+    try:
+        target = os.stat(name)
+    except (OSError, ValueError):
+        return None
+    return (*own, target.st_mtime_ns, target.st_size, target.st_ino, target.st_dev, target.st_mode)
+
+
+def scan_folder(
+    settings: Settings, folder_name: str, judged: _Judged | None = None, speaker: logging.Logger = log
+) -> list[Found]:
     """Every file under the workspace's folder ``folder_name`` (``references``, ``prompting``) that may be served,
     sorted by path (run it in a worker thread). Symlinks are judged by their target: never listed when it leaves the
     workspace or is private (a dotfile, a dot-folder, logs/); dotfiles and dot-folders under the folder are skipped
     too, and so is a name that is not text (bytes no encoding reads, as an old camera's card can hold), or a link to
     one, and a path that holds the API key or another credential (``_credential_left_out_once``): one odd file never
     breaks the listing of the others. A folder that is itself a link leading out of the workspace lists nothing and
-    is not walked at all."""
+    is not walked at all. ``speaker``: the logger that says what is left out (the prompt library's for
+    prompting/, so the log names the feature that speaks)."""
     folder = settings.context_folder / folder_name  # in the sandbox, the real workspace's
     if not folder.is_dir():
         return []
     home = settings.context_folder.resolve()
     if not folder.resolve().is_relative_to(home):  # a link leading out: none of its files would be listed anyway
-        _left_out_once(folder, home)
+        _left_out_once(folder, home, speaker)
         return []
     before = dict(judged or {})
     if judged is not None:
         judged.clear()  # only what is there now is kept
     found = []
-    for name, facts in sorted(_entries(str(folder))):
+    for name, facts in sorted(_entries(str(folder), folder_name, speaker)):
+        key = _verdict_key(name, facts)
         try:
-            key = (name, facts.st_mtime_ns, facts.st_size, facts.st_ino, facts.st_mode)
-            item = before[key] if key in before else _judge(Path(name), settings.context_folder, folder, home)
+            item = before[key] if key in before else _judge(Path(name), settings.context_folder, folder, home, speaker)
         except (OSError, RuntimeError, UnicodeError) as err:
-            log.debug("%s: %s left out of the listing (%s)", folder_name, ascii(name), err)
+            speaker.debug("%s: %s left out of the listing (%s)", folder_name, ascii(name), err)
             continue
-        if judged is not None:
+        if judged is not None and key is not None:
             judged[key] = item
         if item is not None:
             found.append(item)
     return found
 
 
-def judged_file(settings: Settings, folder_name: str, relative: str) -> Found | None:
+def judged_file(settings: Settings, folder_name: str, relative: str, speaker: logging.Logger = log) -> Found | None:
     """The workspace's file ``<folder_name>/<relative>`` as ``scan_folder`` lists it, or None: not there, or not a
     file it lists (a link leading out of the workspace, a dotfile, a file inside a folder reached through a link,
     ...). One file judged where a read must know at once; call it where a blocking look is fine (a few ``stat``
@@ -134,7 +154,7 @@ def judged_file(settings: Settings, folder_name: str, relative: str) -> Found | 
             return None  # a folder reached through a link: never walked by the scan
         if not stat.S_ISREG(file.lstat().st_mode) and not file.is_symlink():
             return None
-        return _judge(file, settings.context_folder, folder, home)
+        return _judge(file, settings.context_folder, folder, home, speaker)
     except (OSError, RuntimeError, UnicodeError, ValueError):
         return None
 
@@ -142,15 +162,16 @@ def judged_file(settings: Settings, folder_name: str, relative: str) -> Found | 
 _SAID: set[tuple[str, str]] = set()  # (what, where) each warning was logged about (once each, per process)
 
 
-def _warn_once(what: str, where: Path, message: str, *args: object) -> None:
-    """Log the warning ``message`` about ``what`` at ``where`` once per process, however often the folder is read."""
+def _warn_once(what: str, where: Path, message: str, *args: object, speaker: logging.Logger = log) -> None:
+    """Log the warning ``message`` about ``what`` at ``where`` once per process, however often the folder is read,
+    with ``speaker``: the logger of the feature that reads the folder."""
     if (what, str(where)) in _SAID:
         return
     _SAID.add((what, str(where)))
-    log.warning(message, *args)
+    speaker.warning(message, *args)
 
 
-def _left_out_once(folder: Path, home: Path) -> None:
+def _left_out_once(folder: Path, home: Path, speaker: logging.Logger = log) -> None:
     """Say once per folder (per process) why it lists nothing (references/, prompting/): walking a link to /usr took
     13 s for the first listing and 2 s for every one after it, to list none of its files."""
     _warn_once(
@@ -163,10 +184,11 @@ def _left_out_once(folder: Path, home: Path) -> None:
         folder.resolve(),
         folder.name,
         home,
+        speaker=speaker,
     )
 
 
-def _credential_left_out_once(file: Path, relative: str) -> None:
+def _credential_left_out_once(file: Path, relative: str, speaker: logging.Logger = log) -> None:
     """Say once per file (per process) that a reference whose path holds the API key or another credential (a
     dashboard screenshot saved under the key) is not listed: its path is its URI, name and title, which are sent as
     they are. Named here redacted, never with the key."""
@@ -176,10 +198,13 @@ def _credential_left_out_once(file: Path, relative: str) -> None:
         "%s is left out of the listing: its path holds the KIE API key or another credential, which a "
         "listing would show; rename the file to list it",
         plain(redact(relative)),
+        speaker=speaker,
     )
 
 
-def _entries(top: str) -> list[tuple[str, os.stat_result]]:
+def _entries(
+    top: str, folder_name: str = "references", speaker: logging.Logger = log
+) -> list[tuple[str, os.stat_result]]:
     """Every entry under the folder ``top`` but folders, with what ``lstat`` says of it: not inside dot-folders or
     folders reached through a symlink, and no dotfiles (none of them is ever listed). Strings and ``os.scandir``,
     not ``Path.rglob``: reading the folder again before every listing takes about a third of the time."""
@@ -199,16 +224,16 @@ def _entries(top: str) -> list[tuple[str, os.stat_result]]:
                     else:
                         entries.append((entry.path, facts))
         except OSError as err:  # a folder that cannot be read (permissions) or was removed meanwhile
-            log.debug("references: a folder left out of the listing (%s)", err)
+            speaker.debug("%s: a folder left out of the listing (%s)", folder_name, err)
     return entries
 
 
-def _judge(file: Path, workspace: Path, folder: Path, home: Path) -> Found | None:
+def _judge(file: Path, workspace: Path, folder: Path, home: Path, speaker: logging.Logger) -> Found | None:
     """``file``'s listing, or None when it is not listed."""
     relative = file.relative_to(workspace).as_posix()
     relative.encode("utf-8")  # a name that is not text cannot be named to a client: UnicodeError
     if holds_credential(relative):  # its URI, name and title would show the key; redacted, the URI reads nothing
-        _credential_left_out_once(file, relative)
+        _credential_left_out_once(file, relative, speaker)
         return None
     real = file.resolve(strict=True)
     if not real.is_file() or not real.is_relative_to(home):
@@ -296,7 +321,7 @@ class WorkspaceFile(FileResource, defer_build=True):
         except MissingFile as err:
             raise ResourceNotFoundError(
                 f"{self.name} is not in the workspace any more (removed or renamed since it was listed); "
-                "resources/list shows what references/ holds now."
+                "resources/list shows what the workspace holds now."
             ) from err
         except ChangedFile as err:
             raise ResourceError(
@@ -471,9 +496,9 @@ class ReferenceListing(KeptScan):
 
 
 def same_resources(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Whether two listings name the same files, at the same types and descriptions."""
+    """Whether two listings name the same files, at the same types, titles and descriptions."""
     return old.keys() == new.keys() and all(old[uri] is new[uri] or _key(old[uri]) == _key(new[uri]) for uri in new)
 
 
 def _key(resource: Any) -> tuple[Any, ...]:
-    return (type(resource), resource.mime_type, resource.description, getattr(resource, "path", None))
+    return (type(resource), resource.mime_type, resource.title, resource.description, getattr(resource, "path", None))
