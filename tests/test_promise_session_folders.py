@@ -175,13 +175,17 @@ async def test_a_named_session_goes_on_in_its_real_folder_never_through_a_link(c
 async def test_a_session_never_goes_on_in_a_folder_dated_after_today(connect, controls, tmp_path):
     """The review: a real ``outputs/2099-01-01-<session>`` (a cloned repository can carry one) took the session's
     every later result, and check_task and list_tasks named it. A folder dated after today is no folder of the
-    session: today's result starts today's."""
-    (tmp_path / "outputs" / f"2099-01-01-{SESSION}").mkdir(parents=True)
+    session: today's result starts today's. Tomorrow's too, which only a label naming that very folder may date
+    (the user's today, a time zone ahead: ``test_a_folder_named_by_the_users_date_a_day_ahead_...``)."""
+    planted = [f"2099-01-01-{SESSION}", f"{(date.today() + timedelta(days=1)).isoformat()}-{SESSION}"]
+    for name in planted:
+        (tmp_path / "outputs" / name).mkdir(parents=True)
     async with connect(elicitation=answering()) as client:
         made = await client.call_tool("generate_image", {**STILL, "session": SESSION, "wait_seconds": 30})
     task = made.structured_content["tasks"][0]
     assert _folder(task) == f"outputs/{date.today().isoformat()}-{SESSION}", text_of(made)
-    assert list((tmp_path / "outputs" / f"2099-01-01-{SESSION}").iterdir()) == []
+    for name in planted:
+        assert list((tmp_path / "outputs" / name).iterdir()) == []
 
 
 def test_a_session_never_goes_on_in_a_folder_this_user_cannot_write(tmp_path):
@@ -277,10 +281,10 @@ async def test_a_session_named_as_a_folder_not_made_yet_starts_that_folder(conne
 
 
 async def test_a_label_naming_no_folder_kie_mcp_may_use_is_a_session_name(connect, tmp_path, outside):
-    """A folder's name dated after today, or on a day no calendar has, or of a link (a cloned repository can carry
-    one), names no session folder: its results go to the session of the name after the day (its folder, else
-    today's), and the answer says why; a path that leaves outputs/ or goes below a session folder is a session name,
-    slugged as ever, never a folder."""
+    """A folder's name dated more than a day after today, or on a day no calendar has, or of a link (a cloned
+    repository can carry one), names no session folder: its results go to the session of the name after the day (its
+    folder, else today's), and the answer says why; a path that leaves outputs/ or goes below a session folder is a
+    session name, slugged as ever, never a folder."""
     name, _ = _brief_folder(tmp_path)
     linked = f"{(date.today() - timedelta(days=5)).isoformat()}-linked"
     (tmp_path / "outputs" / linked).symlink_to(outside, target_is_directory=True)
@@ -301,7 +305,9 @@ async def test_a_label_naming_no_folder_kie_mcp_may_use_is_a_session_name(connec
         [where] = {str(PurePosixPath(path).parent) for path in _files(answers[label])}
         assert (where if folder == f"outputs/{name}" else dated(where)) == folder, (label, text_of(answers[label]))
     future = text_of(answers[f"2099-01-01-{BRIEF}"])
-    assert "2099-01-01 is after today, and no session folder is dated after today: results are saved in " in future
+    assert "2099-01-01 is more than a day after today, and no session folder is dated so late: results are saved " in (
+        future
+    )
     assert f'outputs/{name}/, the folder of the session "{BRIEF}".' in future
     assert "2026-02-30 is no date" in text_of(answers["2026-02-30-spring-launch"])
     assert f"outputs/{linked}/ is a link, a file or a folder kie-mcp cannot write into" in text_of(
@@ -339,3 +345,130 @@ async def test_every_tool_naming_the_session_by_its_folder_agrees_on_it(connect,
     assert found == {take["task_id"], extension["task_id"], still["task_id"]}, text_of(listed)
     assert other["task_id"] not in {task["task_id"] for task in narrowed.structured_content["tasks"]}
     assert _session_folders(tmp_path) == sorted([name, PurePosixPath(_folder(other)).name])
+
+
+# The review of the merge above (a session written as its folder's name is that folder).
+
+
+async def _listed(client: Any, session: str) -> set[str]:
+    """The ids of the tasks list_tasks finds by ``session``."""
+    listed = await client.call_tool("list_tasks", {"session": session})
+    assert not listed.is_error, text_of(listed)
+    return {task["task_id"] for task in listed.structured_content["tasks"]}
+
+
+async def test_list_tasks_by_a_folders_name_finds_the_labels_naming_it_as_typed_and_no_other_folders(connect, controls):
+    """The review: list_tasks given a folder's name compared the labels kept as typed with the folder's slug, so a
+    session typed ``<day>-UGC.Batch``, ``<day>-ugc_batch`` or ``<day>-Été`` was found by neither its folder's name nor
+    its own label while its task ran, nor ever once it failed (no file saved); and words of the slug found the tasks
+    of another folder (``outputs/<day>-ugc`` listed those of ``<day>-ugc-batch``). A label naming the very folder is
+    found, however typed; one naming another folder never is."""
+    day = date.today().isoformat()
+    sessions = {
+        "batch": [f"{day}-UGC.Batch", f"{day}-ugc_batch", f"outputs/{day}-ugc-batch"],
+        "summer": [f"{day}-Été"],
+        "short": [f"{day}-ugc"],
+    }
+    await controls.post("clock/speed", {"speed": 0})  # every task runs until the test fails it
+    ids: dict[str, set[str]] = {}
+    async with connect(elicitation=answering()) as client:
+        for session, labels in sessions.items():
+            for label in labels:
+                made = await client.call_tool("generate_image", {**STILL, "session": label, "wait_seconds": 0})
+                assert not made.is_error, text_of(made)
+                ids.setdefault(session, set()).add(made.structured_content["tasks"][0]["task_id"])
+        searches = {
+            "batch": [f"outputs/{day}-ugc-batch", f"{day}-UGC.Batch", f"./outputs/{day}-ugc_batch/"],
+            "summer": [f"outputs/{day}-ete", f"{day}-été"],
+            "short": [f"outputs/{day}-ugc", f"{day}-ugc", f"{day}-UGC"],
+        }
+        running = {query: await _listed(client, query) for queries in searches.values() for query in queries}
+        for task_id in set().union(*ids.values()):
+            await controls.post(f"tasks/{task_id}", {"state": "fail", "fail_msg": "upstream timeout"})
+            checked = await client.call_tool("check_task", {"task_id": task_id})
+            assert checked.structured_content["task"]["state"] == "failed", text_of(checked)
+        failed = {query: await _listed(client, query) for queries in searches.values() for query in queries}
+    expected = {query: ids[session] for session, queries in searches.items() for query in queries}
+    assert running == expected, ids
+    assert failed == expected, ids
+
+
+async def test_a_folders_name_ending_in_its_stand_ins_n_is_the_folder_kie_mcp_saves_that_session_in(
+    connect, tmp_path, outside
+):
+    """The review: a link a cloned repository carried in the session's folder's place sends session ``x``'s results
+    to ``<day>-x_2``; the agent, naming the folder it sees (``outputs/<day>-x_2``), got a third folder ``<day>-x-2``,
+    and list_tasks by that name missed session x's task. ``_2`` after a folder's name is the stand-in of the folder
+    without it: the same folder, and the answer names it as it is on disk."""
+    day = date.today().isoformat()
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    (outputs / f"{day}-x").symlink_to(outside, target_is_directory=True)
+    async with connect(elicitation=answering()) as client:
+        plain_name = await _finished(client, "generate_image", {**STILL, "session": "x"})
+        named = await client.call_tool("generate_image", {**STILL, "session": f"outputs/{day}-x_2", "wait_seconds": 30})
+        by_stand_in = await _listed(client, f"outputs/{day}-x_2")
+    assert _folder(plain_name) == f"outputs/{day}-x_2"
+    assert {str(PurePosixPath(path).parent) for path in _files(named)} == {f"outputs/{day}-x_2"}, text_of(named)
+    said = f'session "outputs/{day}-x_2" names the session folder outputs/{day}-x_2/: results go on in it.'
+    assert said in text_of(named), text_of(named)
+    assert by_stand_in == {plain_name["task_id"], named.structured_content["tasks"][0]["task_id"]}
+    assert _session_folders(tmp_path) == [f"{day}-x", f"{day}-x_2"]  # the link and its stand-in, no third folder
+    assert list(outside.iterdir()) == []
+
+
+async def test_a_folder_named_by_the_users_date_a_day_ahead_of_the_machine_is_that_folder_from_the_first_call(
+    connect, tmp_path, local_zone
+):
+    """The review: the agent writes the user's date, a day ahead of the machine's (a user in Auckland, UTC+13, a
+    server on UTC): ``outputs/<tomorrow here>-launch`` was refused as "after today" and saved in ``<today>-launch``,
+    and the next day the same label made ``<tomorrow>-launch``: one session in two folders. A date up to a day after
+    the machine's names its folder, made dated as named, found by the next call and the next day's; a date further
+    on still names none."""
+    local_zone("AAA+12")  # the machine on UTC-12, the user a day ahead of it
+    ahead = (date.today() + timedelta(days=1)).isoformat()
+    label = f"outputs/{ahead}-launch"
+    async with connect(elicitation=answering()) as client:
+        first = await client.call_tool("generate_image", {**STILL, "session": label, "wait_seconds": 30})
+        again = await _finished(client, "generate_image", {**STILL, "session": label})
+        too_far = (date.today() + timedelta(days=2)).isoformat()
+        planned = await client.call_tool("generate_image", {**STILL, "session": f"{too_far}-plan", "wait_seconds": 30})
+        machine_day = date.today().isoformat()
+        local_zone("BBB-13")  # UTC+13: the machine's next day (or the one after)
+        assert date.today().isoformat() >= ahead
+        later = await _finished(client, "generate_image", {**STILL, "session": label})
+        listed = await _listed(client, label)
+    assert {str(PurePosixPath(path).parent) for path in _files(first)} == {f"outputs/{ahead}-launch"}, text_of(first)
+    said = f'session "{label}" names the session folder outputs/{ahead}-launch/: results are saved in it (a new'
+    assert said in text_of(first), text_of(first)
+    assert _folder(again) == _folder(later) == f"outputs/{ahead}-launch"
+    first_id = first.structured_content["tasks"][0]["task_id"]
+    assert listed == {first_id, again["task_id"], later["task_id"]}
+    assert {str(PurePosixPath(path).parent) for path in _files(planned)} == {f"outputs/{machine_day}-plan"}
+    assert f"{too_far} is more than a day after today" in text_of(planned), text_of(planned)
+    assert _session_folders(tmp_path) == sorted([f"{ahead}-launch", f"{machine_day}-plan"])
+
+
+async def test_a_session_begun_before_folder_names_named_folders_goes_on_in_the_folder_it_has(connect, tmp_path):
+    """The review: a session labelled ``<day>-ugc-batch`` before such a label named its folder lives in the old
+    double-dated ``outputs/<its first day>-<day>-ugc-batch/``; after the change the same label made a new
+    ``outputs/<day>-ugc-batch/`` beside it, "a new folder". While the named folder is not there, the session's own
+    folder is the one it goes on in, as the answer says, written either way, and list_tasks finds its tasks."""
+    named = f"{(date.today() - timedelta(days=20)).isoformat()}-{BRIEF}"
+    began = (date.today() - timedelta(days=6)).isoformat()
+    own = tmp_path / "outputs" / f"{began}-{named}"
+    own.mkdir(parents=True)
+    (own / "brief.txt").write_text("the brief's notes\n")
+    async with connect(elicitation=answering()) as client:
+        bare = await client.call_tool("generate_image", {**STILL, "session": named, "wait_seconds": 30})
+        pathed = await _finished(client, "generate_image", {**STILL, "session": f"outputs/{named}"})
+        listed = await _listed(client, named)
+    assert {str(PurePosixPath(path).parent) for path in _files(bare)} == {f"outputs/{began}-{named}"}, text_of(bare)
+    said = (
+        f'session "{named}" names the session folder outputs/{named}/, which is not there: results go on in '
+        f"outputs/{began}-{named}/, where this session was saved before kie-mcp read a folder's name as that folder."
+    )
+    assert said in text_of(bare), text_of(bare)
+    assert _folder(pathed) == f"outputs/{began}-{named}"
+    assert listed == {bare.structured_content["tasks"][0]["task_id"], pathed["task_id"]}
+    assert _session_folders(tmp_path) == [f"{began}-{named}"]

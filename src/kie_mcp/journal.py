@@ -478,12 +478,17 @@ def _task_filter(
             clauses.append("session IS NOT NULL AND instr(kie_fold(session), ?) > 0")
             args.append(folded(redact(session)))
         else:  # a session folder's name (outputs/2026-04-20-ugc-batch): the labels naming it, and what is saved in it
+            # Words of a label (as above) naming no other folder (outputs/<d>-ugc never finds <d>-ugc-batch); a label
+            # naming this very folder, as typed (2026-04-20-UGC.Batch, ..._2) before any file is saved; a file in it.
             saved_in = f"outputs/{folder}"
             clauses.append(
-                "((session IS NOT NULL AND instr(kie_fold(session), ?) > 0) OR EXISTS (SELECT 1 FROM files"
-                " WHERE files.task_id = tasks.task_id AND (substr(files.path, 1, ?) = ? OR files.path GLOB ?)))"
+                "((session IS NOT NULL AND ((instr(kie_fold(session), ?) > 0 AND kie_session_folder(session) IS NULL)"
+                " OR (instr(session, ?) > 0 AND kie_session_folder(session) = ?)))"
+                " OR EXISTS (SELECT 1 FROM files WHERE files.task_id = tasks.task_id"
+                " AND (substr(files.path, 1, ?) = ? OR files.path GLOB ?)))"
             )
-            args += [folded(folder), len(saved_in) + 1, f"{saved_in}/", f"{saved_in}_[0-9]*/*"]
+            args += [folded(redact(session)), folder[:10], folder, len(saved_in) + 1, f"{saved_in}/"]
+            args.append(f"{saved_in}_[0-9]*/*")
     if older_than is not None:  # a keyset: pages never skip or repeat a task, whatever is added meanwhile
         clauses.append("(created, task_id) < (?, ?)")
         args += [older_than[0], older_than[1]]
@@ -562,6 +567,22 @@ def folded(text: str | None) -> str:
     """``text`` as searches compare it: NFKC and case-folded, so "Кот" finds "кот", "Über" finds "über", "ÉTÉ"
     finds "été" and a café typed on a Mac (NFD) finds one typed elsewhere. SQLite's own LOWER folds ASCII only."""
     return unicodedata.normalize("NFKC", text or "").casefold()
+
+
+def _session_folder_named(label: object) -> str | None:
+    """The session folder a session label kept in the journal names, written as its name
+    (``downloads.named_folder_name``: ``2026-04-20-UGC.Batch`` names ``2026-04-20-ugc-batch``), else None (also for a
+    value no label is, from a hand edit): how a search by a folder's name finds the labels naming that folder."""
+    from kie_mcp.media.downloads import named_folder_name  # loaded by the first search that needs it
+
+    return named_folder_name(label) if isinstance(label, str) else None
+
+
+def _search_functions(db: sqlite3.Connection) -> None:
+    """The task search's own SQL functions on a connection: ``kie_fold`` (its letter case, ``folded``) and
+    ``kie_session_folder`` (``_session_folder_named``; by today's date, so not deterministic)."""
+    db.create_function("kie_fold", 1, folded, deterministic=True)
+    db.create_function("kie_session_folder", 1, _session_folder_named)
 
 
 def _columns(db: sqlite3.Connection, table: str) -> set[str]:
@@ -950,7 +971,7 @@ class Journal:
         wait = BUSY_SECONDS if open_wait is None else open_wait
         self._db = sqlite3.connect(str(path), timeout=wait, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
-        self._db.create_function("kie_fold", 1, folded, deterministic=True)  # the task search's letter case
+        _search_functions(self._db)
         self._lock = threading.RLock()
         self._own = threading.local()  # a worker thread's own connection (``off_loop_when_locked``)
         self._probe: sqlite3.Connection | None = None  # tells at once whether another writer holds the lock
@@ -1225,7 +1246,7 @@ class Journal:
             return None
         db = sqlite3.connect(str(self.path), timeout=busy_seconds, isolation_level=None, check_same_thread=False)
         db.row_factory = sqlite3.Row
-        db.create_function("kie_fold", 1, folded, deterministic=True)
+        _search_functions(db)
         db.execute(f"PRAGMA busy_timeout={int(busy_seconds * 1000)}")
         return db
 
@@ -2033,7 +2054,7 @@ class Journal:
             try:
                 db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False)
                 db.row_factory = sqlite3.Row
-                db.create_function("kie_fold", 1, folded, deterministic=True)
+                _search_functions(db)
                 db.execute("PRAGMA busy_timeout=30000")
             except sqlite3.Error as err:
                 log.info("the journal's search uses the shared connection (%s)", err)

@@ -48,7 +48,7 @@ import time
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -1127,81 +1127,129 @@ class NamedFolder:
     words: str
 
 
+NAMED_DAYS_AHEAD = 1  # how many days after this machine's date a session folder's name may be dated (named_folder)
+
+
+def last_named_day() -> date:
+    """The latest day a session label written as a folder's name may date its folder (``named_folder``): the day
+    after this machine's local date. The agent writes the user's date, and the user may be a day ahead of this
+    machine (Auckland, UTC+13, while a server runs on UTC): their today names their folder. A date further on is no
+    one's today where the two clocks are less than 24 hours apart (a typo, a plan, a folder a cloned repository
+    carried): it names none."""
+    return date.today() + timedelta(days=NAMED_DAYS_AHEAD)
+
+
+def _named_day(written: str) -> date | None:
+    """The day a folder's name is dated (``saved.FolderLabel.day``) when it may date a session folder: a day of the
+    calendar, at most ``last_named_day``; None for any other."""
+    try:
+        on = date.fromisoformat(written)
+    except ValueError:
+        return None
+    return on if on <= last_named_day() else None
+
+
 def named_folder(workspace: Path, label: str | None, day: date) -> NamedFolder | None:
     """The folder a session label written as a session folder's name means (``outputs/2026-04-20-ugc-batch``,
     ``./outputs/2026-04-20-ugc-batch/`` or ``2026-04-20-ugc-batch``: the seed documents and MASTER_CONTEXT.md tell
     an agent to make ``outputs/{YYYY-MM-DD}-{slug}/``), or None for a label that names no folder (a session name,
     slugged as ever: ``ugc-batch``, ``../x``, ``outputs/a/b``). The folder it names, ``outputs/<its day>-<its name's
-    slug>``, when it may be a session's: one the user can write into (a real folder, or the ``_2`` that stands in for a
-    link of that name, as ``latest_session_folder`` takes them), or none there yet, made on the first result (dated
-    as named: the user named that folder, and every later call naming it finds it). A day no calendar has, or one
-    after today (no session folder is: ``latest_session_folder``), and a folder there that cannot be written into (a
-    link, a file, read-only) name none: its results go to the session of its name's (``ugc-batch``'s: its latest
-    folder, else one of ``day``). Lists ``outputs/``: call it in a worker thread where that matters."""
+    slug>`` (``2026-04-20-x_2``, the folder ``real_folder`` made beside a link, names ``2026-04-20-x``, which
+    ``real_folder`` sends on to it), when it may be a session's: one the user can write into (a real folder, or the
+    ``_2`` that stands in for a link of that name, as ``latest_session_folder`` takes them), or none there yet, made
+    on the first result (dated as named: the user named that folder, and every later call naming it finds it). Its
+    day may be the one after this machine's (``last_named_day``: the user's today, a time zone ahead). A day no
+    calendar has, or a later one, and a folder there that cannot be written into (a link, a file, read-only) name
+    none: its results go to the session of its name's (``ugc-batch``'s: its latest folder, else one of ``day``).
+    Before a new folder, or the name's session, comes the folder the label's session was given before kie-mcp read
+    such a label as a folder (``_double_dated``: ``outputs/<its first day>-2026-04-20-ugc-batch``), while it exists.
+    Lists ``outputs/``: call it in a worker thread where that matters."""
     given = saved.folder_label(label)
     if given is None or label is None:
         return None
-    written, name = given
     shown = plain(label, limit=80)
-    try:
-        on = date.fromisoformat(written)
-    except ValueError:
-        on = None
-    if on is not None and on <= date.today():
-        folder = output_folder(workspace, name, on)
-        where = f"{saved.OUTPUTS}/{folder.name}/"
-        if latest_session_folder(folder.parent, folder.name[len(written) + 1 :], on=written) is not None:
-            return NamedFolder(folder, f"session {shown} names the session folder {where}: results go on in it.")
-        if not os.path.lexists(folder):
-            new = "results are saved in it (a new folder, dated as named)"
-            return NamedFolder(folder, f"session {shown} names the session folder {where}: {new}.")
-        why = f"{where} is a link, a file or a folder kie-mcp cannot write into"
-    elif on is None:
-        why = f"{written} is no date"
+    on = _named_day(given.day)
+    folder = output_folder(workspace, given.name, on or day)
+    where = f"{saved.OUTPUTS}/{folder.name}/"
+    if on is not None and latest_session_folder(folder.parent, folder.name[11:], on=on) is not None:
+        written = f"{saved.OUTPUTS}/{(_written_folder(folder) or folder).name}/"  # a stand-in by its own name
+        return NamedFolder(folder, f"session {shown} names the session folder {written}: results go on in it.")
+    fresh = on is not None and not os.path.lexists(folder)
+    if fresh:
+        said = f"session {shown} names the session folder {where}"
     else:
-        why = f"{written} is after today, and no session folder is dated after today"
-    folder = _named_session_folder(workspace, name, day)
+        said = f"session {shown} names a session folder, but {_names_none(given.day, on, where)}"
+    if (old := _double_dated(folder.parent, label, given)) is not None:  # a session begun before such labels named it
+        gone = ", which is not there" if fresh else ""
+        old_where = f"{saved.OUTPUTS}/{(_written_folder(old) or old).name}/"
+        before = "where this session was saved before kie-mcp read a folder's name as that folder"
+        return NamedFolder(old, f"{said}{gone}: results go on in {old_where}, {before}.")
+    if fresh:
+        return NamedFolder(folder, f"{said}: results are saved in it (a new folder, dated as named).")
+    folder = _named_session_folder(workspace, given.name, day)
     return NamedFolder(
         folder,
-        f"session {shown} names a session folder, but {why}: results are saved in {saved.OUTPUTS}/{folder.name}/, "
-        f"the folder of the session {plain(name, limit=80)}.",
+        f"{said}: results are saved in {saved.OUTPUTS}/{folder.name}/, the folder of the session "
+        f"{plain(given.name, limit=80)}.",
     )
+
+
+def _names_none(written: str, on: date | None, where: str) -> str:
+    """Why a session folder's name names no folder a session may have (``named_folder``), in words."""
+    if on is not None:
+        return f"{where} is a link, a file or a folder kie-mcp cannot write into"
+    try:
+        date.fromisoformat(written)
+    except ValueError:
+        return f"{written} is no date"
+    return f"{written} is more than a day after today, and no session folder is dated so late"
+
+
+def _double_dated(outputs: Path, label: str, given: saved.FolderLabel) -> Path | None:
+    """The folder a session labelled as a folder's name (``2026-04-20-ugc-batch``) was given before kie-mcp read such
+    a label as that folder: the session of the whole label, slugged, ``outputs/<its first day>-2026-04-20-ugc-batch``
+    (``...-outputs-2026-04-20-ugc-batch`` for ``outputs/2026-04-20-ugc-batch``), the latest of those it has
+    (``latest_session_folder``), or None."""
+    found = [
+        folder
+        for written in dict.fromkeys((label, given.bare))
+        if (folder := latest_session_folder(outputs, output_folder(Path(), written, date.min).name[11:]))
+    ]
+    return max(found, key=lambda folder: folder.name[:10], default=None)
 
 
 def named_folder_name(label: str | None) -> str | None:
     """The name of the session folder a label written as one names (``outputs/2026-04-20-ugc-batch``:
-    ``2026-04-20-ugc-batch``), as ``named_folder`` reads it where it is a session's, judged without the disk: None for
-    a label naming no folder, or one of a day no calendar has or after today."""
+    ``2026-04-20-ugc-batch``; ``outputs/2026-04-20-x_2``: ``2026-04-20-x``), as ``named_folder`` reads it where it
+    is a session's, judged without the disk: None for a label naming no folder, or one of a day no calendar has or
+    after ``last_named_day``."""
     given = saved.folder_label(label)
-    if given is None:
+    if given is None or (on := _named_day(given.day)) is None:
         return None
-    try:
-        on = date.fromisoformat(given[0])
-    except ValueError:
-        return None
-    return output_folder(Path(), given[1], on).name if on <= date.today() else None
+    return output_folder(Path(), given.name, on).name
 
 
-def latest_session_folder(outputs: Path, slug: str, *, on: str | None = None) -> Path | None:
+def latest_session_folder(outputs: Path, slug: str, *, on: date | None = None) -> Path | None:
     """``outputs/<date>-<slug>`` of the latest date with a real folder of that slug (``<date>-<slug>``, or a
-    ``<date>-<slug>_N`` that ``real_folder`` made beside a link of that name), or None; with ``on`` (a date as
-    written), only a folder of that day. One listing of ``outputs/``
+    ``<date>-<slug>_N`` that ``real_folder`` made beside a link of that name), or None. One listing of ``outputs/``
     (14 ms at 27,000 folders); a link in a session folder's place is not a folder of the session. Nor is one this
     user cannot write into (archived read-only, made by another user: a paid result would not be saved there), nor
-    one dated after today (planted, as a cloned repository can carry one: it would take every later result)."""
+    one dated after today (planted, as a cloned repository can carry one: it would take every later result). With
+    ``on``, only a folder of that day, which may be up to ``last_named_day`` (a folder the user named, dated by
+    their today: ``named_folder``); a later one is none."""
     dated = re.compile(rf"(\d{{4}}-\d{{2}}-\d{{2}})-{re.escape(slug)}(?:_\d+)?")
     try:
         names = [name for name in os.listdir(outputs) if slug in name]
     except OSError:  # no outputs/ yet (or none to read): the session has no folder
         return None
-    today = date.today().isoformat()
+    latest = date.today() if on is None else min(on, last_named_day())
     days = sorted(
         {
             found[1]
             for name in names
             if (found := dated.fullmatch(name))
-            and found[1] <= today
-            and (on is None or found[1] == on)
+            and found[1] <= latest.isoformat()
+            and (on is None or found[1] == on.isoformat())
             and _writable_folder(outputs / name)
         },
         reverse=True,

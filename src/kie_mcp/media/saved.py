@@ -35,7 +35,7 @@ import stat
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path, PurePath
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import anyio
 
@@ -45,8 +45,9 @@ OUTPUTS = "outputs"
 SESSION_FOLDER = re.compile(r"^(\d{4}-\d{2}-\d{2})-(.+)$")  # the name output_folder gives: its day, its slug
 # A session label written as the name of a session folder, as the seed documents and MASTER_CONTEXT.md tell an agent
 # to make one (``outputs/2026-04-20-ugc-batch/``, ``2026-04-20-ugc-batch``): its day and its name after the day, one
-# word (no space, no separator: ``outputs/a/b``, ``../x`` and prose are session names, slugged as ever).
-_FOLDER_LABEL = re.compile(r"(?:(?:\./)?outputs/)?(\d{4}-\d{2}-\d{2})-([^\s/\\]*[^\W_][^\s/\\]*)/?")
+# word (no space, no separator: ``outputs/a/b``, ``../x`` and prose are session names, slugged as ever), and the
+# ``_N`` after it of the folder ``downloads.real_folder`` made beside a link of that name (``2026-04-20-x_2``).
+_FOLDER_LABEL = re.compile(r"(?:(?:\./)?outputs/)?((\d{4}-\d{2}-\d{2})-([^\s/\\]*?[^\W_][^\s/\\]*?)(?:_[0-9]+)?)/?")
 PAGE = "index.html"  # the gallery page (gallery.py), in outputs/ and in each session folder
 OWN_INDEX = "kie-mcp-gallery.html"  # the index's name beside an index.html of the user's own (``index_name``)
 # The gallery's pages (gallery.py): its index (under its own name beside an index.html of the user's) and month pages.
@@ -252,11 +253,21 @@ def is_saved(relative: PurePath) -> bool:
     return len(relative.parts) >= 2 and SESSION_FOLDER.match(relative.parts[0]) is not None
 
 
-def folder_label(label: str | None) -> tuple[str, str] | None:
-    """A session label that names a session folder (``_FOLDER_LABEL``): its day as written (``2026-04-20``, maybe no
-    date at all, such as ``2026-02-30``) and its name after the day (``ugc-batch``); None for any other label."""
+class FolderLabel(NamedTuple):
+    """A session label that names a session folder (``folder_label``)."""
+
+    day: str  # its day as written: ``2026-04-20``, maybe no date at all (``2026-02-30``)
+    name: str  # its name after the day: ``ugc-batch``; ``x`` of ``2026-04-20-x_2`` (the stand-in of ``...-x``)
+    bare: str  # the label without ``outputs/`` and a trailing ``/``: ``2026-04-20-x_2``
+
+
+def folder_label(label: str | None) -> FolderLabel | None:
+    """A session label that names a session folder (``_FOLDER_LABEL``): its day as written, its name after the day
+    (``ugc-batch``) and the label bare; None for any other label. A ``_N`` after the name (``2026-04-20-x_2``) names
+    the folder ``downloads.real_folder`` made beside a link of the folder without it, a stand-in of that folder (no
+    name kie-mcp gives a session folder has ``_`` in it otherwise): the name is the one without it (``x``)."""
     found = _FOLDER_LABEL.fullmatch((label or "").strip())
-    return None if found is None else (found[1], found[2])
+    return None if found is None else FolderLabel(found[2], found[3], found[1])
 
 
 def session_name(label: str) -> str:
