@@ -133,6 +133,7 @@ class GenerationArgs(BaseModel, defer_build=True):
     script: str | None = None
     session: str | None = None
     max_credits: float | None = None
+    model_by_default: bool = False  # the call named no model: ``model`` is the tool's default (``resolve_model``)
 
 
 @dataclass(frozen=True)
@@ -256,7 +257,10 @@ async def plan(
     if not outputs_checked:
         await saved.checked(rt.settings.workspace / saved.OUTPUTS, NOTHING_SENT)
     await first_prices(rt)  # a fresh install's first quote: KIE's live price, not a months-old bundled one
-    spec = resolve_model(rt, args.model, kind, followup=continues is not None)
+    model_notes: list[str] = []  # a default or short name whose model KIE withdrew: what stands in for it
+    spec = resolve_model(
+        rt, args.model, kind, followup=continues is not None, default=args.model_by_default, notes=model_notes
+    )
     if not 1 <= args.variations <= 10:
         raise InvalidRequest(spec.id, [Problem("variations", f"{args.variations} is out of range 1-10.")])
     if args.max_credits is not None and not (math.isfinite(args.max_credits) and args.max_credits > 0):
@@ -274,6 +278,7 @@ async def plan(
         else:
             prompt, duration, audio, notes, scripted = fit.prompt, fit.duration, fit.audio, fit.notes, fit.request
     chosen: list[str] = []  # what a rule chose where the caller set nothing, and how to choose otherwise
+    defaulted: set[str] = set()  # the fields holding only kie-mcp's bundled default: KIE's live schema may differ
     try:
         wire = build_input(
             spec,
@@ -286,18 +291,22 @@ async def plan(
             options=args.options,
             scripted=scripted,  # the durations that suit the script, settled by the request's rules (notes updated)
             chosen=chosen,
+            defaulted=defaulted,
         )
     except InvalidRequest as refusal:  # one answer names every problem, the script's among them
         # The prompt that is the script is judged by the script's problem alone (its length is the split's).
         others = [problem for problem in refusal.problems if not (prompt_is_script and problem.field == "prompt")]
-        raise InvalidRequest(spec.id, [*script_problems, *others]) from None
+        raise InvalidRequest(spec.id, [*script_problems, *live_offers(rt, spec, args, others)]) from None
     if script_problems:
         raise InvalidRequest(spec.id, script_problems)
     wire = tidy_links(spec, wire)  # "https://a.test/x.png\n": judged, measured, quoted and sent without the newline
-    from kie_mcp.catalog.live import stricter_problems  # the live catalogue loads with the first request
+    from kie_mcp.catalog.live import fit_live_defaults  # the live catalogue loads with the first request
 
-    if problems := stricter_problems(rt.live, spec, wire):  # KIE's live schema, where it is stricter than ours
+    # KIE's live schema, where it is stricter than ours: a default of ours it refuses is replaced or left out
+    wire, live_notes, problems = fit_live_defaults(rt.live, spec, wire, defaulted)
+    if problems:
         raise InvalidRequest(spec.id, named_for_user(spec, problems, args.options))
+    chosen += live_notes
 
     if problems := unreachable_links(spec, wire):  # a link to this machine or a private network: KIE cannot fetch it
         raise InvalidRequest(spec.id, named_for_user(spec, problems, args.options))
@@ -328,7 +337,7 @@ async def plan(
         if pixels := sent_pixels(spec, wire, files):  # a price by the picture's size (Topaz: by the output's)
             facts = {**(facts or {}), **pixels}
     measured = await measure_billed_input(rt, spec, wire, files, lengths, length_notes)
-    notes = [*notes, *chosen, *dict.fromkeys(length_notes)]
+    notes = [*model_notes, *notes, *chosen, *dict.fromkeys(length_notes)]
     if saved.folder_label(args.session) is not None:  # a session named as its folder is: the answer says which
         named = await anyio.to_thread.run_sync(named_folder, rt.settings.workspace, args.session, date.today())
         notes = [*notes, *([named.words] if named is not None else [])]
@@ -372,6 +381,26 @@ async def plan(
         identity=identity,
     )
     return bound_to(p, args.bind_quote_id) if args.bind_quote_id else p
+
+
+def live_offers(rt: Runtime, spec: ModelSpec, args: GenerationArgs, problems: list[Problem]) -> list[Problem]:
+    """``problems``, each refusing a value kie-mcp's data does not allow but the model's live schema offers (8K when
+    KIE added it) saying so: still refused, as kie-mcp cannot price it, but not as if KIE had no such value."""
+    from kie_mcp.catalog.live import live_also_offers
+
+    given: dict[str, tuple[str, Any]] = {}  # the user's name of a field -> (KIE's name, the value given)
+    for name, value in (args.options or {}).items():
+        given[f"options.{name}"] = (name, value)
+    for arg in ("aspect_ratio", "resolution", "duration", "audio"):
+        target = spec.field_for_arg(arg)
+        if target is not None and getattr(args, arg, None) is not None and target.name not in (args.options or {}):
+            given[arg] = (target.name, getattr(args, arg))
+    out = []
+    for problem in problems:
+        name, value = given.get(problem.field, (None, None))
+        also = live_also_offers(rt.live, spec, name, value) if name is not None else ""
+        out.append(Problem(problem.field, problem.message + also) if also else problem)
+    return out
 
 
 def fit_script_to(rt: Runtime, spec: ModelSpec, args: GenerationArgs, facts: dict[str, Any] | None) -> ScriptFit:
@@ -884,11 +913,22 @@ def sent_since_quoted(rt: Runtime, quote_id: str, digest: str) -> str | None:
     )
 
 
-def resolve_model(rt: Runtime, name: str, kind: str | None = None, *, followup: bool = False) -> ModelSpec:
+def resolve_model(
+    rt: Runtime,
+    name: str,
+    kind: str | None = None,
+    *,
+    followup: bool = False,
+    default: bool = False,
+    notes: list[str] | None = None,
+) -> ModelSpec:
     """The model KIE sells under ``name``: refused when withdrawn in the data, gone from KIE's live list or refused
     by KIE as not published (``live.is_gone``), and a model that only continues a finished video (``followup``
-    data) unless ``followup`` (continue_video) asks for it. A model found is kept for the same name while the
-    catalogue and the live catalogue are the same objects (each is replaced, never changed, when it changes)."""
+    data) unless ``followup`` (continue_video) asks for it. When KIE no longer sells the model a short name or
+    title picks, or the tool's default one (``default``: the call named none), the first of the alternatives its
+    refusal names that KIE sells is used instead, and ``notes`` gets a line saying so; a model named by its id is
+    refused. A model found is kept for the same name while the catalogue and the live catalogue are the same
+    objects (each is replaced, never changed, when it changes)."""
     from kie_mcp.catalog.live import gone_from, gone_words, is_withdrawn
 
     kept = _RESOLVED.get((name, kind, followup))
@@ -897,7 +937,17 @@ def resolve_model(rt: Runtime, name: str, kind: str | None = None, *, followup: 
     spec = rt.catalog.resolve(name)
     alternatives = is_withdrawn(rt.live, spec.id, rt.catalog)
     if alternatives is not None:
-        raise WithdrawnModelError(spec.id, alternatives, gone_words(*gone_from(rt.live, spec.id)))
+        gone = gone_words(*gone_from(rt.live, spec.id))
+        stand_in = _stand_in(rt, spec, alternatives) if default or not _names_id(name, spec.id) else None
+        if stand_in is None:
+            raise WithdrawnModelError(spec.id, alternatives, gone)
+        if notes is not None:
+            how = "the default model" if default else f"{plain(name)} named {spec.id}, which"
+            notes.append(
+                f"{stand_in.id} is used: {how} is no longer offered by KIE ({gone}), and {stand_in.id} is the first "
+                f"of what to use instead ({', '.join(alternatives)}). Name a model to choose another."
+            )
+        return stand_in
     if kind and spec.kind != kind:
         hint = f"{spec.id} makes {spec.kind}s; use generate_{spec.kind} for it."
         raise InvalidRequest(spec.id, [Problem("model", hint)])
@@ -911,6 +961,24 @@ def resolve_model(rt: Runtime, name: str, kind: str | None = None, *, followup: 
         _RESOLVED.clear()
     _RESOLVED[(name, kind, followup)] = (rt.catalog, rt.live, spec)
     return spec
+
+
+def _names_id(name: str, model_id: str) -> bool:
+    """Whether ``name`` is the model's id, or its last part as the id writes it (case and spaces aside)."""
+    written = name.strip().casefold()
+    return written in (model_id.casefold(), model_id.rsplit("/", 1)[-1].casefold())
+
+
+def _stand_in(rt: Runtime, spec: ModelSpec, alternatives: Sequence[str]) -> ModelSpec | None:
+    """The first of ``alternatives`` (a withdrawn model's, best first) that KIE sells, of the same kind; or None."""
+    from kie_mcp.catalog.live import is_gone
+
+    for model_id in alternatives:
+        other = rt.catalog.get(model_id)
+        sold = other is not None and other.withdrawn is None and not is_gone(rt.live, model_id, rt.catalog)
+        if sold and other.kind == spec.kind and other.followup is None:
+            return other
+    return None
 
 
 # (name, kind, followup) -> the catalogues it was resolved in and the model (``resolve_model``).

@@ -319,7 +319,8 @@ BindQuoteId = Annotated[
         "changed since, such as an input file, is refused, free). It never approves a spend; quote_id does."
     ),
 ]
-DEFAULT_IMAGE_MODEL = "nano-banana-2"  # generate_image's model when none is named
+# generate_image's model when none is named; when KIE withdrew it, the first live model its refusal names stands in
+DEFAULT_IMAGE_MODEL = "nano-banana-2"
 DEFAULT_VIDEO_MODEL = "veo3_fast"  # generate_video's
 NOT_PRICED = "Taken so that a generate call's arguments can be priced unchanged; it does not change the price."
 # check_task of a finished task another server on the workspace follows: that server saves its results, never this one
@@ -1273,8 +1274,11 @@ def _gate(kind: str) -> tuple[Any, Any]:
         _reject_unknown_arguments(ctx, f"generate_{kind}")
         rt = _runtime(ctx)
         shared = root_folders(arguments.pop("roots", None))
+        named = ((ctx.request_context.params or {}).get("arguments") or {}).get("model")
+        by_default = not (isinstance(named, str) and named.strip())  # the tool's default model: another may stand in
         with _user_errors():
-            plan = await gen.plan(rt, gen.GenerationArgs(**_args(arguments)), kind, shared)
+            args = gen.GenerationArgs(**_args(arguments), model_by_default=by_default)
+            plan = await gen.plan(rt, args, kind, shared)
             return await gen.check_spend(rt, plan)
 
     async def approve(

@@ -33,7 +33,7 @@ import re
 import sqlite3
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,7 +42,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from kie_mcp.words import parse_timestamp, plain, timestamp
+from kie_mcp.words import listed, parse_timestamp, plain, timestamp
 
 from . import openapi
 from .pricing import CATALOGUE_FLOOR, LIVE_ONLY, ItemPrice, price_input
@@ -688,7 +688,97 @@ def stricter_problems(live: LiveCatalog, spec: ModelSpec, wire: Mapping[str, Any
     entry = live.schemas.get(spec.id)
     if entry is None or entry.openapi is None:
         return []
-    return openapi.check(entry.openapi, wire, label=f"KIE's live schema of {entry.fetched_at[:10]}")
+    return openapi.check(entry.openapi, wire, label=live_label(entry), known=spec.fields)
+
+
+def live_label(entry: SchemaEntry) -> str:
+    """How an error names a cached live schema: "KIE's live schema of <the day it was read>"."""
+    return f"KIE's live schema of {entry.fetched_at[:10]}"
+
+
+def fit_live_defaults(
+    live: LiveCatalog, spec: ModelSpec, wire: Mapping[str, Any], defaulted: Collection[str]
+) -> tuple[dict[str, Any], list[str], list[Problem]]:
+    """``wire`` fitted to the model's live schema where only kie-mcp's bundled default (``defaulted``: no one asked
+    for it) breaks it: the live schema's own default when the bundled data allows and prices it, else the field left
+    out when the live schema does not require it and the price does not depend on it, else a problem saying plainly
+    that KIE changed the field and what to pick. Returns the wire to price and send, what the quote says of each
+    change, and every remaining problem (``stricter_problems`` of the fitted wire among them)."""
+    problems = stricter_problems(live, spec, wire)
+    entry = live.schemas.get(spec.id)
+    if not problems or entry is None or entry.openapi is None:
+        return dict(wire), [], problems
+    label, fitted, notes, refused = live_label(entry), dict(wire), [], []
+    for problem in problems:
+        name = problem.field
+        if name not in defaulted or name not in fitted:
+            continue
+        prop, required = openapi.field_of(entry.openapi, name)
+        ours, theirs = fitted[name], (prop or {}).get("default")
+        setting = spec.fields[name].arg or f"options.{name}"
+        why = f"{label} no longer allows kie-mcp's default {plain(ours)}"
+        live_takes = theirs is not None and not any(
+            p.field == name for p in stricter_problems(live, spec, {**fitted, name: theirs})
+        )
+        if live_takes and _bundled_takes(spec, {**fitted, name: theirs}):
+            fitted[name] = theirs
+            notes.append(
+                f"{name}={plain(theirs)} is sent: {why}, and {plain(theirs)} is its own default. Set {setting}"
+            )
+            notes[-1] += " to choose another."
+        elif prop is not None and not required and not _priced_by(spec, name):
+            del fitted[name]
+            notes.append(f"{name} is left out, for KIE to choose: {why}. Set {setting} to choose.")
+        else:
+            values = openapi.allowed_values(entry.openapi, prop or {}) or []
+            ours_too = [v for v in values if _bundled_takes(spec, {**fitted, name: v})]
+            pick = f" Set {setting} to one of {listed(ours_too)}." if ours_too else " Use another model for now."
+            cannot = [v for v in values if v not in ours_too]
+            unpriced = f" ({listed(cannot)} too, which kie-mcp cannot price yet)" if cannot and ours_too else ""
+            refused.append(Problem(name, f"KIE changed this field: {why} ({problem.message}){unpriced}.{pick}"))
+    named = {p.field for p in refused}
+    rest = [p for p in stricter_problems(live, spec, fitted) if p.field not in named]
+    if not refused:
+        from .validate import check_input
+
+        rest = check_input(spec, fitted) + rest  # the bundled rules, of what is now sent
+    return fitted, notes, [*refused, *rest]
+
+
+def _bundled_takes(spec: ModelSpec, wire: Mapping[str, Any]) -> bool:
+    """Whether kie-mcp's data allows ``wire`` and its price table prices it (a model without one: allowed is enough)."""
+    from .validate import check_input
+
+    return not check_input(spec, wire) and (spec.price is None or price_input(spec, wire).known)
+
+
+def _priced_by(spec: ModelSpec, name: str) -> bool:
+    """Whether the model's price depends on the field ``name`` (a rate's condition, its count or its seconds)."""
+    table = spec.price
+    if table is None:
+        return False
+    if name in (table.count_field, table.seconds_field or ("duration" if table.unit == "second" else None)):
+        return True
+    return any(key.split("#")[0] == name for rate in table.rates for key in rate.when)
+
+
+def live_also_offers(live: LiveCatalog, spec: ModelSpec, name: str, value: Any) -> str:
+    """For a value kie-mcp's data refuses for the field ``name``: the sentence saying the model's live schema offers
+    it too (which kie-mcp cannot price yet), or has the field kie-mcp's data lacks (which it cannot send yet), or
+    "" when it does not."""
+    entry = live.schemas.get(spec.id)
+    if entry is None or entry.openapi is None or isinstance(value, list | dict):
+        return ""
+    prop, _ = openapi.field_of(entry.openapi, name)
+    if prop is not None and name not in spec.fields:
+        return (
+            f" {live_label(entry)} has it, but kie-mcp cannot send a field its data lacks yet; use another model "
+            "for now."
+        )
+    values = openapi.allowed_values(entry.openapi, prop) if prop is not None else None
+    if not values or not any(openapi.same_value(value, v) for v in values):
+        return ""
+    return f" {live_label(entry)} also offers {plain(value, quoted=False)}, which kie-mcp cannot price yet."
 
 
 def live_rate(live: LiveCatalog, feed_description: str) -> LivePrice | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 from urllib.parse import unquote
 
@@ -171,18 +171,64 @@ def properties_of(document: Mapping[str, Any], schema: Mapping[str, Any]) -> dic
 # -- checking a wire input -----------------------------------------------------------------------
 
 
-def check(document: Mapping[str, Any], wire: Mapping[str, Any], *, label: str = "KIE's live schema") -> list[Problem]:
+def check(
+    document: Mapping[str, Any],
+    wire: Mapping[str, Any],
+    *,
+    label: str = "KIE's live schema",
+    known: Collection[str] | None = None,
+) -> list[Problem]:
     """Every way ``wire`` breaks the document's input contract: enums, required, minimum/maximum, length, items.
 
     Types are not judged (KIE's documents are loose about "5" vs 5; the bundled data already checks types). With
     ``oneOf`` the input must fit one branch, using only that branch's fields; the closest branch's problems are
-    returned when none fits.
+    returned when none fits. ``known``: the fields kie-mcp's data has for the model; a required field outside them
+    is one kie-mcp cannot send, and its problem says so rather than "Set it".
     """
     try:
-        return _check(document, wire, label)
+        problems = _check(document, wire, label)
     except Exception as err:  # an unreadable live document never blocks a request the bundled data allows
         log.info("cannot use a live schema (%s: %s)", type(err).__name__, err)
         return []
+    if known is None:
+        return problems
+    return [
+        Problem(p.field, _unsendable(p.field, label)) if p.message == _required(label) and p.field not in known else p
+        for p in problems
+    ]
+
+
+def _required(label: str) -> str:
+    return f"is required by {label}; kie-mcp's data did not require it. Set it."
+
+
+def _unsendable(name: str, label: str) -> str:
+    return (
+        f"is required by {label}, but kie-mcp's data has no field {plain(name)} for this model, so kie-mcp cannot "
+        "send it yet and KIE would refuse the request without it. Use another model (list_models) until kie-mcp's "
+        "data is updated."
+    )
+
+
+def field_of(document: Mapping[str, Any], name: str) -> tuple[dict[str, Any] | None, bool]:
+    """The live schema's property ``name`` of the input (the first input shape that has it) and whether every
+    shape requires it; (None, False) when no shape has it or the document cannot be read."""
+    try:
+        schema = input_schema(document)
+        if schema is None:
+            return None, False
+        shapes = branches(document, schema)
+        found = next((p[name] for p in (properties_of(document, s) for s in shapes) if name in p), None)
+        required = bool(shapes) and all(name in (s.get("required") or []) for s in shapes)
+        return found, required
+    except Exception as err:  # an unreadable document says nothing of the field
+        log.info("cannot read a live schema (%s: %s)", type(err).__name__, err)
+        return None, False
+
+
+def allowed_values(document: Mapping[str, Any], prop: Mapping[str, Any]) -> list[Any] | None:
+    """The values a live property allows (``enum``, or a 3.1 ``anyOf`` of enums); None when it lists none."""
+    return _enum(document, prop)
 
 
 def _check(document: Mapping[str, Any], wire: Mapping[str, Any], label: str) -> list[Problem]:
@@ -234,7 +280,7 @@ def _check_branch(
         prop = props.get(name) or {}
         if "default" in prop:
             continue  # KIE fills it
-        problems.append(Problem(name, f"is required by {label}; kie-mcp's data did not require it. Set it."))
+        problems.append(Problem(name, _required(label)))
     return problems
 
 
@@ -302,6 +348,11 @@ def _enum(document: Mapping[str, Any], prop: Mapping[str, Any]) -> list[Any] | N
             return None  # one branch takes any value
         values += [v for v in branch["enum"] if v is not None]
     return values or None
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Whether two values are the same as KIE reads them ("5" is not 5, 5 is 5.0, true is "true")."""
+    return _same(a, b)
 
 
 def _member(value: Any, allowed: list[Any]) -> bool:

@@ -193,7 +193,7 @@ def _markdown(offer: Offer) -> str:
         "list is below kie-mcp's "
         "catalogue); blank when the price depends on an input's length or KIE publishes none.",
         "",
-        names_text(offer.catalog),
+        names_text(offer.catalog, offer.live),
         "",
         "| Model id | Kind | API family | Capabilities | Price | Price source | Typical output (USD) | Good for |",
         "|---|---|---|---|---|---|---|---|",
@@ -213,13 +213,18 @@ def _markdown(offer: Offer) -> str:
     return "\n".join(rows) + "\n"
 
 
-def names_text(catalog: Catalog | None = None) -> str:
+def names_text(catalog: Catalog | None = None, live: LiveCatalog | None = None) -> str:
     """How the tools' ``model`` argument is read: ids, titles, family short names and the names several models
-    share (generated from the data, so this text and ``Catalog.resolve`` cannot disagree)."""
+    share (generated from the data, so this text and ``Catalog.resolve`` cannot disagree). With ``live``, a short
+    name whose model KIE no longer sells (``live.is_gone``) is left out: a call naming it gets a stand-in
+    (``generation.resolve_model``), which the listing cannot know before the call."""
+    from .live import is_gone
+
     catalog = catalog if catalog is not None else load_catalog()
     short = "; ".join(
         f"{' or '.join(f'`{name}`' for name in names)} → `{model_id}`"
         for model_id, names in sorted(catalog.short_names().items(), key=lambda item: item[1][0])
+        if not is_gone(live, model_id, catalog)
     )
     shared = "; ".join(
         f"`{name}` ({', '.join(f'`{model_id}`' for model_id in ids)})" for name, ids in catalog.shared_names().items()

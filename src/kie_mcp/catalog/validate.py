@@ -80,10 +80,12 @@ def build_input(
     options: Mapping[str, Any] | None = None,
     scripted: ScriptedRequest | None = None,
     chosen: list[str] | None = None,
+    defaulted: set[str] | None = None,
 ) -> dict[str, Any]:
     """Return the wire input for ``spec`` or raise ``InvalidRequest`` naming every problem. ``scripted``: what a
     fitted script (``script.fit_script``) leaves to the request's rules. ``chosen``: a list that gets what the quote
-    says of the values a rule chose where the caller set none (``chosen_notes``).
+    says of the values a rule chose where the caller set none (``chosen_notes``). ``defaulted``: a set that gets the
+    fields holding only kie-mcp's bundled default (``bundled_defaults``).
 
     Two stages: placing the arguments on KIE's fields, then checking the placed values. When placing fails, the
     values that could be placed are still checked, so one answer names what would otherwise take a call each."""
@@ -135,6 +137,9 @@ def build_input(
         raise InvalidRequest(spec.id, problems)
     if chosen is not None:
         chosen += chosen_notes(spec, given, wire)
+    if defaulted is not None:
+        by_script = {*scripted.defaults, *_script_set(spec, scripted)} if scripted is not None else set()
+        defaulted.update(bundled_defaults(spec, given | by_script, wire))
     return wire
 
 
@@ -212,6 +217,22 @@ def chosen_notes(spec: ModelSpec, given: Collection[str], wire: Mapping[str, Any
         and when_matches(rule.when, wire)
         and any(name not in given and _norm(wire.get(name)) == _norm(value) for name, value in rule.set_default.items())
     ]
+
+
+def bundled_defaults(spec: ModelSpec, given: Collection[str], wire: Mapping[str, Any]) -> set[str]:
+    """The fields of ``wire`` whose value is only kie-mcp's bundled default (a field's ``default``): not set by the
+    caller (``given``), nor chosen or forced by a rule of the model's docs. KIE's live schema may refuse such a value
+    that no one asked for (``generation.fit_live_defaults``)."""
+    ruled = {name for rule in spec.rules if when_matches(rule.when, wire) for name in (*rule.set_default, *rule.force)}
+    return {
+        name
+        for name, field in spec.fields.items()
+        if name not in given
+        and name not in ruled
+        and field.default is not None
+        and name in wire
+        and _norm(wire[name]) == _norm(field.default)
+    }
 
 
 def apply_defaults(spec: ModelSpec, wire: Mapping[str, Any]) -> dict[str, Any]:

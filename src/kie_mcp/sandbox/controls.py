@@ -126,6 +126,7 @@ def _catalog_state(sim: Simulator) -> dict[str, Any]:
     return {
         "withdrawn": sorted(state.withdrawn),
         "droppedSchemas": sorted(state.dropped_schemas),
+        "schemaChanges": state.schema_changes,
         "feedPrices": state.feed_prices,
         "successRates": state.success_rates,
         "extra": sorted(state.extra),
@@ -269,7 +270,23 @@ def routes(sim: Simulator) -> list[Route]:
         return await _toggle(request, "withdrawn", sim.catalog.withdrawn)
 
     async def catalog_schema(request: Request) -> Response:
-        return await _toggle(request, "dropped", sim.catalog.dropped_schemas)
+        """Drop a model's schema (``dropped``), or change its input as KIE might (``input``: ``properties``, each a
+        field's keys to set, a new field's whole schema; ``required``: names now required; ``{}`` undoes it)."""
+        body = await _body(request)
+        if "input" not in body:
+            return await _toggle(request, "dropped", sim.catalog.dropped_schemas)
+        model = _catalog_model(sim, body)
+        change = body["input"]
+        properties, required = (change.get("properties", {}), change.get("required", [])) if change else ({}, [])
+        if not isinstance(properties, dict) or not all(isinstance(v, dict) for v in properties.values()):
+            raise ControlError("input.properties must map field names to objects")
+        if not isinstance(required, list) or not all(isinstance(n, str) for n in required):
+            raise ControlError("input.required must be a list of field names")
+        if properties or required:
+            sim.catalog.schema_changes[model] = {"properties": properties, "required": required}
+        else:
+            sim.catalog.schema_changes.pop(model, None)
+        return _ok(catalog=_catalog_state(sim))
 
     async def _toggle(request: Request, flag: str, members: set[str]) -> Response:
         """Put a model in ``members`` (``{flag: true}``, the default) or take it out (``{flag: false}``)."""

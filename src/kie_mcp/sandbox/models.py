@@ -19,6 +19,7 @@ of the price feed (2026-09); see kie_mcp/catalog/live.py.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 from urllib.parse import quote
@@ -341,8 +342,22 @@ async def model_schema(ctx: Ctx) -> Response:
     else:
         spec = load_catalog().get(model_id)
         assert spec is not None
-        document = openapi_for(spec, ctx.base_url)
+        document = changed(openapi_for(spec, ctx.base_url), ctx.sim.catalog.schema_changes.get(model_id))
     return ctx.ok({"model": model_id, "openapi": document})
+
+
+def changed(document: dict[str, Any], change: dict[str, Any] | None) -> dict[str, Any]:
+    """``document`` with what a control changed in its input (``/__sim/catalog/schema`` with ``input``)."""
+    if not change:
+        return document
+    schema = document["components"]["schemas"]["Input"]
+    for name, keys in change["properties"].items():
+        schema["properties"][name] = {**schema["properties"].get(name, {}), **copy.deepcopy(keys)}
+    schema["required"] = [
+        *schema.get("required", []),
+        *(n for n in change["required"] if n not in schema.get("required", [])),
+    ]
+    return document
 
 
 async def model_price(ctx: Ctx) -> Response:

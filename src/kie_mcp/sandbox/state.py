@@ -220,11 +220,13 @@ class LiveCatalogState:
 
     Kept across ``reset`` like price overrides. ``feed_prices`` maps a price-feed ``modelDescription`` to new credits
     (None: the row is gone); ``success_rates`` a model to a percentage (None: no monitoring data); ``extra`` holds
-    live models the bundled catalogue lacks (their list row and OpenAPI document).
+    live models the bundled catalogue lacks (their list row and OpenAPI document); ``schema_changes`` what KIE's
+    live schema of a bundled model changed from its data (``{"properties": {field: keys}, "required": [...]}``).
     """
 
     withdrawn: set[str] = field(default_factory=set)
     dropped_schemas: set[str] = field(default_factory=set)
+    schema_changes: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> what KIE changed in its input
     feed_prices: dict[str, float | None] = field(default_factory=dict)
     success_rates: dict[str, float | None] = field(default_factory=dict)
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
