@@ -20,7 +20,9 @@ from typing import Any
 
 import pytest
 
+from kie_mcp.journal import Journal
 from kie_mcp.sandbox import media
+from kie_mcp.tasks.records import TaskBook, TaskRecord
 
 from .conftest import answering, dated, text_of
 
@@ -350,6 +352,28 @@ async def test_every_tool_naming_the_session_by_its_folder_agrees_on_it(connect,
 # The review of the merge above (a session written as its folder's name is that folder).
 
 
+def _saved_before(workspace: Path, task_id: str, session: str, path: str) -> None:
+    """A finished task of ``session`` with its result saved at ``path`` in the workspace's journal (and on disk), as a
+    kie-mcp before folder names named folders saved it."""
+    (workspace / path).parent.mkdir(parents=True, exist_ok=True)
+    (workspace / path).write_bytes(b"an older result")
+    journal = Journal.for_workspace(workspace)
+    try:
+        record = TaskRecord(
+            task_id=task_id,
+            model="nano-banana-2",
+            family="market",
+            kind="image",
+            state="succeeded",
+            created_at=time.time() - 86400,
+            files=[path],
+        )
+        TaskBook(journal).add(record, prompt="an older still", session=session)
+        journal.add_file(task_id, 1, path, "0" * 64, 15, "image/png", f"https://tempfile.example/{task_id}.png")
+    finally:
+        journal.close()
+
+
 async def _listed(client: Any, session: str) -> set[str]:
     """The ids of the tasks list_tasks finds by ``session``."""
     listed = await client.call_tool("list_tasks", {"session": session})
@@ -459,6 +483,7 @@ async def test_a_session_begun_before_folder_names_named_folders_goes_on_in_the_
     own = tmp_path / "outputs" / f"{began}-{named}"
     own.mkdir(parents=True)
     (own / "brief.txt").write_text("the brief's notes\n")
+    _saved_before(tmp_path, "older", named, f"outputs/{began}-{named}/nano-banana-2_older_1.png")
     async with connect(elicitation=answering()) as client:
         bare = await client.call_tool("generate_image", {**STILL, "session": named, "wait_seconds": 30})
         pathed = await _finished(client, "generate_image", {**STILL, "session": f"outputs/{named}"})
@@ -470,5 +495,80 @@ async def test_a_session_begun_before_folder_names_named_folders_goes_on_in_the_
     )
     assert said in text_of(bare), text_of(bare)
     assert _folder(pathed) == f"outputs/{began}-{named}"
-    assert listed == {bare.structured_content["tasks"][0]["task_id"], pathed["task_id"]}
+    assert listed == {"older", bare.structured_content["tasks"][0]["task_id"], pathed["task_id"]}
     assert _session_folders(tmp_path) == [f"{began}-{named}"]
+
+
+async def test_a_new_session_sharing_an_older_labels_first_40_characters_gets_a_folder_of_its_own(connect, tmp_path):
+    """The review: the folder an older label was given (``outputs/<first day>-<whole label slugged>``) cuts the slug at
+    40 characters, so a brand-new ``<d>-ugc-batch-for-the-spring-campaign-b`` was saved into campaign A's folder and
+    told it was "where this session was saved before". The old folder is a session's only when the journal shows that
+    very label saved a file there."""
+    day = date.today().isoformat()
+    began = (date.today() - timedelta(days=6)).isoformat()
+    older, newer = f"{day}-ugc-batch-for-the-spring-campaign-a", f"{day}-ugc-batch-for-the-spring-campaign-b"
+    shared = f"{began}-{day}-ugc-batch-for-the-spring"  # both labels, slugged whole and cut at 40
+    _saved_before(tmp_path, "older", older, f"outputs/{shared}/nano-banana-2_older_1.png")
+    async with connect(elicitation=answering()) as client:
+        new = await client.call_tool("generate_image", {**STILL, "session": newer, "wait_seconds": 30})
+        old = await _finished(client, "generate_image", {**STILL, "session": older})
+        by_new = await _listed(client, newer)
+    assert {str(PurePosixPath(path).parent) for path in _files(new)} == {f"outputs/{newer}"}, text_of(new)
+    assert "saved before" not in text_of(new), text_of(new)
+    assert _folder(old) == f"outputs/{shared}"  # campaign A goes on where it was
+    assert by_new == {new.structured_content["tasks"][0]["task_id"]}
+
+
+async def test_a_folders_name_ending_in_n_with_no_link_beside_it_is_a_session_of_its_own(connect, tmp_path):
+    """The review: ``_N`` was always read as the stand-in of the folder without it, so an agent's second batch
+    ``outputs/<d>-ugc-batch_2`` was saved into batch 1's folder, and list_tasks by it listed batch 1's task. Without a
+    link of that name, ``x_2`` is a name of its own (``<d>-x-2``), and each is listed alone."""
+    day = date.today().isoformat()
+    first, second = f"outputs/{day}-ugc-batch", f"outputs/{day}-ugc-batch_2"
+    async with connect(elicitation=answering()) as client:
+        one = await _finished(client, "generate_image", {**STILL, "session": first})
+        two = await _finished(client, "generate_image", {**STILL, "session": second})
+        by_first, by_second = await _listed(client, first), await _listed(client, second)
+    assert _folder(one) == f"outputs/{day}-ugc-batch"
+    assert _folder(two) == f"outputs/{day}-ugc-batch-2"
+    assert by_first == {one["task_id"]}
+    assert by_second == {two["task_id"]}
+
+
+async def test_a_label_naming_an_existing_folder_is_that_folder_whatever_its_day(connect, tmp_path):
+    """The review: a server in another time zone (or past midnight) refused ``outputs/<d>-launch`` as "more than a
+    day after today" while that folder existed, writable, holding this session's result: its results went elsewhere.
+    A label naming a real folder there is that folder; the one-day rule is for making a new one."""
+    ahead = (date.today() + timedelta(days=3)).isoformat()
+    (tmp_path / "outputs" / f"{ahead}-launch").mkdir(parents=True)
+    label = f"outputs/{ahead}-launch"
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**STILL, "session": label, "wait_seconds": 30})
+        listed = await _listed(client, label)
+    assert {str(PurePosixPath(path).parent) for path in _files(made)} == {label}, text_of(made)
+    assert f"names the session folder {label}/: results go on in it." in text_of(made), text_of(made)
+    assert listed == {made.structured_content["tasks"][0]["task_id"]}
+
+
+async def test_list_tasks_by_a_folders_name_finds_labels_kept_before_the_folder_column(connect, tmp_path):
+    """Searches by a folder's name compare the folder each label names, kept with its task: tasks an older kie-mcp
+    kept (no folder beside the label), or whose label a hand edit changed, are found by the folder they name now."""
+    day = date.today().isoformat()
+    _saved_before(tmp_path, "kept-before", f"{day}-UGC.Batch", f"outputs/{day}-elsewhere/nano-banana-2_a_1.png")
+    _saved_before(tmp_path, "edited", f"{day}-other", f"outputs/{day}-other/nano-banana-2_b_1.png")
+    journal = Journal.for_workspace(tmp_path)
+    try:
+        journal.execute("UPDATE tasks SET session_folder = NULL WHERE task_id = 'kept-before'")
+        journal.execute(f"UPDATE tasks SET session = 'outputs/{day}-ugc_batch' WHERE task_id = 'edited'")
+    finally:
+        journal.close()
+    async with connect() as client:
+        listed = await _listed(client, f"outputs/{day}-ugc-batch")
+        other = await _listed(client, f"{day}-other")
+    assert listed == {"kept-before", "edited"}
+    assert other == {"edited"}  # its file is still in <d>-other
+    journal = Journal.for_workspace(tmp_path)
+    try:
+        assert journal.query("SELECT COUNT(*) FROM tasks WHERE session_folder IS NULL")[0][0] == 0
+    finally:
+        journal.close()

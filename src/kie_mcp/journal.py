@@ -107,6 +107,10 @@ INDEXES = {
     "files_source": "files(source_url)",  # a result link given back as an input: KIE's own, bound (``saved_from``)
     # prompts an older kie-mcp (or a hand edit) wrote without their folded form: folded before the next text search
     "tasks_unfolded": "tasks(created) WHERE prompt_folded IS NULL AND prompt IS NOT NULL",
+    # list_tasks by a session folder's name: the labels naming that folder (``session_folder_of``), and the labels an
+    # older kie-mcp (or a hand edit) wrote without it, named before the next search by a session (``name_folders``)
+    "tasks_session_folder": "tasks(session_folder)",
+    "tasks_unnamed": "tasks(created) WHERE session_folder IS NULL AND session IS NOT NULL",
 }
 # Indexes of older journals that the ones above replace. Not among them, and left where it is: ``spend_day_delta``
 # (``spend(day, delta)``), by which an older kie-mcp sharing the journal reads a day's spend by its label alone; it
@@ -222,6 +226,10 @@ TRIGGERS = {
     # the next text search folds it again (``Journal.fold_prompts``).
     "tasks_prompt_refold": "AFTER UPDATE OF prompt ON tasks WHEN NEW.prompt IS NOT OLD.prompt AND "
     "NEW.prompt_folded IS OLD.prompt_folded BEGIN UPDATE tasks SET prompt_folded = NULL WHERE rowid = NEW.rowid; END",
+    # So does a session label changed by one: the next search by a session names its folder again (``name_folders``).
+    "tasks_session_refold": "AFTER UPDATE OF session ON tasks WHEN NEW.session IS NOT OLD.session AND "
+    "NEW.session_folder IS OLD.session_folder BEGIN UPDATE tasks SET session_folder = NULL WHERE rowid = NEW.rowid;"
+    " END",
 }
 
 # A create "being sent" for longer than this was interrupted, whoever named itself its sender (a process id can be
@@ -472,23 +480,29 @@ def _task_filter(
         clauses.append("prompt IS NOT NULL AND instr(COALESCE(prompt_folded, kie_fold(prompt)), ?) > 0")
         args.append(folded(text))
     if session:  # the session label as kept (redacted), in any letter case: words of it find it
-        from kie_mcp.media.downloads import named_folder_name  # the media helpers load with the first search
+        from kie_mcp.media.downloads import last_named_day, named_folder_name  # loaded with the first search
+        from kie_mcp.media.saved import folder_label
 
-        if (folder := named_folder_name(session)) is None:
+        if (folder := named_folder_name(session, capped=False)) is None:
             clauses.append("session IS NOT NULL AND instr(kie_fold(session), ?) > 0")
             args.append(folded(redact(session)))
         else:  # a session folder's name (outputs/2026-04-20-ugc-batch): the labels naming it, and what is saved in it
-            # Words of a label (as above) naming no other folder (outputs/<d>-ugc never finds <d>-ugc-batch); a label
-            # naming this very folder, as typed (2026-04-20-UGC.Batch, ..._2) before any file is saved; a file in it.
+            # A label naming this very folder, as typed (2026-04-20-UGC.Batch) before any file is saved, by the
+            # folder kept with it (``session_folder_of``; ``name_folders`` names it for rows an older kie-mcp wrote);
+            # words of a label (as above) naming no folder (outputs/<d>-ugc never finds <d>-ugc-batch), or one of a
+            # day no new folder is made for (after ``last_named_day``); a file in the folder, or in its stand-in
+            # ``_N``, or in the folder the label names as written (``<d>-x_2``, the stand-in of a link <d>-x).
+            named = "COALESCE(session_folder, kie_session_folder(session))"
             saved_in = f"outputs/{folder}"
+            written = f"outputs/{_glob_literal(getattr(folder_label(session), 'bare', folder))}/*"
             clauses.append(
-                "((session IS NOT NULL AND ((instr(kie_fold(session), ?) > 0 AND kie_session_folder(session) IS NULL)"
-                " OR (instr(session, ?) > 0 AND kie_session_folder(session) = ?)))"
+                f"((session IS NOT NULL AND ({named} = ? OR (({named} = '' OR substr({named}, 1, 10) > ?)"
+                " AND instr(kie_fold(session), ?) > 0)))"
                 " OR EXISTS (SELECT 1 FROM files WHERE files.task_id = tasks.task_id"
-                " AND (substr(files.path, 1, ?) = ? OR files.path GLOB ?)))"
+                " AND (substr(files.path, 1, ?) = ? OR files.path GLOB ? OR files.path GLOB ?)))"
             )
-            args += [folded(redact(session)), folder[:10], folder, len(saved_in) + 1, f"{saved_in}/"]
-            args.append(f"{saved_in}_[0-9]*/*")
+            args += [folder, last_named_day().isoformat(), folded(redact(session)), len(saved_in) + 1, f"{saved_in}/"]
+            args += [f"{_glob_literal(saved_in)}_[0-9]*/*", written]
     if older_than is not None:  # a keyset: pages never skip or repeat a task, whatever is added meanwhile
         clauses.append("(created, task_id) < (?, ?)")
         args += [older_than[0], older_than[1]]
@@ -569,20 +583,58 @@ def folded(text: str | None) -> str:
     return unicodedata.normalize("NFKC", text or "").casefold()
 
 
-def _session_folder_named(label: object) -> str | None:
-    """The session folder a session label kept in the journal names, written as its name
-    (``downloads.named_folder_name``: ``2026-04-20-UGC.Batch`` names ``2026-04-20-ugc-batch``), else None (also for a
-    value no label is, from a hand edit): how a search by a folder's name finds the labels naming that folder."""
-    from kie_mcp.media.downloads import named_folder_name  # loaded by the first search that needs it
+def session_folder_of(label: object) -> str | None:
+    """What the journal keeps of a session label (as kept, redacted) in ``tasks.session_folder``: the name of the
+    session folder it names (``downloads.named_folder_name``, without today's cap, so it never changes with the
+    clock: ``2026-04-20-UGC.Batch`` names ``2026-04-20-ugc-batch``, ``..._2`` names ``...-2``), ``''`` for a label
+    naming none, None for no label (or a value no label is, from a hand edit)."""
+    from kie_mcp.media.downloads import named_folder_name  # loaded by the first use that needs it
 
-    return named_folder_name(label) if isinstance(label, str) else None
+    if not isinstance(label, str):
+        return None
+    return named_folder_name(label, capped=False) or ""
 
 
 def _search_functions(db: sqlite3.Connection) -> None:
     """The task search's own SQL functions on a connection: ``kie_fold`` (its letter case, ``folded``) and
-    ``kie_session_folder`` (``_session_folder_named``; by today's date, so not deterministic)."""
+    ``kie_session_folder`` (``session_folder_of``, for a row kept without it until ``name_folders`` names it)."""
     db.create_function("kie_fold", 1, folded, deterministic=True)
-    db.create_function("kie_session_folder", 1, _session_folder_named)
+    db.create_function("kie_session_folder", 1, session_folder_of, deterministic=True)
+
+
+def session_saved_in(workspace: Path, labels: Iterable[str], folder: Path) -> bool:
+    """Whether the journal shows a task of one of these session ``labels`` (as typed: kept redacted) with a file saved
+    in ``folder`` (``outputs/<name>``) or the ``<name>_N`` ``real_folder`` made beside it: whether a session began in
+    that folder (``downloads._double_dated``). False when the journal cannot tell (none yet, unreadable). One range of
+    the files' path index, on a read-only connection of its own."""
+    path = journal_path(workspace)
+    kept = list(dict.fromkeys(redact(label) for label in labels if label))
+    if not kept or not path.is_file():
+        return False
+    start = f"{OUTPUTS_PREFIX}{folder.name}"
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0, check_same_thread=False)
+        try:
+            row = db.execute(
+                "SELECT 1 FROM files JOIN tasks ON tasks.task_id = files.task_id WHERE files.path >= ? AND"
+                " files.path < ? AND (files.path GLOB ? OR files.path GLOB ?)"
+                f" AND tasks.session IN ({','.join('?' * len(kept))}) LIMIT 1",
+                (f"{start}/", f"{start}`", f"{_glob_literal(start)}/*", f"{_glob_literal(start)}_[0-9]*/*", *kept),
+            ).fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as err:
+        log.info("the journal could not tell where a session was saved before: %s", err)
+        return False
+    return row is not None
+
+
+OUTPUTS_PREFIX = "outputs/"  # how the journal's files' paths begin: relative to the workspace
+
+
+def _glob_literal(text: str) -> str:
+    """``text`` as a GLOB pattern matching itself alone."""
+    return re.sub(r"([*?\[])", r"[\1]", text)
 
 
 def _columns(db: sqlite3.Connection, table: str) -> set[str]:
@@ -698,8 +750,9 @@ def _queued_task(model: str, family: str, kept: dict[str, Any], **fields: Any) -
 
 _TASK_INSERT = (
     "INSERT INTO tasks (task_id, attempt_id, model, state, prompt, session, record, created, updated, parent_task_id,"
-    " prompt_folded) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(task_id) DO UPDATE SET"
-    " attempt_id = excluded.attempt_id, prompt = COALESCE(tasks.prompt, excluded.prompt),"
+    " prompt_folded, session_folder) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(task_id) DO UPDATE"
+    " SET attempt_id = excluded.attempt_id, prompt = COALESCE(tasks.prompt, excluded.prompt),"
+    " session_folder = CASE WHEN tasks.session IS NULL THEN excluded.session_folder ELSE tasks.session_folder END,"
     " session = COALESCE(tasks.session, excluded.session),"
     " prompt_folded = COALESCE(tasks.prompt_folded, excluded.prompt_folded),"
     " parent_task_id = COALESCE(tasks.parent_task_id, excluded.parent_task_id)"
@@ -762,6 +815,7 @@ def _record_logged(db: sqlite3.Connection, attempt: sqlite3.Row, create: LoggedC
             now,
             record.parent_task_id,
             folded(attempt["prompt"]) if attempt["prompt"] else None,
+            session_folder_of(attempt["session"]),
         ),
     )
     return True
@@ -822,7 +876,7 @@ def _take_up_unclaimed(db: sqlite3.Connection, create: LoggedCreate, attempts: l
     body = record.model_dump_json(context=KEEP_EPOCH, exclude={"prompt", "session", "folder"})
     db.execute(
         _TASK_INSERT,
-        (create.task_id, None, create.model, None, None, body, create.at, now, record.parent_task_id, None),
+        (create.task_id, None, create.model, None, None, body, create.at, now, record.parent_task_id, None, None),
     )
     return True
 
@@ -1023,6 +1077,8 @@ class Journal:
                 db.execute("ALTER TABLE tasks ADD COLUMN parent_task_id TEXT")
             if "prompt_folded" not in _columns(db, "tasks"):  # the prompt as searches compare it, folded on save
                 db.execute("ALTER TABLE tasks ADD COLUMN prompt_folded TEXT")  # older rows: ``fold_prompts``
+            if "session_folder" not in _columns(db, "tasks"):  # the folder a label names, kept on save
+                db.execute("ALTER TABLE tasks ADD COLUMN session_folder TEXT")  # older rows: ``name_folders``
             if "options_key" not in _columns(db, "tasks"):
                 db.execute("ALTER TABLE tasks ADD COLUMN options_key TEXT")
                 db.execute(
@@ -1056,6 +1112,7 @@ class Journal:
             "options_key",
             "parent_task_id",
             "prompt_folded",
+            "session_folder",
         } <= _columns(self._db, "tasks"):
             return False
         if not set(ATTEMPT_COLUMNS) <= _columns(self._db, "attempts"):
@@ -1847,10 +1904,14 @@ class Journal:
         kept redacted, and folded as text searches compare it (``folded``)."""
         now = time.time()
         prompt = redact(extra["prompt"]) if extra.get("prompt") else None
+        session = redact(extra["session"]) if extra.get("session") else None
         self.execute(
             "INSERT INTO tasks (task_id, attempt_id, model, state, prompt, session, record, created, updated,"
-            " parent_task_id, prompt_folded) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(task_id) DO UPDATE"
+            " parent_task_id, prompt_folded, session_folder) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(task_id) DO UPDATE"
             " SET state = excluded.state, record = excluded.record, updated = excluded.updated,"
+            " session_folder = CASE WHEN excluded.session IS NULL THEN tasks.session_folder"
+            " ELSE excluded.session_folder END,"
             " prompt = COALESCE(excluded.prompt, tasks.prompt), session = COALESCE(excluded.session, tasks.session),"
             " prompt_folded = COALESCE(excluded.prompt_folded, tasks.prompt_folded),"
             " attempt_id = COALESCE(excluded.attempt_id, tasks.attempt_id),"
@@ -1864,12 +1925,13 @@ class Journal:
             model,
             state,
             prompt,
-            redact(extra["session"]) if extra.get("session") else None,
+            session,
             record_json,
             extra.get("created", now),
             now,
             extra.get("parent_task_id"),
             folded(prompt) if prompt else None,
+            session_folder_of(session),
         )
 
     def keep_answer(self, task_id: str, body: dict[str, Any]) -> None:
@@ -1983,6 +2045,8 @@ class Journal:
         with self._reader() as db:
             if text:
                 self.fold_prompts(db)
+            if session:
+                self.name_folders(db)
             return db.execute(sql, (*args, limit)).fetchall()
 
     def count_tasks(
@@ -2079,17 +2143,45 @@ class Journal:
         search after an upgrade costs no more than one more second however large the journal (the next searches
         fold on). On ``db`` (a ``_reader`` connection), outside any lock of this handle. A journal that cannot be
         written keeps them as they are: the search folds them as it reads them."""
+        said = "prompts of older tasks could not be folded for searches"
+        return self._fill_in("prompt_folded", "prompt", folded, said, db, seconds=seconds, batch=batch)
+
+    def name_folders(
+        self, db: sqlite3.Connection | None = None, *, seconds: float = FOLD_SECONDS, batch: int = 500
+    ) -> int:
+        """Keep the session folder each label names (``session_folder_of``) for the tasks kept without it (by a
+        kie-mcp before it kept one, or a label changed by a hand edit), so that searches by a session folder's name
+        compare the column inside SQLite alone; return how many. As ``fold_prompts``: newest first, a batch (at most
+        500) at a time, each a short write transaction, for ``seconds`` at most, on ``db`` outside any lock of this
+        handle; a journal that cannot be written keeps them as they are, and the search names them as it reads."""
+        said = "the session folders of older tasks could not be kept for searches"
+        return self._fill_in("session_folder", "session", session_folder_of, said, db, seconds=seconds, batch=batch)
+
+    def _fill_in(
+        self,
+        column: str,
+        source: str,
+        make: Callable[[Any], Any],
+        said: str,
+        db: sqlite3.Connection | None,
+        *,
+        seconds: float,
+        batch: int,
+    ) -> int:
+        """Fill the tasks' ``column`` kept empty (NULL) with ``make`` of their ``source`` column, newest first, a
+        batch at a time, each a short write transaction, for ``seconds`` at most (``fold_prompts``, ``name_folders``);
+        return how many. A write refused (read-only, busy past the timeout) stops it, logged with ``said``."""
         find = (
-            "SELECT rowid, created, prompt FROM tasks WHERE prompt_folded IS NULL AND prompt IS NOT NULL"
+            f"SELECT rowid, created, {source} FROM tasks WHERE {column} IS NULL AND {source} IS NOT NULL"
             " AND (created, rowid) < (?, ?) ORDER BY created DESC, rowid DESC LIMIT ?"
         )
-        keep = "UPDATE tasks SET prompt_folded = ? WHERE rowid = ? AND prompt IS ? AND prompt_folded IS NULL"
+        keep = f"UPDATE tasks SET {column} = ? WHERE rowid = ? AND {source} IS ? AND {column} IS NULL"
         done, before, deadline = 0, (math.inf, 0), time.monotonic() + seconds
         with self._lock if db is None else contextlib.nullcontext():
             db = db or self._db
             while time.monotonic() < deadline and (rows := db.execute(find, (*before, min(batch, 500))).fetchall()):
                 before = (rows[-1]["created"], rows[-1]["rowid"])
-                values = [(folded(row["prompt"]), row["rowid"], row["prompt"]) for row in rows]
+                values = [(make(row[source]), row["rowid"], row[source]) for row in rows]
                 try:
                     db.execute("BEGIN IMMEDIATE")
                     try:
@@ -2099,7 +2191,7 @@ class Journal:
                         raise
                     db.execute("COMMIT")
                 except sqlite3.Error as err:  # read-only, or busy for longer than the timeout: searched all the same
-                    log.info("prompts of older tasks could not be folded for searches: %s", err)
+                    log.info("%s: %s", said, err)
                     return done
                 done += len(rows)
         return done

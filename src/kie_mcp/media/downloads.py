@@ -1139,39 +1139,59 @@ def last_named_day() -> date:
     return date.today() + timedelta(days=NAMED_DAYS_AHEAD)
 
 
-def _named_day(written: str) -> date | None:
-    """The day a folder's name is dated (``saved.FolderLabel.day``) when it may date a session folder: a day of the
-    calendar, at most ``last_named_day``; None for any other."""
+def _a_day(written: str) -> date | None:
+    """The day a folder's name is dated (``saved.FolderLabel.day``), or None when no calendar has it."""
     try:
-        on = date.fromisoformat(written)
+        return date.fromisoformat(written)
     except ValueError:
         return None
-    return on if on <= last_named_day() else None
 
 
-def named_folder(workspace: Path, label: str | None, day: date) -> NamedFolder | None:
+def _named_day(written: str) -> date | None:
+    """The day a folder's name is dated (``saved.FolderLabel.day``) when it may date a new session folder: a day of
+    the calendar, at most ``last_named_day``; None for any other."""
+    on = _a_day(written)
+    return on if on is not None and on <= last_named_day() else None
+
+
+def named_folder(
+    workspace: Path, label: str | None, day: date, saved_before: Callable[[Path], bool] | None = None
+) -> NamedFolder | None:
     """The folder a session label written as a session folder's name means (``outputs/2026-04-20-ugc-batch``,
     ``./outputs/2026-04-20-ugc-batch/`` or ``2026-04-20-ugc-batch``: the seed documents and MASTER_CONTEXT.md tell
     an agent to make ``outputs/{YYYY-MM-DD}-{slug}/``), or None for a label that names no folder (a session name,
     slugged as ever: ``ugc-batch``, ``../x``, ``outputs/a/b``). The folder it names, ``outputs/<its day>-<its name's
-    slug>`` (``2026-04-20-x_2``, the folder ``real_folder`` made beside a link, names ``2026-04-20-x``, which
-    ``real_folder`` sends on to it), when it may be a session's: one the user can write into (a real folder, or the
-    ``_2`` that stands in for a link of that name, as ``latest_session_folder`` takes them), or none there yet, made
-    on the first result (dated as named: the user named that folder, and every later call naming it finds it). Its
-    day may be the one after this machine's (``last_named_day``: the user's today, a time zone ahead). A day no
-    calendar has, or a later one, and a folder there that cannot be written into (a link, a file, read-only) name
-    none: its results go to the session of its name's (``ugc-batch``'s: its latest folder, else one of ``day``).
+    slug>``, when it may be a session's: a real folder there the user can write into, whatever its day (a server in
+    another time zone, or past midnight, still finds the folder the user named); the ``_2`` that stands in for a link
+    of that name (as ``latest_session_folder`` takes them); or none there yet, made on the first result (dated as
+    named: the user named that folder, and every later call naming it finds it), when its day is at most the one
+    after this machine's (``last_named_day``: the user's today, a time zone ahead). ``2026-04-20-x_2`` names the
+    folder ``2026-04-20-x`` only where that is a link and ``2026-04-20-x_2`` the real folder ``real_folder`` writes
+    its results into (``_stand_in``); otherwise ``x_2`` is a name of its own (``2026-04-20-x-2``). A day no calendar
+    has, a later one with no such folder, and a folder there that cannot be written into (a link, a file, read-only)
+    name none: its results go to the session of its name's (``ugc-batch``'s: its latest folder, else one of ``day``).
     Before a new folder, or the name's session, comes the folder the label's session was given before kie-mcp read
-    such a label as a folder (``_double_dated``: ``outputs/<its first day>-2026-04-20-ugc-batch``), while it exists.
-    Lists ``outputs/``: call it in a worker thread where that matters."""
+    such a label as a folder (``_double_dated``: ``outputs/<its first day>-2026-04-20-ugc-batch``), when
+    ``saved_before`` (by default the journal) says a task of this very label saved a file there. Lists ``outputs/``
+    and reads the journal: call it in a worker thread where that matters."""
     given = saved.folder_label(label)
     if given is None or label is None:
         return None
     shown = plain(label, limit=80)
+    written_day = _a_day(given.day)
     on = _named_day(given.day)
+    outputs = Path(workspace) / saved.OUTPUTS
+    if written_day is not None and (base := _stand_in(workspace, given, written_day)) is not None:
+        where = f"{saved.OUTPUTS}/{given.bare}/"
+        return NamedFolder(base, f"session {shown} names the session folder {where}: results go on in it.")
+    folder = output_folder(workspace, given.name, written_day or day)
+    if written_day is not None and _writable_folder(folder):  # named exactly, and there: whatever its day
+        return NamedFolder(
+            folder, f"session {shown} names the session folder {saved.OUTPUTS}/{folder.name}/: results go on in it."
+        )
     folder = output_folder(workspace, given.name, on or day)
     where = f"{saved.OUTPUTS}/{folder.name}/"
-    if on is not None and latest_session_folder(folder.parent, folder.name[11:], on=on) is not None:
+    if on is not None and latest_session_folder(outputs, folder.name[11:], on=on) is not None:
         written = f"{saved.OUTPUTS}/{(_written_folder(folder) or folder).name}/"  # a stand-in by its own name
         return NamedFolder(folder, f"session {shown} names the session folder {written}: results go on in it.")
     fresh = on is not None and not os.path.lexists(folder)
@@ -1179,7 +1199,7 @@ def named_folder(workspace: Path, label: str | None, day: date) -> NamedFolder |
         said = f"session {shown} names the session folder {where}"
     else:
         said = f"session {shown} names a session folder, but {_names_none(given.day, on, where)}"
-    if (old := _double_dated(folder.parent, label, given)) is not None:  # a session begun before such labels named it
+    if (old := _double_dated(outputs, label, given, saved_before)) is not None:  # a session begun before
         gone = ", which is not there" if fresh else ""
         old_where = f"{saved.OUTPUTS}/{(_written_folder(old) or old).name}/"
         before = "where this session was saved before kie-mcp read a folder's name as that folder"
@@ -1194,37 +1214,58 @@ def named_folder(workspace: Path, label: str | None, day: date) -> NamedFolder |
     )
 
 
+def _stand_in(workspace: Path, given: saved.FolderLabel, on: date) -> Path | None:
+    """The folder a label ending in ``_N`` (``2026-04-20-x_2``) names as the stand-in ``real_folder`` made beside a
+    link of the name without it: ``outputs/2026-04-20-x`` (which ``real_folder`` sends on to ``..._2``) when that is
+    a link or no real folder, and ``..._2`` the real folder, one this user can write into, that ``real_folder``
+    writes its results into; else None (``x_2`` is then a name of its own)."""
+    if (named := given.stand_in) is None:
+        return None
+    base = output_folder(workspace, named[0], on)
+    stand = base.with_name(f"{base.name}_{named[1]}")
+    if named[1] < 2 or _is_real_folder(base) or not _writable_folder(stand):
+        return None
+    return base if _written_folder(base) == stand else None
+
+
 def _names_none(written: str, on: date | None, where: str) -> str:
     """Why a session folder's name names no folder a session may have (``named_folder``), in words."""
     if on is not None:
         return f"{where} is a link, a file or a folder kie-mcp cannot write into"
-    try:
-        date.fromisoformat(written)
-    except ValueError:
+    if _a_day(written) is None:
         return f"{written} is no date"
     return f"{written} is more than a day after today, and no session folder is dated so late"
 
 
-def _double_dated(outputs: Path, label: str, given: saved.FolderLabel) -> Path | None:
+def _double_dated(
+    outputs: Path, label: str, given: saved.FolderLabel, saved_before: Callable[[Path], bool] | None
+) -> Path | None:
     """The folder a session labelled as a folder's name (``2026-04-20-ugc-batch``) was given before kie-mcp read such
     a label as that folder: the session of the whole label, slugged, ``outputs/<its first day>-2026-04-20-ugc-batch``
     (``...-outputs-2026-04-20-ugc-batch`` for ``outputs/2026-04-20-ugc-batch``), the latest of those it has
-    (``latest_session_folder``), or None."""
+    (``latest_session_folder``), when ``saved_before`` (by default the journal: ``journal.session_saved_in``) says
+    this very label saved a file there (slugs are cut at 40
+    characters: another label sharing its first 40 has the same folder, which is never this session's); or None."""
+    if saved_before is None:  # the journal: a task of this label, as typed or bare, with a file saved there
+        from kie_mcp.journal import session_saved_in  # the journal's module loads the media helpers lazily too
+
+        saved_before = functools.partial(session_saved_in, outputs.parent, (label, given.bare))
     found = [
         folder
         for written in dict.fromkeys((label, given.bare))
         if (folder := latest_session_folder(outputs, output_folder(Path(), written, date.min).name[11:]))
+        and saved_before(folder)
     ]
     return max(found, key=lambda folder: folder.name[:10], default=None)
 
 
-def named_folder_name(label: str | None) -> str | None:
+def named_folder_name(label: str | None, *, capped: bool = True) -> str | None:
     """The name of the session folder a label written as one names (``outputs/2026-04-20-ugc-batch``:
-    ``2026-04-20-ugc-batch``; ``outputs/2026-04-20-x_2``: ``2026-04-20-x``), as ``named_folder`` reads it where it
-    is a session's, judged without the disk: None for a label naming no folder, or one of a day no calendar has or
-    after ``last_named_day``."""
+    ``2026-04-20-ugc-batch``; ``outputs/2026-04-20-x_2``: ``2026-04-20-x-2``), judged without the disk: None for a
+    label naming no folder, or one of a day no calendar has or (``capped``) after ``last_named_day``. Uncapped, it
+    does not change with the clock: the journal keeps it with each task (``journal.session_folder_of``)."""
     given = saved.folder_label(label)
-    if given is None or (on := _named_day(given.day)) is None:
+    if given is None or (on := (_named_day if capped else _a_day)(given.day)) is None:
         return None
     return output_folder(Path(), given.name, on).name
 

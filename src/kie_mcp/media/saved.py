@@ -45,9 +45,11 @@ OUTPUTS = "outputs"
 SESSION_FOLDER = re.compile(r"^(\d{4}-\d{2}-\d{2})-(.+)$")  # the name output_folder gives: its day, its slug
 # A session label written as the name of a session folder, as the seed documents and MASTER_CONTEXT.md tell an agent
 # to make one (``outputs/2026-04-20-ugc-batch/``, ``2026-04-20-ugc-batch``): its day and its name after the day, one
-# word (no space, no separator: ``outputs/a/b``, ``../x`` and prose are session names, slugged as ever), and the
-# ``_N`` after it of the folder ``downloads.real_folder`` made beside a link of that name (``2026-04-20-x_2``).
-_FOLDER_LABEL = re.compile(r"(?:(?:\./)?outputs/)?((\d{4}-\d{2}-\d{2})-([^\s/\\]*?[^\W_][^\s/\\]*?)(?:_[0-9]+)?)/?")
+# word (no space, no separator: ``outputs/a/b``, ``../x`` and prose are session names, slugged as ever). A ``_N`` after
+# it (``2026-04-20-x_2``) is part of its name (``x_2``, slugged ``x-2``) unless the folder it names is the stand-in
+# ``downloads.real_folder`` made beside a link (``FolderLabel.stand_in``; ``downloads.named_folder`` judges the disk).
+_FOLDER_LABEL = re.compile(r"(?:(?:\./)?outputs/)?((\d{4}-\d{2}-\d{2})-([^\s/\\]*[^\W_][^\s/\\]*))/?")
+_STAND_IN = re.compile(r"(.*[^\W_].*?)_([0-9]+)")  # ``x_2``: a name ``real_folder`` gives the stand-in of ``x``
 PAGE = "index.html"  # the gallery page (gallery.py), in outputs/ and in each session folder
 OWN_INDEX = "kie-mcp-gallery.html"  # the index's name beside an index.html of the user's own (``index_name``)
 # The gallery's pages (gallery.py): its index (under its own name beside an index.html of the user's) and month pages.
@@ -257,15 +259,21 @@ class FolderLabel(NamedTuple):
     """A session label that names a session folder (``folder_label``)."""
 
     day: str  # its day as written: ``2026-04-20``, maybe no date at all (``2026-02-30``)
-    name: str  # its name after the day: ``ugc-batch``; ``x`` of ``2026-04-20-x_2`` (the stand-in of ``...-x``)
+    name: str  # its name after the day: ``ugc-batch``; ``x_2`` of ``2026-04-20-x_2``
     bare: str  # the label without ``outputs/`` and a trailing ``/``: ``2026-04-20-x_2``
+
+    @property
+    def stand_in(self) -> tuple[str, int] | None:
+        """The name and number of the folder this one's name would be the stand-in of (``x_2``: ``x``, 2), which
+        ``real_folder`` makes beside a link of that name; None for a name without ``_N``. Only the disk tells whether
+        it is one (``downloads.named_folder``): otherwise ``x_2`` is a name of its own."""
+        found = _STAND_IN.fullmatch(self.name)
+        return None if found is None else (found[1], int(found[2]))
 
 
 def folder_label(label: str | None) -> FolderLabel | None:
     """A session label that names a session folder (``_FOLDER_LABEL``): its day as written, its name after the day
-    (``ugc-batch``) and the label bare; None for any other label. A ``_N`` after the name (``2026-04-20-x_2``) names
-    the folder ``downloads.real_folder`` made beside a link of the folder without it, a stand-in of that folder (no
-    name kie-mcp gives a session folder has ``_`` in it otherwise): the name is the one without it (``x``)."""
+    (``ugc-batch``, ``x_2``) and the label bare; None for any other label."""
     found = _FOLDER_LABEL.fullmatch((label or "").strip())
     return None if found is None else FolderLabel(found[2], found[3], found[1])
 
