@@ -1,0 +1,46 @@
+"""KIE moved: what kie-mcp does when KIE's prices, model list or price feed change under it.
+
+A charge far above the price table is what the caps and auto-approval count from then on; a model list cut short or a
+price feed in a shape kie-mcp cannot read never replaces the last good one; a price text that names only a floor
+("Starting from 4 credits") is not quoted as exact. Through the real MCP client (both protocol eras) and the
+simulator; nothing of ours is mocked.
+"""
+
+from __future__ import annotations
+
+from .conftest import answering, text_of
+
+IMAGE = {"prompt": "a red apple", "model": "nano-banana-2"}  # 8 credits in the bundled table (resolution 1K)
+
+
+async def kie_charges(controls, credits):
+    await controls.post("prices", {"nano-banana-2": credits})
+    await controls.post("config", {"report_credits_consumed": True})
+
+
+async def test_a_charge_far_above_the_table_is_what_auto_approval_counts_next(connect, controls):
+    """The audit: KIE charged 30 for an 8-credit image; every later call was still "auto-approved: at or under
+    KIE_AUTO_APPROVE_CREDITS=10" and charged 30, because a charge over 2x the table was ignored entirely."""
+    await kie_charges(controls, 30)
+    seen: list[str] = []
+    async with connect(answering(seen=seen), auto_approve_credits=10, max_credits_per_call=100) as client:
+        await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 5})  # the first: 8 by the table
+        estimate = (await client.call_tool("estimate_cost", {**IMAGE, "prompt": "a green pear"})).structured_content
+        again = await client.call_tool("generate_image", {**IMAGE, "prompt": "a blue plum", "wait_seconds": 5})
+    quote = estimate["quote"]
+    assert (quote["credits_total"], quote["credits_counted"]) == (8, 30), quote
+    assert not estimate.get("auto_approved"), estimate
+    assert "far above the price table's 8" in estimate["message"], estimate["message"]
+    assert "count the 30 credits KIE charged" in estimate["message"], estimate["message"]
+    assert len(seen) == 1 and "30" in seen[0], seen  # the user was asked this time, with the figure counted
+    assert "auto-approved" not in text_of(again), text_of(again)
+
+
+async def test_a_charge_far_above_the_table_is_refused_by_the_per_call_cap_before_anything_is_sent(connect, controls):
+    await kie_charges(controls, 30)
+    async with connect(answering(), auto_approve_credits=10, max_credits_per_call=12) as client:
+        await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 5})
+        refused = await client.call_tool("generate_image", {**IMAGE, "prompt": "a blue plum", "wait_seconds": 5})
+    assert refused.is_error and "per-call cap of 12" in text_of(refused), text_of(refused)
+    assert "30 counted" in text_of(refused), text_of(refused)
+    assert len(await controls.creates()) == 1
