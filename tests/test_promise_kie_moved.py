@@ -8,8 +8,13 @@ simulator; nothing of ours is mocked.
 
 from __future__ import annotations
 
-from .conftest import answering, text_of
+import pytest
 
+from .conftest import answering, text_of
+from .test_live_catalog import EXTRA
+from .test_live_wiring import sync
+
+NEW = EXTRA["model"]  # a Market model only KIE's live list has
 IMAGE = {"prompt": "a red apple", "model": "nano-banana-2"}  # 8 credits in the bundled table (resolution 1K)
 
 
@@ -44,3 +49,28 @@ async def test_a_charge_far_above_the_table_is_refused_by_the_per_call_cap_befor
     assert refused.is_error and "per-call cap of 12" in text_of(refused), text_of(refused)
     assert "30 counted" in text_of(refused), text_of(refused)
     assert len(await controls.creates()) == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Starting from 4 credits per image; 2K and 4K outputs cost more.",
+        "From 4 credits per image",
+        "4 credits per image, up to 16 credits for 4K",
+        "4 credits per image or more, depending on the resolution",
+        "Price varies: 4+ credits per image",
+    ],
+)
+async def test_a_live_price_text_that_names_no_exact_price_is_unknown_and_says_why(
+    connect, controls, transport, tmp_path, text
+):
+    """The audit: "Starting from 4 credits per image; 2K and 4K outputs cost more" was quoted as exactly 4 and
+    auto-approved at 4."""
+    await controls.post("catalog/extra", {**EXTRA, "pricingDesc": text})
+    await sync(transport, controls, tmp_path)
+    async with connect(answering(), auto_approve_credits=600, max_credits_per_call=600) as client:
+        estimate = (await client.call_tool("estimate_cost", {"prompt": "a red apple", "model": NEW})).structured_content
+    quote = estimate["quote"]
+    assert not quote["price_known"] and quote["credits_total"] is None, quote
+    assert "not an exact price" in quote["breakdown"] and text.split()[0] in quote["breakdown"], quote
+    assert not estimate.get("auto_approved"), estimate

@@ -70,6 +70,14 @@ MAX_ERRORS = 50
 _CREDITS = re.compile(r"(?<!\d)(\d+(?:\.\d+)?)\s*credits?\b", re.IGNORECASE)
 _PER_SECOND = re.compile(r"per[\s-]*second|each second|a second|/\s*s(?:ec)?\b", re.IGNORECASE)
 _SOME_SECONDS = re.compile(r"\b\d+(?:\.\d+)?\s*(?:-\s*)?(?:s|sec|secs|second|seconds)\b", re.IGNORECASE)
+# A price text that names a floor, a ceiling or a price that moves ("Starting from 4 credits per image; 2K and 4K
+# outputs cost more"): the figure in it is no exact price, so a live-only model priced by it is unknown.
+_NOT_EXACT = re.compile(
+    r"\b(?:from|starting|starts|start at|up to|upto|or more|at least|minimum|as low as|varies|vary|varying|"
+    r"variable|depending|depends|depend|based on|higher|more|extra|additional|surcharge|approx\w*|around|"
+    r"roughly|estimated)\b|[~≈+]\s*\d|\d\s*\+",
+    re.IGNORECASE,
+)
 # -- a live-only model's output count ------------------------------------------------------------------------
 # KIE's price text prices one request or one output; a field asking for several outputs changes what a request
 # costs. A field LOOKS LIKE AN OUTPUT COUNT when it holds whole numbers (integer, number, or an enum of whole
@@ -763,6 +771,13 @@ def live_price_input(
             "costs, so the price is unknown"
         )
         return base.model_copy(update={"breakdown": breakdown})
+    listed = (live.models or {}).get(spec.id) if table is None else None
+    if listed is not None and not_exact(listed.pricing_desc):
+        breakdown = (
+            f"KIE's price text for {spec.id} is {plain(' '.join(listed.pricing_desc.split()), limit=160)}: a "
+            "lowest, highest or varying figure, not an exact price, so the price is unknown"
+        )
+        return base.model_copy(update={"breakdown": breakdown})
     if table is None or rate is None or rate.feed is None:
         return base
     verdict = effective_rate(live, spec, rate)
@@ -911,12 +926,19 @@ def spec_from_live(live: LiveCatalog, model_id: str) -> ModelSpec | None:
     return openapi.spec_from_openapi(model_id, entry.openapi, **common, price=price, price_source=source)
 
 
+def not_exact(text: str | None) -> bool:
+    """Whether KIE's price text names a price that is not exact (``_NOT_EXACT``: from, up to, varies, more...)."""
+    return bool(text) and _NOT_EXACT.search(text or "") is not None
+
+
 def _exact_price(live: LiveCatalog, listed: LiveModel, spec: ModelSpec) -> tuple[PriceSpec, Source] | None:
     """One price that holds for every request, from the feed rows naming the model or from ``pricingDesc``; None
     when the text has several prices or depends on something not in the request (a length it does not state).
 
     A field that looks like an output count (the rule above ``_COUNT_FIELDS``) either multiplies the price, or,
     when the text cannot be applied to it, limits the price to requests that leave it out or set it to 1."""
+    if not_exact(listed.pricing_desc):
+        return None  # "Starting from 4 credits": a floor, never the price (``live_price_input`` says why)
     rows = [r for r in live.feed or [] if r.model_id == listed.model and r.credits is not None]
     from_feed = rows[0] if len(rows) == 1 else None
     if len(rows) > 1:
