@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pytest
 
+from kie_mcp.catalog import load_catalog
+
 from .conftest import answering, text_of
 from .test_live_catalog import EXTRA
 from .test_live_wiring import sync
@@ -74,3 +76,58 @@ async def test_a_live_price_text_that_names_no_exact_price_is_unknown_and_says_w
     assert not quote["price_known"] and quote["credits_total"] is None, quote
     assert "not an exact price" in quote["breakdown"] and text.split()[0] in quote["breakdown"], quote
     assert not estimate.get("auto_approved"), estimate
+
+
+async def resync(transport, controls, workspace):
+    """A sync as the server's and `kie-mcp catalog sync` run it: from the cache the workspace holds."""
+    return await sync(transport, controls, workspace, from_cache=True)
+
+
+async def test_a_model_list_kie_serves_in_pages_is_read_whole(connect, controls, transport, tmp_path):
+    """The audit: a list answered as {"total": 143, "pageNum": 1, "pageSize": 20, "models": [20 rows]} was taken as
+    the whole catalogue, and most bundled Market models became "no longer offered by KIE"."""
+    await controls.post("catalog/moved", {"modelsPageSize": 20})
+    live = await resync(transport, controls, tmp_path)
+    assert live.errors == [] and "nano-banana-2" in live.models and len(live.models) > 40, live.errors
+    async with connect(answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 5})
+    assert not made.is_error and "no longer offered" not in text_of(made), text_of(made)
+
+
+async def test_a_model_list_cut_short_keeps_the_previous_list_and_says_so(connect, controls, transport, tmp_path):
+    before = await resync(transport, controls, tmp_path)
+    await controls.post("catalog/moved", {"modelsPageSize": 20, "modelsServed": 20})
+    live = await resync(transport, controls, tmp_path)
+    assert live.models == before.models and live.fetched_at == before.fetched_at
+    assert any("KIE's list looks incomplete" in e.message for e in live.errors), live.errors
+    async with connect(answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 5})
+    assert not made.is_error and "no longer offered" not in text_of(made), text_of(made)
+
+
+async def test_a_model_list_that_drops_most_market_models_at_once_is_taken_for_one_cut_short(
+    controls, transport, tmp_path
+):
+    before = await resync(transport, controls, tmp_path)
+    market = [spec.id for spec in load_catalog().offered() if spec.family == "market"]
+    for model in market[: len(market) // 2]:  # a list with no total to tell: half of them missing at once
+        await controls.post("catalog/withdraw", {"model": model})
+    live = await resync(transport, controls, tmp_path)
+    assert live.models == before.models, "the previous list is kept"
+    assert any("KIE's list looks incomplete" in e.message for e in live.errors), live.errors
+
+
+async def test_a_price_feed_in_a_shape_kie_mcp_cannot_read_keeps_the_last_good_one(
+    connect, controls, transport, tmp_path
+):
+    """The audit: the same feed under other field names was read as [] and replaced the last good feed silently:
+    every feed-priced model became unknown, said to be gone from KIE's price list, and reserved 600."""
+    before = await resync(transport, controls, tmp_path)
+    await controls.post("catalog/moved", {"feedRenamed": True})
+    live = await resync(transport, controls, tmp_path)
+    assert live.feed == before.feed and live.feed_at == before.feed_at and before.feed
+    assert any("shape kie-mcp cannot read" in e.message for e in live.errors), live.errors
+    async with connect(answering(), auto_approve_credits=20) as client:
+        estimate = (await client.call_tool("estimate_cost", IMAGE)).structured_content
+    assert estimate["quote"]["price_known"] and estimate["quote"]["credits_total"] == 8, estimate["quote"]
+    assert "no longer has" not in estimate["message"], estimate["message"]
