@@ -30,8 +30,11 @@ def feed_row(model_id: str) -> str:
     return next(rate.feed for rate in spec.price.rates if rate.feed)
 
 
-async def sync(transport, controls, workspace: Path, models: tuple[str, ...] = ()) -> LiveCatalog:
-    """What `kie-mcp catalog sync` does, quickly: the simulator's one-lookup-a-second limit is lifted."""
+async def sync(
+    transport, controls, workspace: Path, models: tuple[str, ...] = (), *, from_cache: bool = False
+) -> LiveCatalog:
+    """What `kie-mcp catalog sync` does, quickly: the simulator's one-lookup-a-second limit is lifted.
+    ``from_cache``: from the workspace's cache, as the server and `kie-mcp catalog sync` do (else from nothing)."""
     await controls.post("config", {"catalog_limit_per_second": 0})
     async with KieClient(
         api_key=SANDBOX_API_KEY,
@@ -40,7 +43,8 @@ async def sync(transport, controls, workspace: Path, models: tuple[str, ...] = (
         transport=transport,
         catalog_window=SlidingWindow(1000, 1.0),
     ) as kie:
-        live = await LiveCatalog().sync(kie, models_in_use=list(models))
+        previous = LiveCatalog.load(cache_path(workspace)) if from_cache else LiveCatalog()
+        live = await previous.sync(kie, models_in_use=list(models))
     live.save(cache_path(workspace))
     return live
 

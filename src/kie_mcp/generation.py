@@ -1240,8 +1240,10 @@ def observed_price(rt: Runtime, spec: ModelSpec, options: str, table: ItemPrice)
     """The price to quote, given what KIE charged before for this model and these options, and any warning.
 
     A past charge may raise a quote above the table (KIE raised its price), never lower it. It never prices a
-    request the table cannot price (those depend on an input's length). A charge of 0, or one more than 2x from
-    the table and above what the caps count for it (``ItemPrice.up_to``), is reported as a warning and not trusted.
+    request the table cannot price (those depend on an input's length). A charge of 0, or one less than half the
+    table, is reported as a warning and not trusted. One more than 2x the table and above what the caps count for
+    it (``ItemPrice.up_to``) is not quoted as the price either, but is what the caps and the auto-approve limit
+    count (``up_to``), with a warning: a charge KIE made is never counted as less than it was.
     """
     history = rt.journal.charged_before(spec.id, options)
     if not history:
@@ -1257,6 +1259,22 @@ def observed_price(rt: Runtime, spec: ModelSpec, options: str, table: ItemPrice)
     confirmed = table.model_copy(update={"confirmed_on": day})  # a charge no higher than it counts bears it out
     if table.up_to is not None and table.credits * FAR_FROM_TABLE < charged <= table.up_to + 1e-9:
         return confirmed, None  # within what the caps already count (a link's picture billed at a higher tier)
+    if charged > table.credits * FAR_FROM_TABLE and charged > (table.up_to or 0.0):
+        # Far above the table: the price is not raised on one charge, but what KIE took once it may take again, so
+        # the caps and the auto-approve limit count it (never auto-approved on the table's lower figure).
+        counted = table.model_copy(
+            update={
+                "up_to": charged,
+                "up_to_source": CHARGED_HERE,
+                "up_to_date": day,
+                "up_to_why": f"KIE charged {credits_text(charged)}{how} for the same model and options on {day}",
+            }
+        )
+        return counted, (
+            f"Warning: KIE charged {credits_text(charged)}{how} for this model and these settings on {day}, far above "
+            f"the price table's {credits_figure(table.credits)}; the table's price is quoted, but the caps and "
+            f"auto-approval count the {credits_text(charged)} KIE charged. Check https://kie.ai/logs."
+        )
     if charged <= 0 or not (table.credits / FAR_FROM_TABLE <= charged <= table.credits * FAR_FROM_TABLE):
         return table, (
             f"Warning: KIE charged {credits_text(charged)}{how} for this model and these settings on {day}, far from "

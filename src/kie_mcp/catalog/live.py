@@ -64,12 +64,27 @@ CACHE_NAME = "catalog-live.json"
 CACHE_VERSION = 2
 DEFAULT_MAX_AGE = timedelta(hours=24)
 RETRY_AFTER = timedelta(hours=1)  # after a failed sync, wait this long before the next automatic one
+FEED_PATH = "/client/v1/model-pricing/page"  # the price feed, as errors name it
+# Under this share of a feed's records readable (a description and a price), the feed came in a shape kie-mcp
+# cannot read (fields renamed): an error, the last good feed kept, never every feed-priced model made unknown.
+FEED_READABLE = 0.5
+# Over this share of the bundled Market models gone from one model list to the next, the list was cut short:
+# KIE withdraws a model or a few at a time.
+MOST_WITHDRAWN = 1 / 3
 MAX_FEED_PAGES = 40  # 503 records fit in 6 pages of 100; a changed feed must not turn into an endless download
 EXTRA_SCHEMAS_PER_SYNC = 30  # schemas of live-only image/video models fetched per sync (about 1.1 s each)
 MAX_ERRORS = 50
 _CREDITS = re.compile(r"(?<!\d)(\d+(?:\.\d+)?)\s*credits?\b", re.IGNORECASE)
 _PER_SECOND = re.compile(r"per[\s-]*second|each second|a second|/\s*s(?:ec)?\b", re.IGNORECASE)
 _SOME_SECONDS = re.compile(r"\b\d+(?:\.\d+)?\s*(?:-\s*)?(?:s|sec|secs|second|seconds)\b", re.IGNORECASE)
+# A price text that names a floor, a ceiling or a price that moves ("Starting from 4 credits per image; 2K and 4K
+# outputs cost more"): the figure in it is no exact price, so a live-only model priced by it is unknown.
+_NOT_EXACT = re.compile(
+    r"\b(?:from|starting|starts|start at|up to|upto|or more|at least|minimum|as low as|varies|vary|varying|"
+    r"variable|depending|depends|depend|based on|higher|more|extra|additional|surcharge|approx\w*|around|"
+    r"roughly|estimated)\b|[~≈+]\s*\d|\d\s*\+",
+    re.IGNORECASE,
+)
 # -- a live-only model's output count ------------------------------------------------------------------------
 # KIE's price text prices one request or one output; a field asking for several outputs changes what a request
 # costs. A field LOOKS LIKE AN OUTPUT COUNT when it holds whole numbers (integer, number, or an enum of whole
@@ -395,23 +410,36 @@ class LiveCatalog(_Loose):
         in_use = list(dict.fromkeys(m for m in models_in_use if isinstance(m, str) and m))
         new.models_in_use = in_use
 
+        from kie_mcp.kie.client import ModelListIncomplete
+
+        bundled = catalog if catalog is not None else load_catalog()
         list_ok = True
         try:
             rows = [m for m in (LiveModel.from_wire(r) for r in await kie.list_models()) if m is not None]
-            if rows:
+            dropped = _newly_withdrawn(self.models, {m.model for m in rows}, bundled)
+            if not rows:
+                new._error(stamp, "/api/v1/models", None, None, "KIE listed no models; the previous list was kept")
+            elif dropped is not None:
+                new._error(stamp, "/api/v1/models", None, None, dropped)
+            else:
                 new.models, new.fetched_at = {m.model: m for m in rows}, stamp
                 new.unpublished = {}  # the list read now decides, as ``refused_at`` says
-            else:
-                new._error(stamp, "/api/v1/models", None, None, "KIE listed no models; the previous list was kept")
+        except ModelListIncomplete as err:  # KIE answers, but gave part of its list: the previous one is kept
+            new._error(stamp, "/api/v1/models", None, None, f"{err.message}; the previous list was kept")
         except KieError as err:
             list_ok = False
             new._error_from(stamp, "/api/v1/models", None, err)
 
         try:
             feed = await read_feed(kie)
-            new.feed, new.feed_at = feed, stamp
+            if feed or not self.feed:
+                new.feed, new.feed_at = feed, stamp
+            else:  # an empty feed never replaces a non-empty one (nor its date)
+                new._error(
+                    stamp, FEED_PATH, None, None, "KIE's price feed came empty; the previous one and its date were kept"
+                )
         except KieError as err:
-            new._error_from(stamp, "/client/v1/model-pricing/page", None, err)
+            new._error_from(stamp, FEED_PATH, None, err)
         if prices_tried is not None:  # its own parts: the schemas, success rates and errors still change
             parts = {"schemas": dict(new.schemas), "success": dict(new.success), "errors": list(new.errors)}
             prices_tried(new.model_copy(update=parts))
@@ -419,7 +447,6 @@ class LiveCatalog(_Loose):
         if not list_ok:
             return new  # the key, the network or KIE is failing: per-model lookups would fail the same way
         live = new.models or {}
-        bundled = catalog if catalog is not None else load_catalog()
         extras = [
             m.model
             for m in sorted(live.values(), key=lambda m: m.model)
@@ -478,6 +505,22 @@ class LiveCatalog(_Loose):
         self._error(at, endpoint, model, code, message)
 
 
+def _newly_withdrawn(before: dict[str, LiveModel] | None, listed: set[str], bundled: Catalog) -> str | None:
+    """Why a model list that would newly withdraw more than ``MOST_WITHDRAWN`` of the bundled Market models (those
+    listed before, or all of them on a first read) is taken for a list cut short, not KIE withdrawing them; None
+    when it is not. KIE withdraws a model or a few at a time, never a third of its catalogue in a day."""
+    market = [spec.id for spec in bundled.offered() if spec.family == "market"]
+    if not listed or not market:
+        return None
+    gone = [m for m in market if m not in listed and (before is None or m in before)]
+    if len(gone) <= len(market) * MOST_WITHDRAWN:
+        return None
+    return (
+        f"KIE's list looks incomplete: it leaves out {len(gone)} of the {len(market)} Market models kie-mcp ships "
+        "that were listed before; the previous list was kept"
+    )
+
+
 def _refusal_stands(refused_at: str | None, listed_at: str | None) -> bool:
     """Whether a refusal of ``refused_at`` still stands: no model list was read after it."""
     refused, listed = parse_timestamp(refused_at), parse_timestamp(listed_at)
@@ -490,13 +533,16 @@ async def read_feed(kie: KieClient, *, max_pages: int = MAX_FEED_PAGES) -> list[
 
     rows: list[FeedRow] = []
     seen = 0
+    priced = 0
     total: int | None = None
     for page in range(1, max_pages + 1):
         answer = await kie.price_feed_page(page)
         records = answer["records"]
         total = answer["total"] if answer["total"] is not None else total
         seen += len(records)
-        rows += [r for r in (FeedRow.from_wire(x) for x in records) if r is not None]
+        read = [r for r in (FeedRow.from_wire(x) for x in records) if r is not None]
+        rows += read
+        priced += sum(1 for r in read if r.credits is not None)
         pages = answer["pages"]
         if not records or (pages is not None and page >= pages) or (total is not None and seen >= total):
             break
@@ -505,6 +551,13 @@ async def read_feed(kie: KieClient, *, max_pages: int = MAX_FEED_PAGES) -> list[
     if total is not None and seen < total:
         raise KieError(
             f"KIE's price feed ended after {seen} of {total} records", category=Category.PROTOCOL, retryable=True
+        )
+    if seen and priced < seen * FEED_READABLE:  # records came, but (nearly) none has a description and a price
+        raise KieError(
+            f"KIE's price feed came in a shape kie-mcp cannot read ({priced} of {seen} records readable); the "
+            "previous feed and its date were kept",
+            category=Category.PROTOCOL,
+            endpoint=FEED_PATH,
         )
     return rows
 
@@ -853,6 +906,13 @@ def live_price_input(
             "costs, so the price is unknown"
         )
         return base.model_copy(update={"breakdown": breakdown})
+    listed = (live.models or {}).get(spec.id) if table is None else None
+    if listed is not None and not_exact(listed.pricing_desc):
+        breakdown = (
+            f"KIE's price text for {spec.id} is {plain(' '.join(listed.pricing_desc.split()), limit=160)}: a "
+            "lowest, highest or varying figure, not an exact price, so the price is unknown"
+        )
+        return base.model_copy(update={"breakdown": breakdown})
     if table is None or rate is None or rate.feed is None:
         return base
     verdict = effective_rate(live, spec, rate)
@@ -1001,12 +1061,19 @@ def spec_from_live(live: LiveCatalog, model_id: str) -> ModelSpec | None:
     return openapi.spec_from_openapi(model_id, entry.openapi, **common, price=price, price_source=source)
 
 
+def not_exact(text: str | None) -> bool:
+    """Whether KIE's price text names a price that is not exact (``_NOT_EXACT``: from, up to, varies, more...)."""
+    return bool(text) and _NOT_EXACT.search(text or "") is not None
+
+
 def _exact_price(live: LiveCatalog, listed: LiveModel, spec: ModelSpec) -> tuple[PriceSpec, Source] | None:
     """One price that holds for every request, from the feed rows naming the model or from ``pricingDesc``; None
     when the text has several prices or depends on something not in the request (a length it does not state).
 
     A field that looks like an output count (the rule above ``_COUNT_FIELDS``) either multiplies the price, or,
     when the text cannot be applied to it, limits the price to requests that leave it out or set it to 1."""
+    if not_exact(listed.pricing_desc):
+        return None  # "Starting from 4 credits": a floor, never the price (``live_price_input`` says why)
     rows = [r for r in live.feed or [] if r.model_id == listed.model and r.credits is not None]
     from_feed = rows[0] if len(rows) == 1 else None
     if len(rows) > 1:

@@ -149,6 +149,13 @@ UNKNOWN_ID_SECONDS = 60.0
 UNKNOWN_IDS_KEPT = 1000
 
 
+MAX_MODEL_PAGES = 20  # pages of KIE's model list followed at most (each a paced catalogue lookup)
+
+
+class ModelListIncomplete(KieError):
+    """KIE's model list gave fewer models than its ``total`` counts: never taken as the whole catalogue."""
+
+
 class KieClient:
     clients_built: ClassVar[int] = 0  # HTTP clients built by every KieClient of this process (start-up builds none)
 
@@ -615,7 +622,9 @@ class KieClient:
         """KIE's live model list: ``[{model, slug, title, provider, taskType: [...], description, pricingDesc}]``.
 
         ``data`` is ``{total, models: [...]}``; filters that match nothing give an empty list, never an error.
-        Several ``task_type`` values are sent comma-separated, as KIE takes them.
+        Several ``task_type`` values are sent comma-separated, as KIE takes them. A list that counts more models
+        (``total``) than it gave is followed page by page (``pageNum``, each page a paced catalogue lookup, at most
+        ``MAX_MODEL_PAGES``); still short of its ``total`` after that, it raises ``ModelListIncomplete``.
         """
         params: dict[str, str] = {}
         if task_type:
@@ -624,11 +633,33 @@ class KieClient:
             params["provider"] = provider
         if q:
             params["q"] = q
-        data = await self._catalog_get(MODELS_PATH, params or None)
-        models = data.get("models") if isinstance(data, dict) else data
-        if not isinstance(models, list):
-            raise KieError("KIE's model list had no models array", category=Category.PROTOCOL, endpoint=MODELS_PATH)
-        return [m for m in models if isinstance(m, dict) and isinstance(m.get("model") or m.get("slug"), str)]
+        rows: dict[str, dict[str, Any]] = {}
+        total: int | None = None
+        for page in range(1, MAX_MODEL_PAGES + 1):
+            # Page 1 is asked as KIE documents the list (no paging); a later page only when KIE said it pages it
+            asked = {**params, "pageNum": str(page)} if page > 1 else params
+            data = await self._catalog_get(MODELS_PATH, asked or None)
+            models = data.get("models") if isinstance(data, dict) else data
+            if not isinstance(models, list):
+                raise KieError("KIE's model list had no models array", category=Category.PROTOCOL, endpoint=MODELS_PATH)
+            before = len(rows)
+            for m in models:
+                name = m.get("model") or m.get("slug") if isinstance(m, dict) else None
+                if isinstance(name, str):
+                    rows.setdefault(name, m)
+            counted = data.get("total") if isinstance(data, dict) else None
+            if isinstance(counted, int) and not isinstance(counted, bool) and counted >= 0:
+                total = counted
+            if total is None or len(rows) >= total or len(rows) == before:
+                break  # all of it, or a page that added nothing (KIE ignores pageNum, or the list ended early)
+        if total is not None and len(rows) < total:
+            raise ModelListIncomplete(
+                f"KIE's list looks incomplete: it gave {len(rows)} of the {total} models it counts",
+                category=Category.PROTOCOL,
+                retryable=True,
+                endpoint=MODELS_PATH,
+            )
+        return list(rows.values())
 
     async def model_schema(self, model_id: str) -> dict[str, Any] | None:
         """The model's OpenAPI 3.1 document (``data.openapi``), or None while KIE has not synced it (``null``)."""

@@ -131,6 +131,9 @@ def _catalog_state(sim: Simulator) -> dict[str, Any]:
         "successRates": state.success_rates,
         "extra": sorted(state.extra),
         "feedRegionBlocked": state.feed_region_blocked,
+        "feedRenamed": state.feed_renamed,
+        "modelsPageSize": state.models_page_size,
+        "modelsServed": state.models_served,
     }
 
 
@@ -319,6 +322,20 @@ def routes(sim: Simulator) -> list[Route]:
             sim.catalog.feed_prices[description] = None if credits is None else float(credits)
         return _ok(catalog=_catalog_state(sim))
 
+    async def catalog_moved(request: Request) -> Response:
+        body = await _body(request)
+        if "feedRenamed" in body:
+            if not isinstance(body["feedRenamed"], bool):
+                raise ControlError("feedRenamed must be true or false")
+            sim.catalog.feed_renamed = body["feedRenamed"]
+        for name, attribute in (("modelsPageSize", "models_page_size"), ("modelsServed", "models_served")):
+            if name in body:
+                value = body[name]
+                if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                    raise ControlError(f"{name} must be a whole number >= 1 or null")
+                setattr(sim.catalog, attribute, value)
+        return _ok(catalog=_catalog_state(sim))
+
     async def catalog_success_rate(request: Request) -> Response:
         body = await _body(request)
         model = _catalog_model(sim, body)
@@ -375,6 +392,7 @@ def routes(sim: Simulator) -> list[Route]:
         ("/__sim/catalog/withdraw", catalog_withdraw, ["POST"]),
         ("/__sim/catalog/schema", catalog_schema, ["POST"]),
         ("/__sim/catalog/feed", catalog_feed, ["POST"]),
+        ("/__sim/catalog/moved", catalog_moved, ["POST"]),
         ("/__sim/catalog/success-rate", catalog_success_rate, ["POST"]),
         ("/__sim/catalog/extra", catalog_extra, ["POST"]),
     ]

@@ -13,6 +13,10 @@ answers code 404 (the code KIE's documents list for "not found"; the message is 
 No key: ``POST /client/v1/model-pricing/page`` with ``{pageNum, pageSize <= 100}``: ``data = {records, total,
 pages}``, one record per price-table rate; a rate with ``feed`` uses it as ``modelDescription``.
 
+``/__sim/catalog/moved`` makes KIE move: ``feedRenamed`` serves the feed's records under other field names,
+``modelsPageSize`` serves the model list in pages (``pageNum``; ``total`` counts every model) and ``modelsServed``
+serves none past that many rows (a list cut short); ``null`` turns each off.
+
 Shapes: the kie-models agent skill (supercode.sh/en/skills/kie.ai/kie-models, read 2026-12-02) and public captures
 of the price feed (2026-09); see kie_mcp/catalog/live.py.
 """
@@ -329,7 +333,15 @@ async def list_models(ctx: Ctx) -> Response:
         if words and words not in text:
             continue
         models.append(row)
-    return ctx.ok({"total": len(models), "models": models})
+    state = ctx.sim.catalog
+    if state.models_page_size is None and state.models_served is None:
+        return ctx.ok({"total": len(models), "models": models})
+    # KIE moved: a list served in pages (``pageNum``), none past ``models_served`` rows, ``total`` still all of them
+    size = state.models_page_size or len(models) or 1
+    page = int(ctx.query("pageNum")) if ctx.query("pageNum").isdigit() and int(ctx.query("pageNum")) >= 1 else 1
+    served = models[: state.models_served] if state.models_served is not None else models
+    rows = served[(page - 1) * size : page * size]
+    return ctx.ok({"total": len(models), "pageNum": page, "pageSize": size, "models": rows})
 
 
 async def model_schema(ctx: Ctx) -> Response:
@@ -380,6 +392,10 @@ async def price_feed(ctx: Ctx) -> Response:
         raise KieError(422, "pageNum and pageSize must be integers >= 1")
     size = min(size, MAX_PAGE_SIZE)
     rows = feed_rows(ctx.sim)
+    if ctx.sim.catalog.feed_renamed:  # KIE moved: the same records under other field names
+        rows = [
+            {"name": r["modelDescription"], "price": {"credits": r["creditPrice"]}, "link": r["anchor"]} for r in rows
+        ]
     pages = max(1, math.ceil(len(rows) / size))
     return ctx.ok({"records": rows[(page - 1) * size : page * size], "total": len(rows), "pages": pages})
 

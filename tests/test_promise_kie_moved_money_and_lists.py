@@ -1,0 +1,133 @@
+"""KIE moved: what kie-mcp does when KIE's prices, model list or price feed change under it.
+
+A charge far above the price table is what the caps and auto-approval count from then on; a model list cut short or a
+price feed in a shape kie-mcp cannot read never replaces the last good one; a price text that names only a floor
+("Starting from 4 credits") is not quoted as exact. Through the real MCP client (both protocol eras) and the
+simulator; nothing of ours is mocked.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from kie_mcp.catalog import load_catalog
+
+from .conftest import answering, text_of
+from .test_live_catalog import EXTRA
+from .test_live_wiring import sync
+
+NEW = EXTRA["model"]  # a Market model only KIE's live list has
+IMAGE = {"prompt": "a red apple", "model": "nano-banana-2"}  # 8 credits in the bundled table (resolution 1K)
+
+
+async def kie_charges(controls, credits):
+    await controls.post("prices", {"nano-banana-2": credits})
+    await controls.post("config", {"report_credits_consumed": True})
+
+
+async def test_a_charge_far_above_the_table_is_what_auto_approval_counts_next(connect, controls):
+    """The audit: KIE charged 30 for an 8-credit image; every later call was still "auto-approved: at or under
+    KIE_AUTO_APPROVE_CREDITS=10" and charged 30, because a charge over 2x the table was ignored entirely."""
+    await kie_charges(controls, 30)
+    seen: list[str] = []
+    async with connect(answering(seen=seen), auto_approve_credits=10, max_credits_per_call=100) as client:
+        await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 5})  # the first: 8 by the table
+        estimate = (await client.call_tool("estimate_cost", {**IMAGE, "prompt": "a green pear"})).structured_content
+        again = await client.call_tool("generate_image", {**IMAGE, "prompt": "a blue plum", "wait_seconds": 5})
+    quote = estimate["quote"]
+    assert (quote["credits_total"], quote["credits_counted"]) == (8, 30), quote
+    assert not estimate.get("auto_approved"), estimate
+    assert "far above the price table's 8" in estimate["message"], estimate["message"]
+    assert "count the 30 credits KIE charged" in estimate["message"], estimate["message"]
+    assert len(seen) == 1 and "30" in seen[0], seen  # the user was asked this time, with the figure counted
+    assert "auto-approved" not in text_of(again), text_of(again)
+
+
+async def test_a_charge_far_above_the_table_is_refused_by_the_per_call_cap_before_anything_is_sent(connect, controls):
+    await kie_charges(controls, 30)
+    async with connect(answering(), auto_approve_credits=10, max_credits_per_call=12) as client:
+        await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 5})
+        refused = await client.call_tool("generate_image", {**IMAGE, "prompt": "a blue plum", "wait_seconds": 5})
+    assert refused.is_error and "per-call cap of 12" in text_of(refused), text_of(refused)
+    assert "30 counted" in text_of(refused), text_of(refused)
+    assert len(await controls.creates()) == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Starting from 4 credits per image; 2K and 4K outputs cost more.",
+        "From 4 credits per image",
+        "4 credits per image, up to 16 credits for 4K",
+        "4 credits per image or more, depending on the resolution",
+        "Price varies: 4+ credits per image",
+    ],
+)
+async def test_a_live_price_text_that_names_no_exact_price_is_unknown_and_says_why(
+    connect, controls, transport, tmp_path, text
+):
+    """The audit: "Starting from 4 credits per image; 2K and 4K outputs cost more" was quoted as exactly 4 and
+    auto-approved at 4."""
+    await controls.post("catalog/extra", {**EXTRA, "pricingDesc": text})
+    await sync(transport, controls, tmp_path)
+    async with connect(answering(), auto_approve_credits=600, max_credits_per_call=600) as client:
+        estimate = (await client.call_tool("estimate_cost", {"prompt": "a red apple", "model": NEW})).structured_content
+    quote = estimate["quote"]
+    assert not quote["price_known"] and quote["credits_total"] is None, quote
+    assert "not an exact price" in quote["breakdown"] and text.split()[0] in quote["breakdown"], quote
+    assert not estimate.get("auto_approved"), estimate
+
+
+async def resync(transport, controls, workspace):
+    """A sync as the server's and `kie-mcp catalog sync` run it: from the cache the workspace holds."""
+    return await sync(transport, controls, workspace, from_cache=True)
+
+
+async def test_a_model_list_kie_serves_in_pages_is_read_whole(connect, controls, transport, tmp_path):
+    """The audit: a list answered as {"total": 143, "pageNum": 1, "pageSize": 20, "models": [20 rows]} was taken as
+    the whole catalogue, and most bundled Market models became "no longer offered by KIE"."""
+    await controls.post("catalog/moved", {"modelsPageSize": 20})
+    live = await resync(transport, controls, tmp_path)
+    assert live.errors == [] and "nano-banana-2" in live.models and len(live.models) > 40, live.errors
+    async with connect(answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 5})
+    assert not made.is_error and "no longer offered" not in text_of(made), text_of(made)
+
+
+async def test_a_model_list_cut_short_keeps_the_previous_list_and_says_so(connect, controls, transport, tmp_path):
+    before = await resync(transport, controls, tmp_path)
+    await controls.post("catalog/moved", {"modelsPageSize": 20, "modelsServed": 20})
+    live = await resync(transport, controls, tmp_path)
+    assert live.models == before.models and live.fetched_at == before.fetched_at
+    assert any("KIE's list looks incomplete" in e.message for e in live.errors), live.errors
+    async with connect(answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 5})
+    assert not made.is_error and "no longer offered" not in text_of(made), text_of(made)
+
+
+async def test_a_model_list_that_drops_most_market_models_at_once_is_taken_for_one_cut_short(
+    controls, transport, tmp_path
+):
+    before = await resync(transport, controls, tmp_path)
+    market = [spec.id for spec in load_catalog().offered() if spec.family == "market"]
+    for model in market[: len(market) // 2]:  # a list with no total to tell: half of them missing at once
+        await controls.post("catalog/withdraw", {"model": model})
+    live = await resync(transport, controls, tmp_path)
+    assert live.models == before.models, "the previous list is kept"
+    assert any("KIE's list looks incomplete" in e.message for e in live.errors), live.errors
+
+
+async def test_a_price_feed_in_a_shape_kie_mcp_cannot_read_keeps_the_last_good_one(
+    connect, controls, transport, tmp_path
+):
+    """The audit: the same feed under other field names was read as [] and replaced the last good feed silently:
+    every feed-priced model became unknown, said to be gone from KIE's price list, and reserved 600."""
+    before = await resync(transport, controls, tmp_path)
+    await controls.post("catalog/moved", {"feedRenamed": True})
+    live = await resync(transport, controls, tmp_path)
+    assert live.feed == before.feed and live.feed_at == before.feed_at and before.feed
+    assert any("shape kie-mcp cannot read" in e.message for e in live.errors), live.errors
+    async with connect(answering(), auto_approve_credits=20) as client:
+        estimate = (await client.call_tool("estimate_cost", IMAGE)).structured_content
+    assert estimate["quote"]["price_known"] and estimate["quote"]["credits_total"] == 8, estimate["quote"]
+    assert "no longer has" not in estimate["message"], estimate["message"]
