@@ -99,3 +99,26 @@ async def test_a_withdrawn_default_or_alias_target_gives_way_to_the_first_live_a
     assert "nano-banana-2-1 is used" in text_of(by_alias) and "no longer offered by KIE" in text_of(by_alias)
     assert by_id.is_error and "no longer offered by KIE" in text_of(by_id)  # named by its id: refused, as before
     assert [c["body"]["model"] for c in await controls.creates()] == ["nano-banana-2-1"]
+
+
+async def test_a_stand_in_is_never_auto_approved_nor_taken_by_another_tool_or_a_resource(
+    connect, controls, transport, tmp_path
+):
+    """The review of the stand-in: generate_video with "nano banana" made and charged an image (auto-approved) once
+    nano-banana-2 was withdrawn; kie://models/Nano Banana 2 answered nano-banana-2-1's document as if it were the
+    model asked for; a stand-in was auto-approved though the person never chose it and it may cost more. A stand-in
+    is only ever of the tool's kind, never answers a resource, and is always asked about."""
+    await controls.post("catalog/withdraw", {"model": NB2})
+    await sync(transport, controls, tmp_path)
+    async with connect(auto_approve_credits=30) as client:  # no form: anything not auto-approved is asked back
+        video = await client.call_tool("generate_video", {"prompt": "a red apple", "model": "nano banana"})
+        image = await client.call_tool("generate_image", {"prompt": "a red apple", "wait_seconds": 5})
+        try:
+            document = (await client.read_resource("kie://models/Nano%20Banana%202")).contents[0].text
+        except Exception as refused:  # the SDK raises the server's error
+            document = str(refused)
+    assert video.is_error and "no longer offered by KIE" in text_of(video), text_of(video)  # refused, as before
+    assert not image.is_error and image.structured_content["status"] == "confirmation_required", text_of(image)
+    assert "nano-banana-2-1 is used" in text_of(image) and "Never auto-approved" in text_of(image)
+    assert '"id": "nano-banana-2-1"' not in document and "no longer offered by KIE" in document, document[:300]
+    assert await controls.creates() == []

@@ -607,3 +607,12 @@ async def test_a_callback_asked_for_in_options_is_refused_saying_why_none_is_nee
         text = await error_text(client, "generate_video", arguments)
     assert f'has no field "{field}"' in text and "kie-mcp takes no callback" in text, text
     assert "follows every task itself" in text and await controls.creates() == []
+
+
+def test_a_list_of_allowed_values_names_forty_and_says_how_many_more():
+    """The review: a live schema's enum of 20,000 values made one refusal of about 300 KB, twice over."""
+    from kie_mcp.words import listed
+
+    many = listed(f"{n}K" for n in range(2, 20_000))
+    assert many.startswith("2K, 3K") and many.endswith("41K and 19958 more") and len(many) < 400
+    assert listed(str(n) for n in range(6, 31)) == ", ".join(str(n) for n in range(6, 31))  # Grok's 25: all named

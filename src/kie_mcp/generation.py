@@ -160,6 +160,7 @@ class Plan:
     reserved_at: float | None = None  # the moment it was made (epoch seconds): its refunds count at that moment
     reservation: int | None = None  # its entry in the journal (``Reservation.entry``), counting its creates not begun
     unsettled: bool = False  # the same request was sent lately and its outcome is unknown: never auto-approved
+    stood_in: bool = False  # the model stands in for a withdrawn default or short name's: never auto-approved
     least: float = 0.0  # an unknown price: the least the call can cost (``least_credits`` x variations)
     most: float | None = None  # an unknown price: the most it can cost by the catalogue (``most_credits``), or None
     most_why: str = ""  # where ``most`` comes from, and what would bind the price: for a refusal over the caps
@@ -370,6 +371,7 @@ async def plan(
         parent_task_id=continues[0] if continues else None,
         operation=continues[1] if continues else None,
         unsettled=twin is not None,
+        stood_in=bool(model_notes),
         least=cost.least,
         most=cost.most,
         most_why=cost.most_why,
@@ -552,10 +554,11 @@ def live_only_counted(price: ItemPrice, per_call: float) -> ItemPrice:
 
 def auto_approve_limit(rt: Runtime, p: Plan) -> float:
     """The auto-approve limit for ``p``: 0 for a request whose same twin's outcome is unknown (``unsettled``), whose
-    price only KIE's live list gives (``ItemPrice.live_only``) or whose price is old and unconfirmed
-    (``unconfirmed_old``), else ``KIE_AUTO_APPROVE_CREDITS``. The one place this is decided: the approval itself,
-    the estimate's ``auto_approved`` and the approval card use it."""
-    if p.unsettled or p.price.live_only or unconfirmed_old(rt, p.price):
+    model stands in for a withdrawn one the call named or defaulted to (``stood_in``: the person never chose it, and
+    it may cost more), whose price only KIE's live list gives (``ItemPrice.live_only``) or whose price is old and
+    unconfirmed (``unconfirmed_old``), else ``KIE_AUTO_APPROVE_CREDITS``. The one place this is decided: the
+    approval itself, the estimate's ``auto_approved`` and the approval card use it."""
+    if p.unsettled or p.stood_in or p.price.live_only or unconfirmed_old(rt, p.price):
         return 0.0
     return rt.settings.auto_approve_credits
 
@@ -938,15 +941,19 @@ def resolve_model(
     alternatives = is_withdrawn(rt.live, spec.id, rt.catalog)
     if alternatives is not None:
         gone = gone_words(*gone_from(rt.live, spec.id))
-        stand_in = _stand_in(rt, spec, alternatives) if default or not _names_id(name, spec.id) else None
+        # Only a caller that says so to the person (a generate call's plan, ``notes``), and only for the tool's
+        # default or a name that is not the id, and only a model of the tool's kind doing what the gone one did
+        asks = notes is not None and (default or not _names_id(name, spec.id)) and (not kind or spec.kind == kind)
+        stand_in = _stand_in(rt, spec, alternatives) if asks else None
         if stand_in is None:
             raise WithdrawnModelError(spec.id, alternatives, gone)
-        if notes is not None:
-            how = "the default model" if default else f"{plain(name)} named {spec.id}, which"
-            notes.append(
-                f"{stand_in.id} is used: {how} is no longer offered by KIE ({gone}), and {stand_in.id} is the first "
-                f"of what to use instead ({', '.join(alternatives)}). Name a model to choose another."
-            )
+        assert notes is not None
+        how = "the default model" if default else f"{plain(name)} named {spec.id}, which"
+        notes.append(
+            f"{stand_in.id} is used: {how} is no longer offered by KIE ({gone}), and {stand_in.id} is the first "
+            f"of what to use instead ({', '.join(alternatives)}) that does what it did. Never auto-approved: it may "
+            "cost more. Name a model to choose another."
+        )
         return stand_in
     if kind and spec.kind != kind:
         hint = f"{spec.id} makes {spec.kind}s; use generate_{spec.kind} for it."
@@ -970,13 +977,19 @@ def _names_id(name: str, model_id: str) -> bool:
 
 
 def _stand_in(rt: Runtime, spec: ModelSpec, alternatives: Sequence[str]) -> ModelSpec | None:
-    """The first of ``alternatives`` (a withdrawn model's, best first) that KIE sells, of the same kind; or None."""
+    """The first of ``alternatives`` (a withdrawn model's, best first) that KIE sells, of the same kind and able to
+    do all it did (its capabilities: a text-to-video model never stands in by an image-to-video one); or None."""
     from kie_mcp.catalog.live import is_gone
 
     for model_id in alternatives:
         other = rt.catalog.get(model_id)
         sold = other is not None and other.withdrawn is None and not is_gone(rt.live, model_id, rt.catalog)
-        if sold and other.kind == spec.kind and other.followup is None:
+        if (
+            sold
+            and other.kind == spec.kind
+            and other.followup is None
+            and set(spec.capabilities) <= set(other.capabilities)
+        ):
             return other
     return None
 

@@ -141,7 +141,7 @@ from kie_mcp.tasks.records import (
     charged_text,
     time_left_words,
 )
-from kie_mcp.toolschema import BLANK_MEANS_UNSET, FREE_TEXT
+from kie_mcp.toolschema import BLANK_MEANS_UNSET, FREE_TEXT, is_blank
 from kie_mcp.words import duration_text, path_text, plain, readable_text, timestamp
 
 if TYPE_CHECKING:
@@ -1275,7 +1275,7 @@ def _gate(kind: str) -> tuple[Any, Any]:
         rt = _runtime(ctx)
         shared = root_folders(arguments.pop("roots", None))
         named = ((ctx.request_context.params or {}).get("arguments") or {}).get("model")
-        by_default = not (isinstance(named, str) and named.strip())  # the tool's default model: another may stand in
+        by_default = not isinstance(named, str) or is_blank(named)  # the tool's default model: another may stand in
         with _user_errors():
             args = gen.GenerationArgs(**_args(arguments), model_by_default=by_default)
             plan = await gen.plan(rt, args, kind, shared)

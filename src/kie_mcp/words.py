@@ -236,9 +236,14 @@ def made_of(operation: str | None, task_id: str) -> str:
     return f"{MADE_AS.get(operation or '', 'follow-up')} of task {task_id}"
 
 
+LISTED_MOST = 40  # values a message names before "and N more" (a live enum of 20,000 read as 300 KB)
+
+
 def listed(values: Any, *, quoted: bool = False) -> str:
-    """Allowed values for a message: ``std, pro, 4K``."""
-    return ", ".join(plain(v, quoted=quoted) for v in values)
+    """Allowed values for a message: ``std, pro, 4K``; the first ``LISTED_MOST`` of more, and how many more."""
+    values = list(values)
+    shown = ", ".join(plain(v, quoted=quoted) for v in values[:LISTED_MOST])
+    return shown if len(values) <= LISTED_MOST else f"{shown} and {len(values) - LISTED_MOST} more"
 
 
 def timestamp(moment: float | datetime | None = None) -> str:

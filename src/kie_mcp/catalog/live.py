@@ -734,6 +734,9 @@ def note_unpublished(path: Path, model_id: str, now: datetime | None = None) -> 
     LiveCatalog.load(path).with_unpublished(model_id, now).save(path)
 
 
+LIVE_VALUES_TRIED = 200  # values of a live schema's enum tried against kie-mcp's data when a default is refused
+
+
 def stricter_problems(live: LiveCatalog, spec: ModelSpec, wire: Mapping[str, Any]) -> list[Problem]:
     """Where ``wire`` (already valid for the bundled data) breaks KIE's live schema of the model: an enum narrowed,
     a field now required, a tighter minimum/maximum, maxLength or item count. Local ``$ref``s are resolved and a
@@ -783,7 +786,8 @@ def fit_live_defaults(
             del fitted[name]
             notes.append(f"{name} is left out, for KIE to choose: {why}. Set {setting} to choose.")
         else:
-            values = openapi.allowed_values(entry.openapi, prop or {}) or []
+            # the first few hundred (a garbage schema's enum of thousands priced one by one took seconds a call)
+            values = (openapi.allowed_values(entry.openapi, prop or {}) or [])[:LIVE_VALUES_TRIED]
             ours_too = [v for v in values if _bundled_takes(spec, {**fitted, name: v})]
             pick = f" Set {setting} to one of {listed(ours_too)}." if ours_too else " Use another model for now."
             cannot = [v for v in values if v not in ours_too]
