@@ -122,3 +122,17 @@ async def test_a_stand_in_is_never_auto_approved_nor_taken_by_another_tool_or_a_
     assert "nano-banana-2-1 is used" in text_of(image) and "Never auto-approved" in text_of(image)
     assert '"id": "nano-banana-2-1"' not in document and "no longer offered by KIE" in document, document[:300]
     assert await controls.creates() == []
+
+
+async def test_estimate_cost_without_a_model_names_what_the_generate_call_would_use_now(
+    connect, controls, transport, tmp_path
+):
+    """The review: with the default image model withdrawn, estimate_cost without a model told the agent to pass
+    model='nano-banana-2', which is then refused as withdrawn, while generate_image without a model uses what stands
+    in for it. It names the model the generate call would use now."""
+    await controls.post("catalog/withdraw", {"model": NB2})
+    await sync(transport, controls, tmp_path)
+    async with connect() as client:
+        refused = await client.call_tool("estimate_cost", {"prompt": "a red apple"})
+    assert refused.is_error and "model='nano-banana-2-1' (generate_image)" in text_of(refused), text_of(refused)
+    assert "model='veo3_fast' (generate_video)" in text_of(refused) and await controls.creates() == []

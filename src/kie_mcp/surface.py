@@ -322,6 +322,18 @@ BindQuoteId = Annotated[
 # generate_image's model when none is named; when KIE withdrew it, the first live model its refusal names stands in
 DEFAULT_IMAGE_MODEL = "nano-banana-2"
 DEFAULT_VIDEO_MODEL = "veo3_fast"  # generate_video's
+_DEFAULTS = ((DEFAULT_IMAGE_MODEL, "image"), (DEFAULT_VIDEO_MODEL, "video"))
+
+
+def _default_now(rt: Runtime, name: str, kind: str) -> str:
+    """The model a generate tool named ``kind`` uses when its call names none: its default, or what stands in for it
+    once KIE withdrew it (``generation.resolve_model``), as estimate_cost tells an agent to pass it."""
+    try:
+        return gen.resolve_model(rt, name, kind, default=True, notes=[]).id
+    except (LookupError, InvalidRequest):  # withdrawn with nothing to stand in: named as it is, refused when used
+        return name
+
+
 NOT_PRICED = "Taken so that a generate call's arguments can be priced unchanged; it does not change the price."
 # check_task of a finished task another server on the workspace follows: that server saves its results, never this one
 SAVED_ELSEWHERE = (
@@ -711,9 +723,10 @@ def _define_tools(mcp: _ToolRecorder) -> None:
                 tool = "continue_video"
             else:
                 if not model:
+                    image, video = (_default_now(rt, name, kind) for name, kind in _DEFAULTS)
                     raise ToolError(
-                        f"estimate_cost needs model: the generate tools' defaults are model='{DEFAULT_IMAGE_MODEL}' "
-                        f"(generate_image) and model='{DEFAULT_VIDEO_MODEL}' (generate_video); pass the one the "
+                        f"estimate_cost needs model: the generate tools' defaults are model='{image}' "
+                        f"(generate_image) and model='{video}' (generate_video); pass the one the "
                         "generate call will use (or task_id and operation, to price a follow-up of a finished video "
                         "with continue_video). Nothing was priced."
                     )
