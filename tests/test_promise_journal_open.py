@@ -136,7 +136,7 @@ async def test_a_journal_held_at_start_is_said_to_be_locked_and_opens_once_free_
             made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 20})
     finally:
         holder.close()
-    assert pinged_in < 0.3  # 30 s before
+    assert pinged_in < 5.0  # 30 s before (the journal's busy wait); under 0.3 s on an idle machine, 0.5 under load
     for answer in (listed, estimate):
         assert answer.is_error
         says_locked_by_another_program(text_of(answer))
