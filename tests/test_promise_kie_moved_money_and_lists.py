@@ -8,9 +8,12 @@ simulator; nothing of ours is mocked.
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from kie_mcp.catalog import load_catalog
+from kie_mcp.journal import journal_path
 
 from .conftest import answering, text_of
 from .test_live_catalog import EXTRA
@@ -51,6 +54,48 @@ async def test_a_charge_far_above_the_table_is_refused_by_the_per_call_cap_befor
     assert refused.is_error and "per-call cap of 12" in text_of(refused), text_of(refused)
     assert "30 counted" in text_of(refused), text_of(refused)
     assert len(await controls.creates()) == 1
+
+
+async def test_a_charge_far_above_the_table_counts_for_a_day_then_the_table_counts_again(connect, controls, tmp_path):
+    """The review: one 30-credit charge for an 8-credit image, with a per-call cap of 12, refused every later call
+    before sending, for good: no newer charge could replace it, even once KIE's price was back to 8."""
+    await kie_charges(controls, 30)
+    async with connect(answering(), auto_approve_credits=10, max_credits_per_call=12) as client:
+        await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 5})
+        await controls.post("prices", {"nano-banana-2": None})  # KIE is back to its listed 8
+        refused = await client.call_tool("generate_image", {**IMAGE, "prompt": "a blue plum", "wait_seconds": 5})
+        with sqlite3.connect(journal_path(tmp_path)) as db:  # that charge's task ended 25 hours ago
+            db.execute("UPDATE tasks SET updated = updated - ?", (25 * 3600,))
+        estimate = (await client.call_tool("estimate_cost", {**IMAGE, "prompt": "a green pear"})).structured_content
+        again = await client.call_tool("generate_image", {**IMAGE, "prompt": "a blue plum", "wait_seconds": 5})
+    assert refused.is_error and "counted until" in text_of(refused), text_of(refused)
+    assert "other settings of this model" in text_of(refused), text_of(refused)
+    quote = estimate["quote"]
+    assert quote["credits_total"] == 8 and quote["credits_counted"] in (None, 8), quote
+    assert estimate.get("auto_approved"), estimate
+    assert "more than 24 hours ago" in estimate["message"], estimate["message"]
+    assert not again.is_error, text_of(again)
+    assert len(await controls.creates()) == 2
+
+
+@pytest.mark.parametrize("reported", [5000, 10**7])
+async def test_a_charge_beyond_any_sane_price_is_unreadable_and_fills_nothing(connect, controls, mode, reported):
+    """The review: a creditsConsumed of 5000 (or 1e308) for an 8-credit image filled today's ledger and locked the
+    model out; it cannot be what KIE charged, so it is handled like NaN: the 8 reserved stay counted as spent."""
+    await controls.post("balance", {"credits": 2 * 10**7})
+    await kie_charges(controls, reported)
+    async with connect(answering(), auto_approve_credits=10, max_credits_per_call=100) as client:
+        first = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 5})
+        await controls.post("prices", {"nano-banana-2": None})
+        credits = (await client.call_tool("check_credits", {})).structured_content
+        estimate = (await client.call_tool("estimate_cost", {**IMAGE, "prompt": "a green pear"})).structured_content
+        again = await client.call_tool("generate_image", {**IMAGE, "prompt": "a blue plum", "wait_seconds": 5})
+    assert "could not be read" in text_of(first), text_of(first)
+    assert credits["spent_today"] == 8, credits
+    quote = estimate["quote"]
+    assert quote["credits_total"] == 8 and quote["credits_counted"] in (None, 8), quote
+    assert estimate.get("auto_approved"), estimate
+    assert not again.is_error and "auto-approved" in text_of(again), text_of(again)
 
 
 @pytest.mark.parametrize(
