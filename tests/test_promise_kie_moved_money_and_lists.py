@@ -162,6 +162,26 @@ async def test_a_model_list_that_drops_most_market_models_at_once_is_taken_for_o
     assert any("KIE's list looks incomplete" in e.message for e in live.errors), live.errors
 
 
+async def test_a_price_feed_cut_short_keeps_the_last_good_one_and_says_so(connect, controls, transport, tmp_path, mode):
+    """The review: a feed of one record replaced a feed of hundreds (only an empty feed was refused), and every
+    other feed-priced model lost its price."""
+    before = await resync(transport, controls, tmp_path)
+    await controls.post("catalog/moved", {"feedServed": 1})
+    live = await resync(transport, controls, tmp_path)
+    assert live.feed == before.feed and live.feed_at == before.feed_at and len(before.feed) > 3
+    assert any(
+        f"came with 1 rows, more than a third fewer than the previous {len(before.feed)}" in e.message
+        for e in live.errors
+    ), live.errors
+    async with connect(answering(), auto_approve_credits=20) as client:
+        estimate = (await client.call_tool("estimate_cost", IMAGE)).structured_content
+    assert estimate["quote"]["price_known"] and estimate["quote"]["credits_total"] == 8, estimate["quote"]
+    assert "no longer has" not in estimate["message"], estimate["message"]
+    await controls.post("catalog/moved", {"feedServed": len(before.feed) - 2})  # KIE dropped two prices: taken
+    shorter = await resync(transport, controls, tmp_path)
+    assert len(shorter.feed) == len(before.feed) - 2 and not shorter.errors, shorter.errors
+
+
 async def test_a_price_feed_in_a_shape_kie_mcp_cannot_read_keeps_the_last_good_one(
     connect, controls, transport, tmp_path
 ):

@@ -65,6 +65,9 @@ CACHE_VERSION = 2
 DEFAULT_MAX_AGE = timedelta(hours=24)
 RETRY_AFTER = timedelta(hours=1)  # after a failed sync, wait this long before the next automatic one
 FEED_PATH = "/client/v1/model-pricing/page"  # the price feed, as errors name it
+# A feed with fewer rows than the previous one's divided by this (more than a third fewer) is taken for one cut
+# short: the previous feed and its date are kept (``LiveCatalog.sync``), as for a model list cut short.
+FEED_CUT_SHORT = 1.5
 # Under this share of a feed's records readable (a description and a price), the feed came in a shape kie-mcp
 # cannot read (fields renamed): an error, the last good feed kept, never every feed-priced model made unknown.
 FEED_READABLE = 0.5
@@ -432,11 +435,20 @@ class LiveCatalog(_Loose):
 
         try:
             feed = await read_feed(kie)
-            if feed or not self.feed:
+            if not self.feed or len(feed) * FEED_CUT_SHORT >= len(self.feed):
                 new.feed, new.feed_at = feed, stamp
-            else:  # an empty feed never replaces a non-empty one (nor its date)
+            elif not feed:  # an empty feed never replaces a non-empty one (nor its date)
                 new._error(
                     stamp, FEED_PATH, None, None, "KIE's price feed came empty; the previous one and its date were kept"
+                )
+            else:  # nor does one more than a third shorter: a feed cut short, as a model list can be
+                new._error(
+                    stamp,
+                    FEED_PATH,
+                    None,
+                    None,
+                    f"KIE's price feed came with {len(feed)} rows, more than a third fewer than the previous "
+                    f"{len(self.feed)} (cut short?); the previous one and its date were kept",
                 )
         except KieError as err:
             new._error_from(stamp, FEED_PATH, None, err)

@@ -134,6 +134,7 @@ def _catalog_state(sim: Simulator) -> dict[str, Any]:
         "feedRenamed": state.feed_renamed,
         "modelsPageSize": state.models_page_size,
         "modelsServed": state.models_served,
+        "feedServed": state.feed_served,
     }
 
 
@@ -328,7 +329,11 @@ def routes(sim: Simulator) -> list[Route]:
             if not isinstance(body["feedRenamed"], bool):
                 raise ControlError("feedRenamed must be true or false")
             sim.catalog.feed_renamed = body["feedRenamed"]
-        for name, attribute in (("modelsPageSize", "models_page_size"), ("modelsServed", "models_served")):
+        for name, attribute in (
+            ("modelsPageSize", "models_page_size"),
+            ("modelsServed", "models_served"),
+            ("feedServed", "feed_served"),
+        ):
             if name in body:
                 value = body[name]
                 if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):

@@ -14,6 +14,7 @@ No key: ``POST /client/v1/model-pricing/page`` with ``{pageNum, pageSize <= 100}
 pages}``, one record per price-table rate; a rate with ``feed`` uses it as ``modelDescription``.
 
 ``/__sim/catalog/moved`` makes KIE move: ``feedRenamed`` serves the feed's records under other field names,
+``feedServed`` only its first records,
 ``modelsPageSize`` serves the model list in pages (``pageNum``; ``total`` counts every model) and ``modelsServed``
 serves none past that many rows (a list cut short); ``null`` turns each off.
 
@@ -392,6 +393,8 @@ async def price_feed(ctx: Ctx) -> Response:
         raise KieError(422, "pageNum and pageSize must be integers >= 1")
     size = min(size, MAX_PAGE_SIZE)
     rows = feed_rows(ctx.sim)
+    if ctx.sim.catalog.feed_served is not None:  # KIE moved: a feed cut short, saying it is whole
+        rows = rows[: ctx.sim.catalog.feed_served]
     if ctx.sim.catalog.feed_renamed:  # KIE moved: the same records under other field names
         rows = [
             {"name": r["modelDescription"], "price": {"credits": r["creditPrice"]}, "link": r["anchor"]} for r in rows
