@@ -139,6 +139,21 @@ async def test_a_model_list_kie_serves_in_pages_is_read_whole(connect, controls,
     assert not made.is_error and "no longer offered" not in text_of(made), text_of(made)
 
 
+@pytest.mark.parametrize("shape", ["text", "float", "negative", "missing"])
+async def test_a_paged_model_list_is_read_whole_whatever_its_total_is_written_as(
+    connect, controls, transport, tmp_path, shape
+):
+    """The review: a paged list whose ``total`` came as "143", 143.0 or -1 was taken as complete after its first
+    page (the total ignored), so most bundled Market models were about to be called withdrawn."""
+    before = await resync(transport, controls, tmp_path)
+    await controls.post("catalog/moved", {"modelsPageSize": 20, "modelsTotal": shape})
+    live = await resync(transport, controls, tmp_path)
+    assert live.errors == [] and set(live.models) == set(before.models), live.errors
+    async with connect(answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 5})
+    assert not made.is_error and "no longer offered" not in text_of(made), text_of(made)
+
+
 async def test_a_model_list_cut_short_keeps_the_previous_list_and_says_so(connect, controls, transport, tmp_path):
     before = await resync(transport, controls, tmp_path)
     await controls.post("catalog/moved", {"modelsPageSize": 20, "modelsServed": 20})

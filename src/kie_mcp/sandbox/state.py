@@ -238,6 +238,9 @@ class LiveCatalogState:
     models_page_size: int | None = None
     models_served: int | None = None
     feed_served: int | None = None
+    # How a paged list writes its ``total``: "number" (as KIE documents it), "text" ("143"), "float" (143.0),
+    # "negative" (-1) or "missing".
+    models_total: str = "number"
 
 
 @dataclass(frozen=True)
