@@ -13,6 +13,7 @@ import sqlite3
 import pytest
 
 from kie_mcp.catalog import load_catalog
+from kie_mcp.catalog.live import LiveCatalog, cache_path, sync_summary
 from kie_mcp.journal import journal_path
 
 from .conftest import answering, text_of
@@ -175,6 +176,37 @@ async def test_a_model_list_that_drops_most_market_models_at_once_is_taken_for_o
     live = await resync(transport, controls, tmp_path)
     assert live.models == before.models, "the previous list is kept"
     assert any("KIE's list looks incomplete" in e.message for e in live.errors), live.errors
+
+
+async def test_a_smaller_model_list_seen_twice_an_hour_apart_is_taken_as_kie_withdrawing_models(
+    connect, controls, transport, tmp_path
+):
+    """The review: a real cull was never accepted (each sync compared with the list it kept, refused again for ever),
+    and a model KIE added in the same list was never seen either."""
+    await resync(transport, controls, tmp_path)
+    market = [spec.id for spec in load_catalog().offered() if spec.family == "market"]
+    culled = market[: len(market) // 2]
+    for model in culled:
+        await controls.post("catalog/withdraw", {"model": model})
+    await controls.post("catalog/extra", EXTRA)  # KIE also added a model
+    first = await resync(transport, controls, tmp_path)
+    assert culled[0] in first.models and NEW in first.models, "refused, but the new model is taken in"
+    assert any("the same list again an hour or more after" in e.message for e in first.errors), first.errors
+    again = await resync(transport, controls, tmp_path)  # the same list, minutes later: still refused
+    assert culled[0] in again.models and again.errors, again.errors
+    cache = LiveCatalog.load(cache_path(tmp_path))
+    assert cache.smaller_list is not None and cache.smaller_feed is not None  # their prices went with them
+    cache.smaller_list.at = cache.smaller_feed.at = "2020-01-01T00:00:00Z"  # both were first seen long ago
+    cache.save(cache_path(tmp_path))
+    taken = await resync(transport, controls, tmp_path)
+    assert culled[0] not in taken.models and NEW in taken.models and not taken.errors, taken.errors
+    assert len(taken.feed) < len(first.feed), "the feed without their prices is taken too"
+    summary = sync_summary(taken, load_catalog())
+    assert any("taken as KIE's list" in line for line in summary), summary
+    assert any("taken as KIE's feed" in line for line in summary), summary
+    async with connect(answering()) as client:
+        listed_new = (await client.call_tool("list_models", {"query": NEW})).structured_content
+    assert NEW in [m["id"] for m in listed_new["models"]], listed_new
 
 
 async def test_a_price_feed_cut_short_keeps_the_last_good_one_and_says_so(connect, controls, transport, tmp_path, mode):
