@@ -107,6 +107,10 @@ async def test_a_charge_beyond_any_sane_price_is_unreadable_and_fills_nothing(co
         "4 credits per image, up to 16 credits for 4K",
         "4 credits per image or more, depending on the resolution",
         "Price varies: 4+ credits per image",
+        "4 credits per image; 4K: 16",
+        "4-8 credits per image",
+        "between 4 and 8 credits per image",
+        "4 or 8 credits per image",
     ],
 )
 async def test_a_live_price_text_that_names_no_exact_price_is_unknown_and_says_why(
@@ -122,6 +126,27 @@ async def test_a_live_price_text_that_names_no_exact_price_is_unknown_and_says_w
     assert not quote["price_known"] and quote["credits_total"] is None, quote
     assert "not an exact price" in quote["breakdown"] and text.split()[0] in quote["breakdown"], quote
     assert not estimate.get("auto_approved"), estimate
+
+
+@pytest.mark.parametrize(
+    ("text", "credits"),
+    [
+        ("from the 2026 list: 4 credits per image", 4),
+        ("4 credits per image, no additional fees", 4),
+        ("Higher quality: 10 credits per image", 10),
+    ],
+)
+async def test_a_live_price_text_with_one_exact_figure_is_that_price(
+    connect, controls, transport, tmp_path, text, credits
+):
+    """The review: "from", "additional" or "higher" anywhere in the text made an exact price unknown."""
+    await controls.post("catalog/extra", {**EXTRA, "pricingDesc": text})
+    await sync(transport, controls, tmp_path)
+    async with connect(answering(), auto_approve_credits=600, max_credits_per_call=600) as client:
+        estimate = (await client.call_tool("estimate_cost", {"prompt": "a red apple", "model": NEW})).structured_content
+    quote = estimate["quote"]
+    assert quote["price_known"] and quote["credits_total"] == credits, quote
+    assert "not an exact price" not in quote["breakdown"], quote
 
 
 async def resync(transport, controls, workspace):

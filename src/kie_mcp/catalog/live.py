@@ -83,11 +83,25 @@ _CREDITS = re.compile(r"(?<!\d)(\d+(?:\.\d+)?)\s*credits?\b", re.IGNORECASE)
 _PER_SECOND = re.compile(r"per[\s-]*second|each second|a second|/\s*s(?:ec)?\b", re.IGNORECASE)
 _SOME_SECONDS = re.compile(r"\b\d+(?:\.\d+)?\s*(?:-\s*)?(?:s|sec|secs|second|seconds)\b", re.IGNORECASE)
 # A price text that names a floor, a ceiling or a price that moves ("Starting from 4 credits per image; 2K and 4K
-# outputs cost more"): the figure in it is no exact price, so a live-only model priced by it is unknown.
+# outputs cost more"): the figure in it is no exact price, so a live-only model priced by it is unknown. The floor
+# and ceiling words count next to a credit figure only ("from 4", "up to 10 credits", "4 credits or more", "4+"), so
+# "from the 2026 list: 4 credits", "no additional fees", "Higher quality: 10 credits" and "(up to 10 s)" stay exact.
+_NUMBER = r"\d+(?:\.\d+)?"
+_NOT_A_CREDIT = r"(?!\.?\d|\s*(?:[a-bd-z%×:/]|c(?!redit)))"  # a number followed by no unit but credits (nor a ratio)
 _NOT_EXACT = re.compile(
-    r"\b(?:from|starting|starts|start at|up to|upto|or more|at least|minimum|as low as|varies|vary|varying|"
-    r"variable|depending|depends|depend|based on|higher|more|extra|additional|surcharge|approx\w*|around|"
-    r"roughly|estimated)\b|[~≈+]\s*\d|\d\s*\+",
+    r"\b(?:from|starting(?:\s+(?:at|from))?|starts?(?:\s+(?:at|from))?|up\s*to|at\s+least|at\s+most|"
+    r"minimum(?:\s+of)?|maximum(?:\s+of)?|min\.?|max\.?|as\s+low\s+as|as\s+much\s+as|approx\w*\.?|about|"
+    rf"around|roughly|estimated)\s*:?\s*{_NUMBER}{_NOT_A_CREDIT}"
+    rf"|[~≈]\s*{_NUMBER}|{_NUMBER}\s*\+"
+    rf"|{_NUMBER}\s*credits?(?:\s+(?:per|each|a|for)\s+\w+)?\s*,?\s*(?:or\s+more|or\s+above|or\s+higher|and\s+up)\b"
+    r"|\b(?:varies|vary|varying|variable|depending\s+on|depends\s+on|based\s+on|costs?\s+more|surcharge)\b",
+    re.IGNORECASE,
+)
+# Two or more credit figures in one text ("4 credits per image; 4K: 16", "4-8", "between 4 and 8", "4 or 8"): no
+# one exact price. A figure is a number followed by "credits", one after a colon, or one end of a range or choice.
+_FIGURES = re.compile(
+    rf"({_NUMBER})\s*credits?\b|(?<!\d):\s*({_NUMBER}){_NOT_A_CREDIT}"
+    rf"|(?<![\d.:/])({_NUMBER})\s*(?:-|–|—|to|or|and)\s*({_NUMBER}){_NOT_A_CREDIT}",
     re.IGNORECASE,
 )
 # -- a live-only model's output count ------------------------------------------------------------------------
@@ -1135,8 +1149,14 @@ def spec_from_live(live: LiveCatalog, model_id: str) -> ModelSpec | None:
 
 
 def not_exact(text: str | None) -> bool:
-    """Whether KIE's price text names a price that is not exact (``_NOT_EXACT``: from, up to, varies, more...)."""
-    return bool(text) and _NOT_EXACT.search(text or "") is not None
+    """Whether KIE's price text names a price that is not exact (``_NOT_EXACT``: from 4, up to 10 credits, 4+,
+    varies...), or two or more different credit figures (``_FIGURES``)."""
+    if not text:
+        return False
+    if _NOT_EXACT.search(text) is not None:
+        return True
+    figures = {float(n) for match in _FIGURES.finditer(text) for n in match.groups() if n is not None}
+    return len(figures) > 1
 
 
 def _exact_price(live: LiveCatalog, listed: LiveModel, spec: ModelSpec) -> tuple[PriceSpec, Source] | None:
