@@ -25,9 +25,12 @@ from pydantic import BaseModel, Field, PrivateAttr
 
 from kie_mcp.catalog import InvalidRequest, ItemPrice, ModelSpec, Problem, WithdrawnModelError, build_input, usd
 from kie_mcp.catalog.pricing import (
+    FAR_CHARGE_COUNTED_SECONDS,
     FAR_FROM_TABLE,
     LIVE_ONLY,
+    MOST_CREDITS_CHARGED,
     PLUS_OUTPUT,
+    UNREADABLE_FACTOR,
     credits_figure,
     credits_text,
     input_to_measure,
@@ -1256,7 +1259,11 @@ def observed_price(rt: Runtime, spec: ModelSpec, options: str, table: ItemPrice)
     request the table cannot price (those depend on an input's length). A charge of 0, or one less than half the
     table, is reported as a warning and not trusted. One more than 2x the table and above what the caps count for
     it (``ItemPrice.up_to``) is not quoted as the price either, but is what the caps and the auto-approve limit
-    count (``up_to``), with a warning: a charge KIE made is never counted as less than it was.
+    count (``up_to``), with a warning: a charge KIE made is never counted as less than it was. It counts for 24 hours
+    after its task ended (``FAR_CHARGE_COUNTED_SECONDS``), then the table's price counts again: otherwise a per-call cap
+    below that charge would refuse every later call before sending, and no newer charge could ever replace it. A
+    charge more than 100x the table (``UNREADABLE_FACTOR``) or above ``MOST_CREDITS_CHARGED`` cannot be what KIE
+    charged: it is neither the price nor counted, like an unreadable one (``unreadable_charge``).
     """
     history = rt.journal.charged_before(spec.id, options)
     if not history:
@@ -1264,6 +1271,16 @@ def observed_price(rt: Runtime, spec: ModelSpec, options: str, table: ItemPrice)
     charged, when, measured = history[0]
     day = datetime.fromtimestamp(when).date().isoformat()
     how = " (measured from the balance: KIE does not report it)" if measured else ""
+    if (
+        not math.isfinite(charged)
+        or charged > MOST_CREDITS_CHARGED
+        or (table.credits is not None and charged > table.credits * UNREADABLE_FACTOR)
+    ):
+        return table, (
+            f"Warning: KIE reported a charge of {credits_text(charged)}{how} for this model and these settings on "
+            f"{day}, which cannot be what it charged (more than {UNREADABLE_FACTOR:.0f}x the price table's price, or "
+            "above any of KIE's rates); it is neither quoted nor counted. Check https://kie.ai/logs."
+        )
     if table.credits is None:
         return table, (
             f"KIE charged {credits_text(charged)}{how} for this model and these settings on {day}; that is not used as "
@@ -1274,19 +1291,31 @@ def observed_price(rt: Runtime, spec: ModelSpec, options: str, table: ItemPrice)
         return confirmed, None  # within what the caps already count (a link's picture billed at a higher tier)
     if charged > table.credits * FAR_FROM_TABLE and charged > (table.up_to or 0.0):
         # Far above the table: the price is not raised on one charge, but what KIE took once it may take again, so
-        # the caps and the auto-approve limit count it (never auto-approved on the table's lower figure).
+        # the caps and the auto-approve limit count it (never auto-approved on the table's lower figure), for a day.
+        until = when + FAR_CHARGE_COUNTED_SECONDS
+        if time.time() >= until:
+            return table, (
+                f"KIE charged {credits_text(charged)}{how} for this model and these settings on {day}, far above the "
+                f"price table's {credits_figure(table.credits)}; that was more than 24 hours ago, so the table's price "
+                "is quoted and counted again. Check https://kie.ai/logs."
+            )
+        until_text = datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%d %H:%M UTC")
         counted = table.model_copy(
             update={
                 "up_to": charged,
                 "up_to_source": CHARGED_HERE,
                 "up_to_date": day,
-                "up_to_why": f"KIE charged {credits_text(charged)}{how} for the same model and options on {day}",
+                "up_to_why": f"KIE charged {credits_text(charged)}{how} for the same model and options on {day}, "
+                f"counted until {until_text} (24 hours after that task ended; other settings of this model, or a newer "
+                "charge at the table's price, are not affected by it)",
             }
         )
         return counted, (
             f"Warning: KIE charged {credits_text(charged)}{how} for this model and these settings on {day}, far above "
             f"the price table's {credits_figure(table.credits)}; the table's price is quoted, but the caps and "
-            f"auto-approval count the {credits_text(charged)} KIE charged. Check https://kie.ai/logs."
+            f"auto-approval count the {credits_text(charged)} KIE charged until {until_text} (24 hours after that "
+            "task ended). To be quoted by the table sooner, ask with other settings of this model, or wait until "
+            "then. Check https://kie.ai/logs."
         )
     if charged <= 0 or not (table.credits / FAR_FROM_TABLE <= charged <= table.credits * FAR_FROM_TABLE):
         return table, (
@@ -3440,7 +3469,11 @@ def settle_one(rt: Runtime, record: TaskRecord, task_id: str, reserved: float) -
         rt.ledger.refund_failed_task(task_id, reserved, record.credits_charged, at=at, day=day)
     elif record.state == "succeeded" and record.credits_charged is not None:
         charged = priced(record.credits_charged)
-        if charged is None:
+        if (
+            charged is None
+            or charged > MOST_CREDITS_CHARGED
+            or (reserved > 0 and charged > reserved * UNREADABLE_FACTOR)
+        ):
             return [unreadable_charge(record, reserved)]
         reason = MEASURED if record.charge_measured else CHARGED
         rt.ledger.settle_task(task_id, reserved, charged, reason, at=at, day=day)
@@ -3452,8 +3485,9 @@ UNREADABLE_CHARGE = "KIE's charge for this task could not be read"
 
 def unreadable_charge(record: TaskRecord, reserved: float) -> str:
     """A charge KIE reports for a finished task that cannot be what it charged (0 or less, or not a number: KIE
-    charges for every task it completes) is no charge: the reservation stays counted as spent (it is not measured
-    from the balance either), and the record says why. Returns the line to show."""
+    charges for every task it completes; or more than 100x what was reserved for it, or above
+    ``MOST_CREDITS_CHARGED``: no rate of KIE's comes near) is no charge: the reservation stays counted as spent (it is
+    not measured from the balance either), and the record says why. Returns the line to show."""
     said = record.credits_charged
     record.credits_charged = None
     record.error = (

@@ -65,12 +65,17 @@ CACHE_VERSION = 2
 DEFAULT_MAX_AGE = timedelta(hours=24)
 RETRY_AFTER = timedelta(hours=1)  # after a failed sync, wait this long before the next automatic one
 FEED_PATH = "/client/v1/model-pricing/page"  # the price feed, as errors name it
+# A feed with fewer rows than the previous one's divided by this (more than a third fewer) is taken for one cut
+# short: the previous feed and its date are kept (``LiveCatalog.sync``), as for a model list cut short.
+FEED_CUT_SHORT = 1.5
 # Under this share of a feed's records readable (a description and a price), the feed came in a shape kie-mcp
 # cannot read (fields renamed): an error, the last good feed kept, never every feed-priced model made unknown.
 FEED_READABLE = 0.5
 # Over this share of the bundled Market models gone from one model list to the next, the list was cut short:
 # KIE withdraws a model or a few at a time.
 MOST_WITHDRAWN = 1 / 3
+# Such a list is taken as KIE's after all (a real cull) once two syncs at least this far apart return the same models.
+SAME_SMALLER_LIST_APART = timedelta(hours=1)
 MAX_FEED_PAGES = 40  # 503 records fit in 6 pages of 100; a changed feed must not turn into an endless download
 EXTRA_SCHEMAS_PER_SYNC = 30  # schemas of live-only image/video models fetched per sync (about 1.1 s each)
 MAX_ERRORS = 50
@@ -78,11 +83,25 @@ _CREDITS = re.compile(r"(?<!\d)(\d+(?:\.\d+)?)\s*credits?\b", re.IGNORECASE)
 _PER_SECOND = re.compile(r"per[\s-]*second|each second|a second|/\s*s(?:ec)?\b", re.IGNORECASE)
 _SOME_SECONDS = re.compile(r"\b\d+(?:\.\d+)?\s*(?:-\s*)?(?:s|sec|secs|second|seconds)\b", re.IGNORECASE)
 # A price text that names a floor, a ceiling or a price that moves ("Starting from 4 credits per image; 2K and 4K
-# outputs cost more"): the figure in it is no exact price, so a live-only model priced by it is unknown.
+# outputs cost more"): the figure in it is no exact price, so a live-only model priced by it is unknown. The floor
+# and ceiling words count next to a credit figure only ("from 4", "up to 10 credits", "4 credits or more", "4+"), so
+# "from the 2026 list: 4 credits", "no additional fees", "Higher quality: 10 credits" and "(up to 10 s)" stay exact.
+_NUMBER = r"\d+(?:\.\d+)?"
+_NOT_A_CREDIT = r"(?!\.?\d|\s*(?:[a-bd-z%×:/]|c(?!redit)))"  # a number followed by no unit but credits (nor a ratio)
 _NOT_EXACT = re.compile(
-    r"\b(?:from|starting|starts|start at|up to|upto|or more|at least|minimum|as low as|varies|vary|varying|"
-    r"variable|depending|depends|depend|based on|higher|more|extra|additional|surcharge|approx\w*|around|"
-    r"roughly|estimated)\b|[~≈+]\s*\d|\d\s*\+",
+    r"\b(?:from|starting(?:\s+(?:at|from))?|starts?(?:\s+(?:at|from))?|up\s*to|at\s+least|at\s+most|"
+    r"minimum(?:\s+of)?|maximum(?:\s+of)?|min\.?|max\.?|as\s+low\s+as|as\s+much\s+as|approx\w*\.?|about|"
+    rf"around|roughly|estimated)\s*:?\s*{_NUMBER}{_NOT_A_CREDIT}"
+    rf"|[~≈]\s*{_NUMBER}|{_NUMBER}\s*\+"
+    rf"|{_NUMBER}\s*credits?(?:\s+(?:per|each|a|for)\s+\w+)?\s*,?\s*(?:or\s+more|or\s+above|or\s+higher|and\s+up)\b"
+    r"|\b(?:varies|vary|varying|variable|depending\s+on|depends\s+on|based\s+on|costs?\s+more|surcharge)\b",
+    re.IGNORECASE,
+)
+# Two or more credit figures in one text ("4 credits per image; 4K: 16", "4-8", "between 4 and 8", "4 or 8"): no
+# one exact price. A figure is a number followed by "credits", one after a colon, or one end of a range or choice.
+_FIGURES = re.compile(
+    rf"({_NUMBER})\s*credits?\b|(?<!\d):\s*({_NUMBER}){_NOT_A_CREDIT}"
+    rf"|(?<![\d.:/])({_NUMBER})\s*(?:-|–|—|to|or|and)\s*({_NUMBER}){_NOT_A_CREDIT}",
     re.IGNORECASE,
 )
 # -- a live-only model's output count ------------------------------------------------------------------------
@@ -267,6 +286,13 @@ class PriceChange:
     live: float | None  # None: the row is gone from KIE's feed
 
 
+class SmallerList(_Loose):
+    """A model list refused as cut short (``_newly_withdrawn``): which models it held, and when it was first seen."""
+
+    at: str
+    models: list[str]
+
+
 class LiveCatalog(_Loose):
     """The cached live catalogue. Times are ISO 8601 UTC. A part never read is None (not empty)."""
 
@@ -283,6 +309,10 @@ class LiveCatalog(_Loose):
     # Models KIE answered a create of with "The page does not exist or is not published", and when: withdrawn in this
     # workspace until a model list read after that answer says otherwise (``refused_at``).
     unpublished: dict[str, str] = Field(default_factory=dict)
+    # The last model list refused as cut short: the same one again ``SAME_SMALLER_LIST_APART`` later is taken.
+    smaller_list: SmallerList | None = None
+    smaller_feed: SmallerList | None = None  # the same for the price feed (its rows' descriptions)
+    notes: list[str] = Field(default_factory=list)  # what the last sync did that is no error (a cull accepted)
 
     # -- state -------------------------------------------------------------------------------
 
@@ -406,7 +436,7 @@ class LiveCatalog(_Loose):
 
         stamp = timestamp(now or datetime.now(UTC))
         new = self.model_copy(deep=True)
-        new.attempted_at, new.errors = stamp, []
+        new.attempted_at, new.errors, new.notes = stamp, [], []
         in_use = list(dict.fromkeys(m for m in models_in_use if isinstance(m, str) and m))
         new.models_in_use = in_use
 
@@ -416,14 +446,39 @@ class LiveCatalog(_Loose):
         list_ok = True
         try:
             rows = [m for m in (LiveModel.from_wire(r) for r in await kie.list_models()) if m is not None]
-            dropped = _newly_withdrawn(self.models, {m.model for m in rows}, bundled)
+            read = {m.model: m for m in rows}
+            dropped = _newly_withdrawn(self.models, set(read), bundled)
+            if dropped is not None and self._same_smaller_list(sorted(read), stamp):
+                assert self.smaller_list is not None
+                new.notes.append(
+                    f"KIE's model list left out many Market models kie-mcp ships, with the same {len(read)} models at "
+                    f"{self.smaller_list.at} and now, at least an hour apart: taken as KIE's list (models withdrawn), "
+                    "not one cut short"
+                )
+                dropped = None
             if not rows:
                 new._error(stamp, "/api/v1/models", None, None, "KIE listed no models; the previous list was kept")
             elif dropped is not None:
-                new._error(stamp, "/api/v1/models", None, None, dropped)
+                held = self.smaller_list
+                if held is None or held.models != sorted(read):
+                    new.smaller_list = SmallerList(at=stamp, models=sorted(read))
+                added = {k: v for k, v in read.items() if k not in (self.models or {})}
+                if added:  # what it newly lists is taken in any case (a model KIE added is no cut)
+                    new.models = {**(self.models or {}), **added}
+                since = new.smaller_list.at if new.smaller_list is not None else stamp
+                new._error(
+                    stamp,
+                    "/api/v1/models",
+                    None,
+                    None,
+                    f"{dropped}"
+                    + (f" (the {len(added)} models it newly lists were added to it)" if added else "")
+                    + f"; the same list again an hour or more after {since} is taken as KIE's",
+                )
             else:
-                new.models, new.fetched_at = {m.model: m for m in rows}, stamp
+                new.models, new.fetched_at = read, stamp
                 new.unpublished = {}  # the list read now decides, as ``refused_at`` says
+                new.smaller_list = None
         except ModelListIncomplete as err:  # KIE answers, but gave part of its list: the previous one is kept
             new._error(stamp, "/api/v1/models", None, None, f"{err.message}; the previous list was kept")
         except KieError as err:
@@ -432,12 +487,31 @@ class LiveCatalog(_Loose):
 
         try:
             feed = await read_feed(kie)
-            if feed or not self.feed:
-                new.feed, new.feed_at = feed, stamp
-            else:  # an empty feed never replaces a non-empty one (nor its date)
+            rows_read = sorted(r.description for r in feed)
+            if feed and self.smaller_feed is not None and self._same_smaller_list(rows_read, stamp, self.smaller_feed):
+                new.notes.append(
+                    f"KIE's price feed came with the same {len(feed)} rows at {self.smaller_feed.at} and now, at least "
+                    "an hour apart: taken as KIE's feed, not one cut short"
+                )
+                new.feed, new.feed_at, new.smaller_feed = feed, stamp, None
+            elif not self.feed or len(feed) * FEED_CUT_SHORT >= len(self.feed):
+                new.feed, new.feed_at, new.smaller_feed = feed, stamp, None
+            elif not feed:  # an empty feed never replaces a non-empty one (nor its date)
                 new._error(
                     stamp, FEED_PATH, None, None, "KIE's price feed came empty; the previous one and its date were kept"
                 )
+            else:  # nor does one more than a third shorter: a feed cut short, as a model list can be
+                new._error(
+                    stamp,
+                    FEED_PATH,
+                    None,
+                    None,
+                    f"KIE's price feed came with {len(feed)} rows, more than a third fewer than the previous "
+                    f"{len(self.feed)} (cut short?); the previous one and its date were kept (the same rows again an "
+                    "hour or more later are taken as KIE's)",
+                )
+                if self.smaller_feed is None or self.smaller_feed.models != rows_read:
+                    new.smaller_feed = SmallerList(at=stamp, models=rows_read)
         except KieError as err:
             new._error_from(stamp, FEED_PATH, None, err)
         if prices_tried is not None:  # its own parts: the schemas, success rates and errors still change
@@ -490,6 +564,15 @@ class LiveCatalog(_Loose):
                 continue
             self.schemas[model_id] = SchemaEntry(fetched_at=stamp, openapi=document)
         return False
+
+    def _same_smaller_list(self, models: list[str], stamp: str, held: SmallerList | None = None) -> bool:
+        """Whether ``models`` is the list refused as cut short before (``smaller_list``, or ``held``), an hour or more
+        ago."""
+        held = held if held is not None else self.smaller_list
+        if held is None or held.models != models:
+            return False
+        first, now = parse_timestamp(held.at), parse_timestamp(stamp)
+        return first is not None and now is not None and now - first >= SAME_SMALLER_LIST_APART
 
     def _error(self, at: str, endpoint: str, model: str | None, code: int | None, message: str) -> None:
         if len(self.errors) < MAX_ERRORS:
@@ -1066,8 +1149,14 @@ def spec_from_live(live: LiveCatalog, model_id: str) -> ModelSpec | None:
 
 
 def not_exact(text: str | None) -> bool:
-    """Whether KIE's price text names a price that is not exact (``_NOT_EXACT``: from, up to, varies, more...)."""
-    return bool(text) and _NOT_EXACT.search(text or "") is not None
+    """Whether KIE's price text names a price that is not exact (``_NOT_EXACT``: from 4, up to 10 credits, 4+,
+    varies...), or two or more different credit figures (``_FIGURES``)."""
+    if not text:
+        return False
+    if _NOT_EXACT.search(text) is not None:
+        return True
+    figures = {float(n) for match in _FIGURES.finditer(text) for n in match.groups() if n is not None}
+    return len(figures) > 1
 
 
 def _exact_price(live: LiveCatalog, listed: LiveModel, spec: ModelSpec) -> tuple[PriceSpec, Source] | None:
@@ -1229,6 +1318,7 @@ def sync_summary(live: LiveCatalog, catalog: Catalog | None = None) -> list[str]
     )
     rates = [k for k, v in live.success.items() if v.fetched_at == stamp]
     lines.append(f"success rates fetched: {len(rates)}")
+    lines.extend(f"note: {note}" for note in live.notes)
     errors = [f"{e.endpoint}{f' {e.model}' if e.model else ''}: {e.message}" for e in live.errors]
     lines.append(f"errors: {len(errors)}{_some(errors, 3)}" if errors else "errors: none")
     return lines

@@ -37,6 +37,13 @@ USD_PER_CREDIT = 0.005  # 200 credits = $1 (KIE model pages: "4 credits = $0.02"
 # A charge KIE reported here more than 2x off the catalogue's (either way) is not trusted as a price
 # (generation.observed_price, generation.implausible).
 FAR_FROM_TABLE = 2.0
+# A charge far above the table counts against the caps (``ItemPrice.up_to``) for this long after its task ended
+# (generation.observed_price): what KIE took once it may take again, but not forever (KIE's price comes back down).
+FAR_CHARGE_COUNTED_SECONDS = 24 * 3600.0
+# A charge more than this many times the table (or the task's reservation), or above ``MOST_CREDITS_CHARGED``, cannot
+# be what KIE charged: it is unreadable, like NaN (generation.settle_one, generation.observed_price).
+UNREADABLE_FACTOR = 100.0
+MOST_CREDITS_CHARGED = 1_000_000.0  # $5,000 for one task: above any of KIE's rates
 LIVE_ONLY = "live-price"  # the price key of a model only KIE's live catalogue has (live.spec_from_live)
 # ``ItemPrice.up_to_source`` of a live price lower than the bundled one (live.floored: a live price-feed row, which
 # anyone who can edit the workspace's cache, or one typo on KIE's public price page, would otherwise set): the

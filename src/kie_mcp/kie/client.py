@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import functools
 import logging
+import math
 import mimetypes
 import threading
 import time
@@ -624,7 +625,10 @@ class KieClient:
         ``data`` is ``{total, models: [...]}``; filters that match nothing give an empty list, never an error.
         Several ``task_type`` values are sent comma-separated, as KIE takes them. A list that counts more models
         (``total``) than it gave is followed page by page (``pageNum``, each page a paced catalogue lookup, at most
-        ``MAX_MODEL_PAGES``); still short of its ``total`` after that, it raises ``ModelListIncomplete``.
+        ``MAX_MODEL_PAGES``); still short of its ``total`` after that, it raises ``ModelListIncomplete``. A ``total``
+        sent as digits (``"143"``) or a whole float (``143.0``) is that number; a negative or unreadable one is
+        unknown, and then a paged answer (``pageSize``/``pageNum``) whose page is full is followed too, until a page
+        comes empty or adds nothing (still full after ``MAX_MODEL_PAGES``: ``ModelListIncomplete``).
         """
         params: dict[str, str] = {}
         if task_type:
@@ -635,6 +639,8 @@ class KieClient:
             params["q"] = q
         rows: dict[str, dict[str, Any]] = {}
         total: int | None = None
+        page_size: int | None = None  # a paged answer's (``pageSize``/``pageNum``): a full page asks for the next
+        full = False
         for page in range(1, MAX_MODEL_PAGES + 1):
             # Page 1 is asked as KIE documents the list (no paging); a later page only when KIE said it pages it
             asked = {**params, "pageNum": str(page)} if page > 1 else params
@@ -647,11 +653,25 @@ class KieClient:
                 name = m.get("model") or m.get("slug") if isinstance(m, dict) else None
                 if isinstance(name, str):
                     rows.setdefault(name, m)
-            counted = data.get("total") if isinstance(data, dict) else None
-            if isinstance(counted, int) and not isinstance(counted, bool) and counted >= 0:
+            counted = _count(data.get("total")) if isinstance(data, dict) else None
+            if counted is not None:
                 total = counted
-            if total is None or len(rows) >= total or len(rows) == before:
+            if page == 1 and isinstance(data, dict) and ("pageSize" in data or "pageNum" in data):
+                page_size = _count(data.get("pageSize")) or len(models)  # the first page's rows: a full page
+            full = page_size is not None and page_size > 0 and len(models) >= page_size
+            if len(rows) == before or (total is not None and len(rows) >= total):
+                full = False
                 break  # all of it, or a page that added nothing (KIE ignores pageNum, or the list ended early)
+            if total is None and not full:
+                break  # no total to go by, and not a full page of a paged list: the last page
+        if total is None and full:  # still full pages after the last one asked: more may follow
+            raise ModelListIncomplete(
+                f"KIE's list looks incomplete: it still gave full pages after {MAX_MODEL_PAGES} pages "
+                f"({len(rows)} models)",
+                category=Category.PROTOCOL,
+                retryable=True,
+                endpoint=MODELS_PATH,
+            )
         if total is not None and len(rows) < total:
             raise ModelListIncomplete(
                 f"KIE's list looks incomplete: it gave {len(rows)} of the {total} models it counts",
@@ -1285,3 +1305,15 @@ def _failure_in_error(family: Family, task_id: str, asked: dict[str, Any], err: 
     if not status.fail_code and err.code is not None:
         said["fail_code"] = str(err.code)
     return status.model_copy(update=said)
+
+
+def _count(value: Any) -> int | None:
+    """A count KIE sends (a list's ``total``, ``pageSize``): a whole number, also written as digits (``"143"``) or a
+    whole finite float (``143.0``); None when negative or unreadable (``True``, ``"12a"``, ``1.5``, NaN)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value.strip())
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    return value if isinstance(value, int) and value >= 0 else None

@@ -27,6 +27,7 @@ MAX_SPEED = 1_000_000.0  # virtual seconds per real second: a real second is the
 MAX_ADVANCE = 10 * 365 * 86400.0  # ten years per call
 MAX_VIRTUAL_TIME = 32_503_680_000.0  # 3000-01-01: later timestamps stop fitting KIE's date formats
 MAX_BALANCE = 1e12  # credits
+TOTAL_SHAPES = ("number", "text", "float", "negative", "missing")  # how a paged model list writes its total
 MAX_FAULT_SECONDS = 600.0  # real seconds a slow, hold or stall fault may hold one answer (a trickle fault, each step)
 MAX_VIDEO_BYTES = 4 * 1024**3  # the size of each fake result video
 
@@ -134,6 +135,8 @@ def _catalog_state(sim: Simulator) -> dict[str, Any]:
         "feedRenamed": state.feed_renamed,
         "modelsPageSize": state.models_page_size,
         "modelsServed": state.models_served,
+        "feedServed": state.feed_served,
+        "modelsTotal": state.models_total,
     }
 
 
@@ -328,7 +331,15 @@ def routes(sim: Simulator) -> list[Route]:
             if not isinstance(body["feedRenamed"], bool):
                 raise ControlError("feedRenamed must be true or false")
             sim.catalog.feed_renamed = body["feedRenamed"]
-        for name, attribute in (("modelsPageSize", "models_page_size"), ("modelsServed", "models_served")):
+        if "modelsTotal" in body:
+            if body["modelsTotal"] not in TOTAL_SHAPES:
+                raise ControlError(f"modelsTotal must be one of {', '.join(TOTAL_SHAPES)}")
+            sim.catalog.models_total = body["modelsTotal"]
+        for name, attribute in (
+            ("modelsPageSize", "models_page_size"),
+            ("modelsServed", "models_served"),
+            ("feedServed", "feed_served"),
+        ):
             if name in body:
                 value = body[name]
                 if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):

@@ -14,6 +14,8 @@ No key: ``POST /client/v1/model-pricing/page`` with ``{pageNum, pageSize <= 100}
 pages}``, one record per price-table rate; a rate with ``feed`` uses it as ``modelDescription``.
 
 ``/__sim/catalog/moved`` makes KIE move: ``feedRenamed`` serves the feed's records under other field names,
+``feedServed`` only its first records, ``modelsTotal`` writes a paged list's ``total`` as ``"text"``, ``"float"``,
+``"negative"`` or ``"missing"``,
 ``modelsPageSize`` serves the model list in pages (``pageNum``; ``total`` counts every model) and ``modelsServed``
 serves none past that many rows (a list cut short); ``null`` turns each off.
 
@@ -341,7 +343,11 @@ async def list_models(ctx: Ctx) -> Response:
     page = int(ctx.query("pageNum")) if ctx.query("pageNum").isdigit() and int(ctx.query("pageNum")) >= 1 else 1
     served = models[: state.models_served] if state.models_served is not None else models
     rows = served[(page - 1) * size : page * size]
-    return ctx.ok({"total": len(models), "pageNum": page, "pageSize": size, "models": rows})
+    answer: dict[str, Any] = {"pageNum": page, "pageSize": size, "models": rows}
+    total = {"number": len(models), "text": str(len(models)), "float": float(len(models)), "negative": -1}
+    if state.models_total in total:
+        answer["total"] = total[state.models_total]
+    return ctx.ok(answer)
 
 
 async def model_schema(ctx: Ctx) -> Response:
@@ -392,6 +398,8 @@ async def price_feed(ctx: Ctx) -> Response:
         raise KieError(422, "pageNum and pageSize must be integers >= 1")
     size = min(size, MAX_PAGE_SIZE)
     rows = feed_rows(ctx.sim)
+    if ctx.sim.catalog.feed_served is not None:  # KIE moved: a feed cut short, saying it is whole
+        rows = rows[: ctx.sim.catalog.feed_served]
     if ctx.sim.catalog.feed_renamed:  # KIE moved: the same records under other field names
         rows = [
             {"name": r["modelDescription"], "price": {"credits": r["creditPrice"]}, "link": r["anchor"]} for r in rows

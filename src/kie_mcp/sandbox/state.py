@@ -232,10 +232,15 @@ class LiveCatalogState:
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
     feed_region_blocked: bool = False
     # KIE moved (``/__sim/catalog/moved``): the feed's records under other field names, and the model list served in
-    # pages of ``models_page_size`` (``pageNum`` asks for one), none past the first ``models_served`` rows.
+    # pages of ``models_page_size`` (``pageNum`` asks for one), none past the first ``models_served`` rows; the feed
+    # cut to its first ``feed_served`` records (``total`` and ``pages`` saying only those).
     feed_renamed: bool = False
     models_page_size: int | None = None
     models_served: int | None = None
+    feed_served: int | None = None
+    # How a paged list writes its ``total``: "number" (as KIE documents it), "text" ("143"), "float" (143.0),
+    # "negative" (-1) or "missing".
+    models_total: str = "number"
 
 
 @dataclass(frozen=True)
