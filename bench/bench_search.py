@@ -15,9 +15,14 @@ The prompts are written as a kie-mcp before the folded column left them (none fo
   shown apart.
 
 Two searches: words no prompt holds (one scan) and a word a tenth of the prompts hold (a page of 50, then the count
-of every match). Also the listing without filters (a page and the count of every task) and the next page from its
-cursor. For each: the median and the worst of ``--rounds`` calls, and the longest stall of a 5 ms ticker (how much
-later than asked it woke) during them. The client runs in the same process, so the stalls of "now" include the
+of every match). Then ``session=`` written as a session folder's name (every task's label is one, as the seed
+documents write them: ``outputs/<today>-batch-<n>``, 500 sessions), beside the same search by words (``batch-7``):
+before, reimplemented here, the folder each label names worked out by a Python function for every row
+(``kie_session_folder``, as the search was on 2026-12-07 before the journal kept it); now, the folder kept with each
+task (``tasks.session_folder``), compared in SQL once the searches after the upgrade have named the older rows'
+folders (shown apart). Also the listing without filters (a page and the count of every task) and the next page from
+its cursor. For each: the median and the worst of ``--rounds`` calls, and the longest stall of a 5 ms ticker (how
+much later than asked it woke) during them. The client runs in the same process, so the stalls of "now" include the
 answer's shaping and the client's checks of it (for 50 tasks, some tens of ms), which "before" leaves out. Asserts
 nothing.
 """
@@ -31,6 +36,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from datetime import date
 from pathlib import Path
 
 import anyio
@@ -77,6 +83,25 @@ def old_search(db: sqlite3.Connection, words: str, limit: int = 50) -> int:
     return len(rows)
 
 
+def old_session_search(db: sqlite3.Connection, folder: str, limit: int = 50) -> int:
+    """The search by a session folder's name as it was: the folder of every row's label worked out in Python."""
+    where = "WHERE session IS NOT NULL AND kie_session_folder(session) = ?"
+    rows = db.execute(f"SELECT * FROM tasks {where} ORDER BY created DESC LIMIT ?", (folder, limit)).fetchall()
+    if len(rows) >= limit:
+        return int(db.execute(f"SELECT COUNT(*) FROM tasks {where}", (folder,)).fetchone()[0])
+    return len(rows)
+
+
+def unnamed(workspace: Path) -> int:
+    """How many session labels of the journal have no kept folder yet."""
+    from kie_mcp.journal import journal_path
+
+    with sqlite3.connect(journal_path(workspace)) as db:
+        return int(
+            db.execute("SELECT COUNT(*) FROM tasks WHERE session_folder IS NULL AND session IS NOT NULL").fetchone()[0]
+        )
+
+
 def unfolded(workspace: Path) -> int:
     """How many prompts of the journal are not folded yet."""
     from kie_mcp.journal import journal_path
@@ -99,7 +124,7 @@ async def main(tasks: int, prompt_chars: int, rounds: int) -> None:
     from mcp import Client
 
     from kie_mcp.config import Settings
-    from kie_mcp.journal import folded, journal_path
+    from kie_mcp.journal import folded, journal_path, session_folder_of
     from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simulator
     from kie_mcp.server import create_server
 
@@ -111,8 +136,13 @@ async def main(tasks: int, prompt_chars: int, rounds: int) -> None:
         filler = "scène à la mer, " * (prompt_chars // 16 + 1)
         db.execute("UPDATE tasks SET prompt = prompt || ' ' || substr(?, 1, ?)", (filler, prompt_chars))
         db.execute("UPDATE tasks SET prompt_folded = NULL")  # as a kie-mcp before the folded column left them
+        today = date.today().isoformat()
+        db.execute("UPDATE tasks SET session = 'outputs/' || ? || '-batch-' || (rowid % 500)", (today,))
+        db.execute("UPDATE tasks SET session_folder = NULL")  # as a kie-mcp before the kept folder left them
+        named = f"{today}-batch-7"
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         db.create_function("kie_fold", 1, folded, deterministic=True)
+        db.create_function("kie_session_folder", 1, session_folder_of, deterministic=True)
         took = time.perf_counter() - started
         print(f"{tasks} tasks, prompts of about {prompt_chars} characters ({took:.0f} s to write)")
 
@@ -126,6 +156,15 @@ async def main(tasks: int, prompt_chars: int, rounds: int) -> None:
                 old_search(db, words)
 
             print(line(label, [await timed(old) for _ in range(rounds)]))
+
+        async def old_by_folder() -> None:
+            old_session_search(db, named)
+
+        print(
+            line(
+                f"session 'outputs/{named}' (its folder, per row)", [await timed(old_by_folder) for _ in range(rounds)]
+            )
+        )
         db.close()
 
         settings = Settings(
@@ -160,6 +199,15 @@ async def main(tasks: int, prompt_chars: int, rounds: int) -> None:
                     [await timed(lambda: call({})) for _ in range(rounds)],
                 )
             )
+            upgrade = []
+            while unnamed(workspace):  # each search by a folder names older labels for a second at most
+                upgrade.append(await timed(lambda: call({"session": f"outputs/{named}"})))
+            print(line(f"the {len(upgrade)} session searches after the upgrade (naming folders)", upgrade))
+            for label, session in (
+                (f"session 'outputs/{named}' (its folder, kept)", f"outputs/{named}"),
+                ("session 'batch-7' (words of the label: the baseline)", "batch-7"),
+            ):
+                print(line(label, [await timed(lambda s=session: call({"session": s})) for _ in range(rounds)]))
             first = await client.call_tool("list_tasks", {})
             cursor = first.structured_content["next_cursor"]
             print(

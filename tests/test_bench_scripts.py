@@ -33,7 +33,10 @@ SCRIPTS = [
     (["bench_polling.py", "400"], ["old (per call)", "follower, alone", "5-minute Veo video: follower"]),
     (["bench_redact.py", "--rounds", "50"], ["every pattern", "whole forms", "kie-mcp"]),
     (["bench_resources.py", "--files", "50", "--rounds", "1"], ["before: one answer", "now: the first page"]),
-    (["bench_search.py", "--tasks", "300", "--rounds", "1"], ["before: on the event loop", "now: list_tasks"]),
+    (
+        ["bench_search.py", "--tasks", "300", "--rounds", "1"],
+        ["before: on the event loop", "now: list_tasks", "(its folder, per row)", "(its folder, kept)"],
+    ),
     (["bench_startup.py", "1"], ["spawn -> tools/list", "RSS idle", "RSS after the first call"]),
     (["bench_writer.py", "--rounds", "2"], ["SDK writer alone", "kie-mcp"]),
 ]

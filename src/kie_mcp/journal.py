@@ -12,6 +12,7 @@ import base64
 import binascii
 import contextlib
 import errno
+import functools
 import hashlib
 import json
 import logging
@@ -583,6 +584,7 @@ def folded(text: str | None) -> str:
     return unicodedata.normalize("NFKC", text or "").casefold()
 
 
+@functools.lru_cache(maxsize=4096)  # a session's tasks share one label: each is worked out once, not once a row
 def session_folder_of(label: object) -> str | None:
     """What the journal keeps of a session label (as kept, redacted) in ``tasks.session_folder``: the name of the
     session folder it names (``downloads.named_folder_name``, without today's cap, so it never changes with the
