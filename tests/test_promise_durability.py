@@ -177,7 +177,7 @@ async def test_success_without_a_result_link_is_not_done_and_is_looked_at_again(
 ):
     """KIE's success with no result link, in each family's own shape (the simulator's ``no_results`` fault: the audit
     found it did nothing on Runway, whose links are in ``videoInfo``, and the task was saved as usual)."""
-    await controls.fault("status", kind="no_results", shape=shape)
+    await controls.fault("status", kind="no_results", shape=shape, times=2)  # two looks: seen by the loop below
     async with connect(elicitation=answering(), max_credits_per_call=10_000) as client:
         first = await client.call_tool(tool, {**arguments, "wait_seconds": 0})
         task_id = first.structured_content["tasks"][0]["task_id"]
