@@ -101,6 +101,14 @@ def _number(body: dict[str, Any], name: str, *, minimum: float | None = None, ma
     return float(value)
 
 
+def _flag(body: dict[str, Any], name: str) -> bool:
+    """A true/false setting of a control's body, refused when it is anything else (``1``, ``"true"``)."""
+    value = body.get(name)
+    if not isinstance(value, bool):
+        raise ControlError(f"{name} must be true or false")
+    return value
+
+
 def _check_fault_body(body: dict[str, Any]) -> None:
     """Bounds ``parse_fault`` does not know: a slow, hold or stall fault holds an answer for at most
     MAX_FAULT_SECONDS, a trickle fault each of its steps."""
@@ -311,9 +319,7 @@ def routes(sim: Simulator) -> list[Route]:
 
         body = await _body(request)
         if "regionBlocked" in body:
-            if not isinstance(body["regionBlocked"], bool):
-                raise ControlError("regionBlocked must be true or false")
-            sim.catalog.feed_region_blocked = body["regionBlocked"]
+            sim.catalog.feed_region_blocked = _flag(body, "regionBlocked")
         if "description" in body:
             description = body["description"]
             known = {row["modelDescription"] for row in feed_rows(sim)} | set(sim.catalog.feed_prices)
@@ -328,9 +334,7 @@ def routes(sim: Simulator) -> list[Route]:
     async def catalog_moved(request: Request) -> Response:
         body = await _body(request)
         if "feedRenamed" in body:
-            if not isinstance(body["feedRenamed"], bool):
-                raise ControlError("feedRenamed must be true or false")
-            sim.catalog.feed_renamed = body["feedRenamed"]
+            sim.catalog.feed_renamed = _flag(body, "feedRenamed")
         if "modelsTotal" in body:
             if body["modelsTotal"] not in TOTAL_SHAPES:
                 raise ControlError(f"modelsTotal must be one of {', '.join(TOTAL_SHAPES)}")
