@@ -39,14 +39,14 @@ from kie_mcp.redact import redact
 from kie_mcp.references import (
     LIBRARY_PREFIX,
     Found,
+    Judged,
     KeptScan,
     WorkspaceFile,
-    _Judged,
-    _named,
-    _quoted,
-    _warn_once,
     judged_file,
+    printable_path,
+    quoted_path,
     scan_folder,
+    warn_once,
 )
 from kie_mcp.words import plain
 
@@ -142,7 +142,7 @@ def own_page(settings: Settings, relative: str) -> Found | None:
     return item if _page_of(item) == relative else None
 
 
-def _own_pages(settings: Settings, judged: _Judged) -> list[Page]:
+def _own_pages(settings: Settings, judged: Judged) -> list[Page]:
     """The workspace's pages under prompting/ that may be served, sorted by path (in a worker thread), each in place
     of kie-mcp's with its first heading; in kie-mcp's own checkout, its pages marked as kie-mcp's (``checkout``)."""
     shipped = shipped_pages()
@@ -224,7 +224,7 @@ class PromptLibrary(KeptScan):
         own = {page: item for item in found if (page := _page_of(item)) is not None}
         pages = [(relative, own.pop(relative, None)) for relative in shipped_pages()]
         if len(own) > MOST_OWN:
-            _warn_once(
+            warn_once(
                 "too many pages",
                 self._settings.context_folder / FOLDER,
                 "prompting/ holds %d pages of the workspace's own; the first %d by path are listed and served",
@@ -239,7 +239,7 @@ class PromptLibrary(KeptScan):
 
     def _resource(self, relative: str, item: Found | None) -> Resource:
         shipped = shipped_pages().get(relative)
-        where = _quoted(f"{FOLDER}/{relative}")
+        where = quoted_path(f"{FOLDER}/{relative}")
         judge = functools.partial(own_page, self._settings, relative)
         if item is None or (isinstance(item, Page) and item.checkout):  # listed as kie-mcp's page
             assert shipped is not None
@@ -263,17 +263,17 @@ class PromptLibrary(KeptScan):
             )
         if shipped is not None:
             heading = item.heading if isinstance(item, Page) else None
-            title = f"{heading or _named(f'{FOLDER}/{relative}')} {COPY}"
+            title = f"{heading or printable_path(f'{FOLDER}/{relative}')} {COPY}"
             whose = (
                 f"served from the workspace's {where}, in place of kie-mcp's own page, which stays readable at "
                 f"{SHIPPED_PREFIX}{relative}."
             )
         else:
-            title = _named(f"{FOLDER}/{relative}")
+            title = printable_path(f"{FOLDER}/{relative}")
             whose = f"the workspace's own page {where} (kie-mcp ships none of that name)."
         return LibraryPage(
             uri=PREFIX + quote(relative, safe="/"),
-            name=_named(f"{FOLDER}/{relative}"),
+            name=printable_path(f"{FOLDER}/{relative}"),
             title=title,
             description=f"Prompt-writing guidance (descriptive reference): {whose}",
             mime_type="text/markdown",
