@@ -15,7 +15,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -311,6 +311,32 @@ async def every_resource(client: Client) -> list[Resource]:
         page = await client.list_resources(cursor=page.next_cursor)
         resources += page.resources
     return resources
+
+
+# Python's audit events (``sys.addaudithook``), for a test that watches what the server does (a folder listed, a file
+# opened) without replacing anything of kie-mcp's. A hook stays for the process: it calls watchers only while a test
+# is inside ``audits``.
+_AUDIT_WATCHERS: list[Callable[[str, tuple[Any, ...]], None]] = []
+_AUDIT_HOOKED: list[bool] = []
+
+
+def _on_audit(event: str, args: tuple[Any, ...]) -> None:
+    for watcher in list(_AUDIT_WATCHERS):
+        watcher(event, args)
+
+
+@contextmanager
+def audits(watcher: Callable[[str, tuple[Any, ...]], None]) -> Iterator[None]:
+    """Call ``watcher(event, args)`` with every audit event of this process (any thread's) inside the block. The
+    code that raised it is ``sys._getframe(2)`` in the watcher."""
+    if not _AUDIT_HOOKED:
+        sys.addaudithook(_on_audit)
+        _AUDIT_HOOKED.append(True)
+    _AUDIT_WATCHERS.append(watcher)
+    try:
+        yield
+    finally:
+        _AUDIT_WATCHERS.remove(watcher)
 
 
 def text_of(result: Any) -> str:

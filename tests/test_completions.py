@@ -8,6 +8,7 @@ console script. The audit's repro: every completion was answered "Method not fou
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import sys
@@ -19,10 +20,11 @@ from mcp import Client, MCPError, StdioServerParameters
 from mcp.types import INVALID_PARAMS, CompleteResult, PromptReference, Request, ResourceTemplateReference
 from PIL import Image
 
+from kie_mcp import completions
 from kie_mcp.catalog import load_catalog
 from kie_mcp.sandbox import SANDBOX_API_KEY
 
-from .conftest import answering, eras_in_turn, text_of
+from .conftest import answering, audits, eras_in_turn, text_of
 from .test_prompts import ARGUMENTS
 from .test_task_views import journaled, task
 
@@ -30,6 +32,7 @@ MODEL = ResourceTemplateReference(uri="kie://models/{+model_id}")
 TASK = ResourceTemplateReference(uri="kie://tasks/{task_id}")
 PAGES = ResourceTemplateReference(uri="kie://outputs/{session}/index.html")
 SHIPPED_PAGE = ResourceTemplateReference(uri="kie://shipped/prompting/{+path}")
+OUTPUT = ResourceTemplateReference(uri="kie://outputs/{+path}")
 SHIPPED = Path(__file__).resolve().parent.parent / "prompting"  # the prompt library kie-mcp ships
 
 
@@ -392,6 +395,147 @@ async def test_a_shipped_prompt_page_completes_to_the_paths_of_the_pages_kie_mcp
     assert veo.values == ["prompt-library/veo-3-1.md"] and kling.values == ["prompt-library/kling-3.md"]
     assert other.values == [] and other.total == 0
     assert read == [(SHIPPED / path).read_text(encoding="utf-8") for path in every.values]
+
+
+async def _read_bytes(client: Client, path: str) -> bytes | str | None:
+    """What ``kie://outputs/<path>`` serves (text or bytes), or None when the read refuses it."""
+    try:
+        served = (await client.read_resource(f"kie://outputs/{path}")).contents[0]
+    except MCPError:
+        return None
+    return served.text if hasattr(served, "text") else base64.b64decode(served.blob)
+
+
+def _dated(path: Path, when: float, data: bytes = b"\x00kie") -> Path:
+    """A file at ``path`` holding ``data``, modified at ``when`` (seconds since the epoch)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    os.utime(path, (when, when))
+    return path
+
+
+async def test_a_saved_result_completes_folder_by_folder_to_the_paths_its_read_serves(connect, tmp_path):
+    """The audit: ``kie://outputs/{+path}`` offered nothing, so a host completing resource templates (MCP Inspector,
+    VS Code) could not find a saved result. Its ``path`` offers what that read serves in the one folder the typed
+    path names, newest first: in outputs/, its gallery pages and session folders (``<folder>/``, to go on from);
+    in a session folder, its files and folders; matched by the start of the name (case folded). Each file offered
+    reads, exactly as it is on disk."""
+    outputs = tmp_path / "outputs"
+    async with connect(elicitation=answering()) as client:
+        folder = await _saved_in(client, "pear")
+        made = sorted(entry.name for entry in (outputs / folder).iterdir() if not entry.name.startswith("."))
+        for n, name in enumerate(made):  # oldest first as listed: the answer turns it round
+            os.utime(outputs / folder / name, (1_700_000_000 + n, 1_700_000_000 + n))
+        _dated(outputs / folder / "cuts" / "take-1.png", 1_600_000_000)
+        os.utime(outputs / folder / "cuts", (1_600_000_000, 1_600_000_000))
+        _dated(outputs / "holiday" / "beach.png", 1_800_000_000)  # no session folder: nothing in it is served
+        _dated(outputs / "notes.txt", 1_800_000_000)  # nor a file of outputs/ other than a gallery page
+        top = (await _values(client, OUTPUT, "path")).completion
+        inside = (await _values(client, OUTPUT, "path", f"{folder}/")).completion
+        image = (await _values(client, OUTPUT, "path", f"{folder}/NANO")).completion
+        deeper = (await _values(client, OUTPUT, "path", f"{folder}/cuts/")).completion
+        pages = (await _values(client, OUTPUT, "path", "index")).completion
+        elsewhere = [
+            (await _values(client, OUTPUT, "path", typed)).completion for typed in ("holiday/", "../", "/", "a//")
+        ]
+        files = [value for value in inside.values + deeper.values if not value.endswith("/")]
+        reads = {value: await _read_bytes(client, value) for value in files}
+    assert f"{folder}/" in top.values and "index.html" in top.values, top
+    assert not {"holiday/", "notes.txt"} & set(top.values) and top.total == len(top.values), top
+    assert inside.values == [f"{folder}/{name}" for name in reversed(made)] + [f"{folder}/cuts/"], inside
+    assert inside.total == len(made) + 1 and inside.has_more is False
+    assert len(image.values) == 2, image  # the picture and its sidecar
+    assert all(value.startswith(f"{folder}/nano-banana-2_") for value in image.values), image
+    assert deeper.values == [f"{folder}/cuts/take-1.png"] and pages.values == ["index.html"], (deeper, pages)
+    assert all(answer.values == [] and answer.total == 0 for answer in elsewhere), elsewhere
+    for value, served in reads.items():
+        on_disk = (outputs / value).read_bytes()
+        assert served == (on_disk.decode() if isinstance(served, str) else on_disk), value
+
+
+async def test_a_saved_result_is_never_completed_to_a_file_its_read_refuses(connect, controls, tmp_path, monkeypatch):
+    """The review's list of what the read refuses, none of it offered: a dotfile (the kept previews), a link (out of
+    outputs/, or to a folder elsewhere), a FIFO, a file larger than a resource is sent, one whose bytes hold the API
+    key (kept as paid for, never served); in outputs/ itself, anything but a gallery page. What is offered reads."""
+    from kie_mcp import references
+
+    monkeypatch.setattr(references, "MAX_RESOURCE_BYTES", 100_000)
+    outputs = tmp_path / "outputs"
+    outside = _dated(tmp_path / "elsewhere" / "private.png", 1_600_000_000)
+    await controls.fault("files", kind="tagged", text=f"made for {SANDBOX_API_KEY}")
+    async with connect(elicitation=answering()) as client:
+        folder = await _saved_in(client, "plum")
+        keyed = next(name for name in os.listdir(outputs / folder) if name.endswith(".jpg"))
+        here = outputs / folder
+        fine = _dated(here / "fine.png", 1_900_000_000)
+        _dated(here / ".hidden.png", 1_900_000_001)
+        _dated(here / "large.png", 1_900_000_002, b"\x00" * 100_001)
+        (here / "out.png").symlink_to(outside)
+        (here / "in.png").symlink_to(fine)
+        (here / "away").symlink_to(outside.parent, target_is_directory=True)
+        os.mkfifo(here / "pipe.png")
+        (outputs / ".kie-mcp").mkdir()
+        _dated(outputs / "kie-mcp.json", 1_900_000_000)
+        offered = (await _values(client, OUTPUT, "path", f"{folder}/")).completion
+        top = (await _values(client, OUTPUT, "path")).completion
+        through = (await _values(client, OUTPUT, "path", f"{folder}/away/")).completion
+        refused = {
+            name: await _read_bytes(client, f"{folder}/{name}")
+            for name in (keyed, ".hidden.png", "large.png", "out.png", "away/private.png")
+        }
+        reads = [await _read_bytes(client, value) for value in offered.values]
+    names = [value.removeprefix(f"{folder}/") for value in offered.values]
+    assert names[0] == "fine.png" and keyed not in names, names
+    assert not {".hidden.png", "large.png", "out.png", "in.png", "away/", "pipe.png"} & set(names), names
+    assert offered.total == len(names) and all(served is not None for served in reads), offered
+    assert not {".kie-mcp/", "kie-mcp.json"} & set(top.values) and f"{folder}/" in top.values, top
+    assert through.values == [] and all(served is None for served in refused.values()), refused
+
+
+async def test_a_saved_result_completion_sends_the_newest_100_and_counts_the_rest(connect, tmp_path):
+    """A session folder of 130 results: the newest 100 are sent, ``total`` counts all 130 and ``hasMore`` is set; a
+    prefix narrows them to those it starts, all sent. Each answer lists that one folder, never the others (a host
+    asks on every key, and outputs/ may hold tens of thousands of results)."""
+    folder = "2026-03-01-batch"
+    for n in range(130):
+        _dated(tmp_path / "outputs" / folder / f"shot-{n:03d}.png", 1_700_000_000 + n)
+    _dated(tmp_path / "outputs" / "2026-03-02-other" / "shot-000.png", 1_800_000_000)
+    listed: list[str] = []
+
+    def watch(event: str, args: tuple) -> None:
+        if event == "os.scandir" and sys._getframe(2).f_code.co_filename == completions.__file__:
+            listed.append(os.fspath(args[0]))
+
+    async with connect() as client:
+        await _values(client, OUTPUT, "path", "2026")  # the runtime opened, its start-up done
+        with audits(watch):
+            every = (await _values(client, OUTPUT, "path", f"{folder}/")).completion
+            narrowed = (await _values(client, OUTPUT, "path", f"{folder}/shot-12")).completion
+    assert listed == [str(tmp_path / "outputs" / folder)] * 2, listed
+    assert every.values == [f"{folder}/shot-{n:03d}.png" for n in range(129, 29, -1)], every.values[:3]
+    assert every.total == 130 and every.has_more is True
+    assert narrowed.values == [f"{folder}/shot-{n:03d}.png" for n in range(129, 119, -1)]
+    assert narrowed.total == 10 and narrowed.has_more is False
+
+
+async def test_a_saved_result_completes_in_a_linked_outputs_folder_only_to_what_kie_mcp_saved_there(connect, tmp_path):
+    """An outputs/ linked to a folder of the user's serves only what kie-mcp saved there (its sidecars list it): the
+    user's own photo in a session folder is not offered; kie-mcp's result and its sidecar are, and read."""
+    chosen = tmp_path.parent / f"{tmp_path.name}-linked"
+    chosen.mkdir()
+    (tmp_path / "outputs").symlink_to(chosen)
+    try:
+        async with connect(elicitation=answering()) as client:
+            folder = await _saved_in(client, "fig")
+            _dated(chosen / folder / "my-own.png", 1_900_000_000)
+            offered = (await _values(client, OUTPUT, "path", f"{folder}/")).completion
+            reads = [await _read_bytes(client, value) for value in offered.values]
+            own = await _read_bytes(client, f"{folder}/my-own.png")
+    finally:
+        shutil.rmtree(chosen)
+    names = {value.removeprefix(f"{folder}/").rsplit(".", 1)[-1] for value in offered.values}
+    assert {"jpg", "json"} <= names and f"{folder}/my-own.png" not in offered.values, offered
+    assert own is None and all(served is not None for served in reads)
 
 
 async def test_other_workflow_arguments_get_no_values(connect):

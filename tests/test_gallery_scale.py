@@ -21,7 +21,7 @@ from kie_mcp.media.downloads import poster_path
 from kie_mcp.media.gallery import OWN_INDEX, PAGE
 
 from .browser import Page, save_artifact, spread
-from .conftest import answering, session_folder, text_of
+from .conftest import answering, audits, session_folder, text_of
 from .test_gallery import assert_pictures_are_seen, assert_plays, click, rects
 from .test_gallery_hostile import MODEL, save, sidecar
 
@@ -352,29 +352,20 @@ async def test_an_index_no_build_can_write_is_made_for_the_read_of_the_newest_se
     assert f"too large to send ({len(made.encode()) / 2**20:.1f} MB)" in str(raised.value), str(raised.value)
 
 
-# The folders the gallery lists (os.scandir) while a test watches (``listings``), seen through Python's audit events:
-# nothing of kie-mcp's is replaced to count them.
-_WATCHING: list[list[str]] = []
-_HOOKED: list[bool] = []
-
-
-def _on_audit(event: str, args: tuple) -> None:
-    listed = event == "os.scandir" and args and isinstance(args[0], str | os.PathLike)
-    if listed and _WATCHING and sys._getframe(1).f_code.co_filename == gallery.__file__:  # not a start-up sweep's
-        _WATCHING[-1].append(os.path.basename(os.fspath(args[0])))
-
-
+# The folders the gallery lists (os.scandir) while a test watches (``listings``), seen through Python's audit events
+# (``audits``): nothing of kie-mcp's is replaced to count them.
 @pytest.fixture
 def listings():
     """A list that gathers the names of the folders the gallery lists (``os.scandir``) while the test runs."""
-    if not _HOOKED:
-        sys.addaudithook(_on_audit)  # an audit hook stays for the process: it gathers only while a test watches
-        _HOOKED.append(True)
-    _WATCHING.append([])
-    try:
-        yield _WATCHING[-1]
-    finally:
-        _WATCHING.clear()
+    listed: list[str] = []
+
+    def watch(event: str, args: tuple) -> None:
+        listing = event == "os.scandir" and args and isinstance(args[0], str | os.PathLike)
+        if listing and sys._getframe(2).f_code.co_filename == gallery.__file__:  # not a start-up sweep's
+            listed.append(os.path.basename(os.fspath(args[0])))
+
+    with audits(watch):
+        yield listed
 
 
 async def test_a_read_of_an_index_no_build_can_write_lists_each_session_folder_once(

@@ -25,7 +25,7 @@ from kie_mcp.sandbox import SANDBOX_API_KEY
 from kie_mcp.spend.balance import BalanceCache
 from kie_mcp.tasks import TaskRecord
 
-from .conftest import API, UPLOADS, answering, text_of
+from .conftest import API, UPLOADS, answering, audits, text_of
 
 IMAGE = {"prompt": "A red apple on a wooden table", "model": "nano-banana-2"}  # 8 credits
 CREDIT = "/api/v1/chat/credit"
@@ -340,7 +340,7 @@ def test_a_newer_image_gets_a_new_thumbnail(tmp_path, decodes):
 async def test_thumbnails_are_made_in_a_worker_thread_and_the_result_does_not_decode(tmp_path, decodes):
     from kie_mcp.config import Settings
     from kie_mcp.runtime import open_runtime
-    from kie_mcp.surface import _thumbnails_ready, _tool_result
+    from kie_mcp.surface import _tasks_result, _thumbnails_ready
 
     (tmp_path / "outputs" / "day").mkdir(parents=True)
     image = big_image(tmp_path / "outputs" / "day" / "shot.png")
@@ -350,11 +350,44 @@ async def test_thumbnails_are_made_in_a_worker_thread_and_the_result_does_not_de
     await _thumbnails_ready([task], tmp_path, settings.preview_px)
     assert len(decodes) == 1 and decodes[0] != threading.main_thread().name
     async with open_runtime(settings) as rt:
-        result = _tool_result(task, "done", rt, [task])
+        result = await _tasks_result(task, "done", rt, [task])
     assert [block.type for block in result.content] == ["text", "resource_link", "image"]
     assert len(decodes) == 1  # read back from where it is kept, not decoded on the event loop
     await make_thumbnails([image], settings.preview_px)
     assert len(decodes) == 1
+
+
+@pytest.fixture
+def opens():
+    """The files opened (``open``, ``os.open``) while the test runs, each with the thread that opened it, seen through
+    Python's audit events (``audits``): nothing of kie-mcp's is replaced to see them."""
+    opened: list[tuple[str, int]] = []
+
+    def watch(event: str, args: tuple) -> None:
+        if event == "open" and args and isinstance(args[0], str | os.PathLike):
+            opened.append((os.fspath(args[0]), threading.get_ident()))
+
+    with audits(watch):
+        yield opened
+
+
+async def test_a_list_or_a_look_naming_saved_videos_reads_their_lengths_off_the_event_loop(connect, opens):
+    """The audit: list_tasks and check_task read each saved video's header (for its length) on the event loop, so a
+    list of many videos on a slow disk held up every other request. Each answer reads them in a worker thread, and
+    says the same lengths."""
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_video", {"prompt": "waves", "model": "veo3_fast", "wait_seconds": 30})
+        [video] = made.structured_content["saved_files"]
+        loop = threading.get_ident()  # the event loop's thread: the server runs in this process, on this loop
+        opens.clear()
+        listed = await client.call_tool("list_tasks", {})
+        checked = await client.call_tool("check_task", {"task_id": video["task_id"]})
+        read = [thread for path, thread in opens if path.endswith(video["path"])]
+    seconds = video["duration_seconds"]
+    assert seconds and read and loop not in read, read
+    assert checked.structured_content["saved_files"][0]["duration_seconds"] == seconds
+    assert listed.structured_content["saved_files"][0]["duration_seconds"] == seconds
+    assert f", {seconds:g} s" in text_of(listed) and f", {seconds:g} s" in text_of(checked)
 
 
 async def test_a_result_image_is_decoded_once_across_calls(connect, decodes, tmp_path, settings):

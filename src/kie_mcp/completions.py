@@ -15,8 +15,10 @@
   newest tasks (``Journal.recent_task_ids``, off the event loop); ``kie://outputs/{session}/index.html``: the names
   of the session folders of outputs/ with a gallery page that resource serves, newest first (``_session_pages``,
   in a worker thread, bounded); ``kie://shipped/prompting/{+path}``: the paths of the prompt-library pages kie-mcp
-  ships (``library.shipped_pages``), matched as a picture's path is.
-- Any other argument (a script, a description) or variable (a saved result's path): no values.
+  ships (``library.shipped_pages``), matched as a picture's path is; ``kie://outputs/{+path}``: what that read serves
+  in the one folder of outputs/ the typed path names, newest first (``_served_entries``, in a worker thread: one
+  ``os.scandir``, never the whole tree).
+- Any other argument (a script, a description) or variable (a saved result's preview): no values.
 
 Model ids match by their start, or by the start of a word of the model's title or other names ("veo" offers the Veo
 models, "kling" the Kling ones): the id typed first, then ids it starts, then title words, and within each the
@@ -27,6 +29,7 @@ An unknown prompt, template or argument is an invalid-parameters error naming it
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
@@ -62,6 +65,7 @@ MODELS = "kie://models/{model_id}"  # the templates completed (as ``_bare`` writ
 TASKS = "kie://tasks/{task_id}"
 SESSION_PAGES = "kie://outputs/{session}/index.html"
 SHIPPED_PAGES = "kie://shipped/prompting/{path}"
+SAVED_RESULTS = "kie://outputs/{path}"
 
 
 async def complete(
@@ -147,10 +151,12 @@ async def _template_variable(
     if _bare(template) == TASKS:
         return await _task_ids(typed, runtime)
     if _bare(template) == SESSION_PAGES:
-        return await _session_folders(typed, runtime)
+        return await _in_outputs(typed, runtime, _session_pages)
     if _bare(template) == SHIPPED_PAGES:
         return _shipped_paths(typed)
-    return NONE  # a saved result's path (outputs/, previews/): not suggested
+    if _bare(template) == SAVED_RESULTS:
+        return await _in_outputs(typed, runtime, _served_entries)
+    return NONE  # a saved result's preview (previews/): not suggested
 
 
 REFERENCES = {"ref/prompt": ("name", "the prompt's name"), "ref/resource": ("uri", "the resource template's URI")}
@@ -390,13 +396,16 @@ def _pictures(files: Sequence[Found], wanted: str, formats: Sequence[Sniffed], s
     return _answer([path for *_, path in sorted(ranked)])
 
 
-async def _session_folders(typed: str, runtime: Callable[[], Awaitable[Runtime | None]]) -> Completion:
-    """The session folders of the workspace's outputs/ whose gallery page ``kie://outputs/{session}/index.html``
-    serves (``_session_pages``), bounded as the saved pictures are; past the bound, ``hasMore`` with no total."""
+async def _in_outputs(
+    typed: str, runtime: Callable[[], Awaitable[Runtime | None]], look: Callable[[Path, str], tuple[list[str], bool]]
+) -> Completion:
+    """What ``look`` finds in the workspace's outputs/ for ``typed`` (``_session_pages``: the session folders whose
+    gallery page ``kie://outputs/{session}/index.html`` serves; ``_served_entries``: the paths
+    ``kie://outputs/{+path}`` reads), in a worker thread; past its bound, ``hasMore`` with no total."""
     rt = await runtime()
     if rt is None:
         return NONE  # no workspace to read
-    found, unread = await anyio.to_thread.run_sync(_session_pages, rt.settings.workspace, typed.strip())
+    found, unread = await anyio.to_thread.run_sync(look, rt.settings.workspace, typed.strip())
     answer = _answer(found)
     return Completion(values=answer.values, total=None, has_more=True) if unread else answer
 
@@ -463,6 +472,72 @@ def _shows_results(folder: Path, linked: bool) -> bool:
             )
     except OSError:  # gone, or unreadable: the gallery shows nothing of it
         return False
+
+
+def _served_entries(workspace: Path, typed: str) -> tuple[list[str], bool]:
+    """What ``kie://outputs/{+path}`` serves in the folder of ``workspace``'s outputs/ that ``typed`` names (all of
+    it up to its last ``/``: ``2026-03-01-shoot/`` lists that session folder, nothing else; no ``/``: outputs/
+    itself), whose name starts with the rest (case folded), newest first (by modification time); and whether any were
+    left unjudged. Listed once with ``os.scandir``: a host asks again on every key, and a large outputs/ is never
+    walked. Each is judged by the read's own rule (``surface.saved_result``): a regular file, never a link, a dotfile
+    or one in a dot-folder (the kept previews, a download in progress), served where it is (``saved.is_served``: a
+    file in a session folder, a gallery page of outputs/), not larger than a resource is sent (``MAX_RESOURCE_BYTES``),
+    not one this process saw hold the API key as it saved it (``downloads.key_held``: its bytes are never served),
+    and in an outputs/ linked to a folder of the user's only what kie-mcp saved there (``saved.lends``: sidecars read,
+    so there at most ``MOST`` + 1 are judged, the rest left unjudged). A folder that may hold such files (a session
+    folder, a folder in one; a real folder, never a link or a hidden one) is offered by its path and a ``/``, to be
+    completed further. An outputs/ ``saved.refusal`` names is not read."""
+    import stat
+    from pathlib import PurePosixPath
+
+    from kie_mcp.media.downloads import key_held
+    from kie_mcp.media.saved import OUTPUTS, SESSION_FOLDER, _lent, is_served, refusal
+    from kie_mcp.references import MAX_RESOURCE_BYTES
+
+    outputs = workspace / OUTPUTS
+    folder, _, start = typed.rpartition("/")
+    parts = folder.split("/") if folder else []
+    if typed.startswith("/") or any(part in ("", "..") or part.startswith(".") for part in parts):
+        return [], False  # no folder kie://outputs/ serves from: ``/etc/``, a dot-folder, ``a//b``, ``../``
+    if refusal(outputs) is not None:
+        return [], False
+    if parts and SESSION_FOLDER.match(parts[0]) is None:
+        return [], False  # nothing is served below a folder of outputs/ that is no session folder
+    here = outputs.joinpath(*parts)
+    wanted = start.casefold()
+    try:
+        for depth in range(1, len(parts) + 1):  # every folder named a real one: a link is never listed through
+            if not stat.S_ISDIR(os.lstat(outputs.joinpath(*parts[:depth])).st_mode):
+                return [], False
+        home = outputs.resolve() if outputs.is_symlink() else None
+        with os.scandir(here) as listing:
+            named = [entry for entry in listing if entry.name[:1] != "." and entry.name.casefold().startswith(wanted)]
+        entries = []
+        for entry in named:
+            with contextlib.suppress(OSError):  # removed meanwhile
+                entries.append((entry, entry.stat(follow_symlinks=False)))
+    except (OSError, RuntimeError, ValueError):  # no outputs/ yet, or none to read
+        return [], False
+    entries.sort(key=lambda found: (-found[1].st_mtime_ns, found[0].name))
+    prefix = f"{folder}/" if folder else ""
+    found: list[str] = []
+    for entry, facts in entries:
+        relative = PurePosixPath(*parts, entry.name)
+        if stat.S_ISDIR(facts.st_mode):
+            if is_served(relative / "file"):  # a session folder, or one in it
+                found.append(f"{prefix}{entry.name}/")
+            continue
+        if not stat.S_ISREG(facts.st_mode) or facts.st_size > MAX_RESOURCE_BYTES or not is_served(relative):
+            continue
+        if key_held(here / entry.name):
+            continue
+        if home is not None:
+            if len(found) > MOST:  # each judged by its sidecars: no more than one answer takes
+                return found, True
+            if not _lent(home, home.joinpath(*relative.parts)):
+                continue
+        found.append(f"{prefix}{entry.name}")
+    return found, False
 
 
 def _newest_first(day: str) -> tuple[int, ...]:

@@ -867,7 +867,7 @@ def _define_tools(mcp: _ToolRecorder) -> None:
         said = _task_message(record, typical, rt.follower.asking(record))
         result = TaskResult(task=record, saving=saving, message=" ".join([said, *problems]))
         await _thumbnails_ready([record], rt.settings.workspace, rt.settings.preview_px)  # in a worker thread
-        call = _tool_result(result, result.message, rt, [record])
+        call = await _tasks_result(result, result.message, rt, [record])
         if client_supports_apps(ctx):  # MCP Apps hosts: the gallery
             call.meta = gallery_meta(rt, [record])
         return call
@@ -1044,7 +1044,7 @@ def _define_tools(mcp: _ToolRecorder) -> None:
             gallery_uri=shown[1],
             message=message,
         )
-        call = _tool_result(result, message, rt, found, previews=False)
+        call = await _tasks_result(result, message, rt, found, previews=False)
         if client_supports_apps(ctx):  # MCP Apps hosts: the gallery
             call.meta = gallery_meta(rt, found)
         return call
@@ -1234,7 +1234,7 @@ def _define_tools(mcp: _ToolRecorder) -> None:
                 result = await followups.existing_result(rt, plan, wait_seconds=wait_seconds, progress=_progress(ctx))
             await _thumbnails_ready(result.tasks, rt.settings.workspace, rt.settings.preview_px)
             output = GenerationOutput(**{name: getattr(result, name) for name in gen.GenerationResult.model_fields})
-            call = _tool_result(output, result.message, rt, result.tasks)
+            call = await _tasks_result(output, result.message, rt, result.tasks)
             if client_supports_apps(ctx):  # MCP Apps hosts: the gallery
                 call.meta = gallery_meta(rt, result.tasks)
             return call
@@ -1550,7 +1550,7 @@ async def _generate(
         # Previews (scaled images, video posters) are made in a worker thread, never on the loop.
         await _thumbnails_ready(result.tasks, rt.settings.workspace, rt.settings.preview_px)
         output = GenerationOutput(**{name: getattr(result, name) for name in gen.GenerationResult.model_fields})
-        call = _tool_result(output, result.message, rt, result.tasks)
+        call = await _tasks_result(output, result.message, rt, result.tasks)
         if client_supports_apps(ctx):  # MCP Apps hosts: a quote as the approval card, results as the gallery
             quote = result.quote
             if quote is not None:  # not run: the card again, saying why when there was a reason
@@ -2466,13 +2466,13 @@ def _tool_result(
     saved: Sequence[SavedFile] = (),
     previews: bool = True,
 ) -> CallToolResult:
-    """Text and structured content. Every saved file (of ``tasks``, and ``saved``) is named by absolute path and
-    file:// URI in the text and in ``saved_files``; with ``previews`` also as a resource link, and the first
-    ``PREVIEWS_PER_ANSWER`` files with a preview image (images scaled to KIE_PREVIEW_PX, a video's poster frame; the
-    one kept beside each file: ``await _thumbnails_ready(tasks, workspace, side)`` first makes any missing one in a
-    worker thread, so nothing is decoded here, on the event loop); the text says where the others' are. A sandbox
-    server's text starts with SANDBOX_LABEL."""
-    files = [*_task_files(rt, tasks), *saved] if rt is not None else list(saved)
+    """Text and structured content. Every saved file (``saved``: those of ``tasks``, found by ``_tasks_result``) is
+    named by absolute path and file:// URI in the text and in ``saved_files``; with ``previews`` also as a resource
+    link, and the first ``PREVIEWS_PER_ANSWER`` files with a preview image (images scaled to KIE_PREVIEW_PX, a
+    video's poster frame; the one kept beside each file: ``await _thumbnails_ready(tasks, workspace, side)`` first
+    makes any missing one in a worker thread, so nothing is decoded here, on the event loop); the text says where the
+    others' are. A sandbox server's text starts with SANDBOX_LABEL."""
+    files = list(saved)
     if files and "saved_files" in type(model).model_fields:
         model = model.model_copy(update={"saved_files": files})
     if files:
@@ -2529,23 +2529,32 @@ def _previews_elsewhere(files: Sequence[SavedFile]) -> str:
     )
 
 
-def _task_files(rt: Runtime, tasks: Sequence[TaskRecord]) -> list[SavedFile]:
-    """The saved files of ``tasks``, each with the type its bytes had when it was saved (from the journal)."""
+async def _tasks_result(
+    model: BaseModel, text: str, rt: Runtime | None, tasks: Sequence[TaskRecord], *, previews: bool = True
+) -> CallToolResult:
+    """``_tool_result`` of an answer naming ``tasks``: their saved files found first (``_task_files``), in one worker
+    thread for the whole answer, never on the event loop, and none when no task has a file."""
+    found = [(task.task_id, tuple(task.files)) for task in tasks if task.files]  # as they are now, read in the thread
+    files = await anyio.to_thread.run_sync(_task_files, rt, found) if rt is not None and found else []
+    return _tool_result(model, text, rt, tasks, saved=files, previews=previews)
+
+
+def _task_files(rt: Runtime, tasks: Sequence[tuple[str | None, Sequence[str]]]) -> list[SavedFile]:
+    """The saved files of ``tasks`` (each task's id and the paths of its files), each with the type its bytes had
+    when it was saved (from the journal) and a video's length (``_video_seconds``). Reads the journal and every
+    video's header, and looks at each file on disk: blocking, so ``_tasks_result`` calls it in a worker thread (a
+    list of many videos on a slow disk held up every other request)."""
     files = []
-    for task in tasks:
-        if not task.files:
-            continue
+    for task_id, paths in tasks:
         try:
-            rows = {row["path"]: row for row in rt.journal.files_for(task.task_id)} if task.task_id else {}
+            rows = {row["path"]: row for row in rt.journal.files_for(task_id)} if task_id else {}
         except (JournalUnavailable, sqlite3.Error):
             rows = {}
-        for path in task.files:
+        for path in paths:
             row = rows.get(path)
             mime = (row["mime"] if row else None) or mimetypes.guess_type(path)[0]
-            # Its header read here, on the event loop (a few small reads); a tool that reads one it can expect to
-            # be slow passes the length it read in a worker thread (stitch_videos)
             seconds = _video_seconds(rt.settings.workspace / path, mime)
-            file = _saved_file(rt.settings.workspace, path, task.task_id, mime, seconds)
+            file = _saved_file(rt.settings.workspace, path, task_id, mime, seconds)
             # Its size only: a list never reads a video's bytes (a follow-up or a join about to use it does)
             state = kept(rt.settings.workspace / path, row["size"]) if row is not None else "kept"
             if state != "kept":  # deleted or moved since (the gallery then offers nothing of it), or changed

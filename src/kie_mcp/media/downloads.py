@@ -1622,7 +1622,10 @@ def _remember_damage(file: SavedFile) -> SavedFile:
 
 def key_held(path: Path) -> bool:
     """Whether the saved result at ``path`` held the API key when this process saved it (as it is now: a file
-    changed since is another). Never reads it (one lstat): answers on the event loop call it."""
+    changed since is another). Never reads it (one lstat): answers on the event loop call it; none seen, not even
+    that (a completion judges every file of a folder)."""
+    if not len(_key_held):
+        return False
     try:
         real = _in_real_folder(path)
     except (OSError, RuntimeError):
