@@ -163,7 +163,8 @@ async def test_in_a_browser_a_card_of_a_20000_character_prompt_shows_its_start_a
 
 
 def test_an_index_of_60_sessions_of_24_results_with_20000_character_prompts_stays_small(tmp_path):
-    """31 MB before: the index and a session page grow by at most about 1.5 KB a card, whatever the prompt."""
+    """31 MB before: the index and a session page grow by at most about 1.5 KB a card, whatever the prompt (1,550
+    bytes: each picture names its file, about 70 bytes, for the words the CSS covers it with if it does not open)."""
     prompt = ("Ultra-detailed product shot, the serum bottle on wet slate, rim light; " * 300)[:20000]
     outputs = tmp_path / "outputs"
     for s in range(60):
@@ -173,8 +174,8 @@ def test_an_index_of_60_sessions_of_24_results_with_20000_character_prompts_stay
     assert gallery.build(outputs) == []
     index = (outputs / "index.html").stat().st_size
     session = (outputs / f"{date.today().isoformat()}-shoot-0" / "index.html").stat().st_size
-    assert index < 60 * 24 * 1500, index
-    assert session < 200 * 1500, session
+    assert index < 60 * 24 * 1550, index
+    assert session < 200 * 1550, session
 
 
 async def test_a_deleted_result_leaves_the_pages_list_tasks_names_and_the_resources_and_its_previews_go(

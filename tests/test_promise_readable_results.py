@@ -1,7 +1,8 @@
 """Results read by everyone: a long prompt stays inside its tile and is shown whole from a touch screen or the
 keyboard; each tile's buttons and pictures name their own task; a screen reader hears each followed task's end, not
-every note at once; a saved path is reached with Tab; the gallery's headings read as a day and a name; a file of 0
-bytes says it is empty instead of showing a broken picture.
+every note at once; a saved path is reached with Tab; the keyboard's focus stays on a followed tile's button as the
+tile is updated; the gallery's headings read as a day and a name; a file of 0 bytes says it is empty, and a picture
+that does not open says so and where its file is, instead of showing a broken picture.
 
 The app's tests drive the server through the SDK client and the built-in simulator, and the app in headless Chromium
 inside the minimal MCP Apps host of ``tests/app_host.py``; the gallery's open its pages from disk. They skip when
@@ -20,7 +21,7 @@ from kie_mcp.media import gallery
 
 from . import test_app_edges
 from .app_host import AppHost, AppView
-from .browser import Page, save_artifact
+from .browser import BrowserError, Page, save_artifact
 from .conftest import answering, session_folder, text_of
 from .test_app_edges import in_browser
 
@@ -192,6 +193,87 @@ async def test_in_a_browser_a_screen_reader_hears_each_followed_task_s_end_not_e
     assert len(heard) <= 2, heard  # each end once (two ends a moment apart: one sentence)
 
 
+# -- the keyboard's place on a followed tile ----------------------------------------------------------------------
+
+FOCUS_ON = """(selector => { const control = document.querySelector(selector); control.focus();
+  window.focused = control; return document.activeElement === control; })"""
+FOCUS_NOW = """(() => { const now = document.activeElement;
+  return {same: now === window.focused, kept: window.focused.isConnected,
+          now: now === document.body ? 'body' : now.getAttribute('aria-label') || now.textContent}; })()"""
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+@pytest.mark.parametrize(
+    ("control", "selector"), [("Check again", ".tile .actions .btn"), ("Show all", ".tile .show-all")]
+)
+async def test_in_a_browser_a_followed_tile_keeps_the_keyboard_s_place_as_it_is_drawn_again(
+    connect_app, controls, browser, control, selector
+):
+    """The audit: a keyboard user who tabbed onto a followed tile's button lost the focus at the tile's next update
+    (the tile was drawn anew: the button the focus was on left the page, the focus went to nowhere). The tile is
+    updated in place: the focus stays on that very button through every update to the task's end, and a screen
+    reader hears only the end, not the tile read again."""
+    async with connect_app(elicitation=answering(), auto_approve_credits=100) as client:
+        await controls.post("clock/speed", {"speed": 0})  # KIE finishes nothing until the focus is on the button
+        made = await client.call_tool("generate_image", {**IMAGE, "prompt": LONG, "wait_seconds": 0})
+        assert made.structured_content["status"] == "submitted", text_of(made)
+        [task] = made.structured_content["tasks"]
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("focus-kept", {}, made))
+            try:
+                await in_browser(view.wait_for, "(t => t && !t.hidden)(document.querySelector('.tile .show-all'))")
+                await host.until_sent("tools/call")  # the tile follows its task
+                focused = await in_browser(view.evaluate, f"{FOCUS_ON}({json.dumps(selector)})")
+                await in_browser(view.evaluate, HEARD)
+                await controls.post("clock/speed", {"speed": 1000})  # it runs, ends and is saved: drawn again
+                await in_browser(view.wait_for, "document.querySelector('.tile .state-succeeded')", 40)
+                await in_browser(view.wait_for, "document.querySelectorAll('.tile .actions .btn').length === 2", 20)
+                await in_browser(view.wait_for, "window.heard.length > 0", 5)
+                await anyio.sleep(1)  # any update still on its way is drawn
+                now = await in_browser(view.evaluate, FOCUS_NOW)
+                heard = await in_browser(view.evaluate, "window.heard")
+            finally:
+                await in_browser(view.close)
+    assert focused, control
+    label = f"Check again, nano-banana-2 task ending {tail(task['task_id'])}" if control == "Check again" else None
+    assert now == {"same": True, "kept": True, "now": label or "Show all (5,000 characters)"}, now
+    assert heard == [f"nano-banana-2 task ending {tail(task['task_id'])} succeeded."], heard
+
+
+def press_enter(view: AppView) -> None:
+    """Press Enter in the app, as a person at the keyboard does on the control the focus is on."""
+    for kind in ("rawKeyDown", "char", "keyUp"):
+        key = {"type": kind, "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13, "nativeVirtualKeyCode": 13}
+        view.browser.send("Input.dispatchKeyEvent", {**key, "text": "\r"} if kind == "char" else key, view.frame)
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_check_again_pressed_from_the_keyboard_keeps_the_focus(connect_app, browser):
+    """The audit: Enter on "Check again" dropped the focus to nowhere twice over: the button was disabled while its
+    call ran (a disabled button loses the focus), then drawn anew with the answer. It says it is busy with
+    aria-disabled instead, and stays, focused, through the answer."""
+    async with connect_app(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", IMAGE)
+        assert made.structured_content["status"] == "completed", text_of(made)
+        async with AppHost(client).running() as host:
+            view = await in_browser(AppView, browser, host.show("check-again-keyboard", IMAGE, made))
+            try:
+                await in_browser(view.wait_for, "document.querySelectorAll('.tile .actions .btn').length === 2")
+                focused = await in_browser(view.evaluate, f"{FOCUS_ON}('.tile .actions .btn')")
+                await in_browser(press_enter, view)
+                await in_browser(view.wait_for, "document.querySelector('.tile .note').textContent")  # its answer
+                await anyio.sleep(0.5)
+                now = await in_browser(view.evaluate, FOCUS_NOW)
+                busy = await in_browser(view.evaluate, "window.focused.getAttribute('aria-disabled')")
+            finally:
+                await in_browser(view.close)
+    [task] = made.structured_content["tasks"]
+    assert focused and len(host.calls("check_task")) == 1, host.relayed
+    label = f"Check again, nano-banana-2 task ending {tail(task['task_id'])}"
+    assert now == {"same": True, "kept": True, "now": label}, now
+    assert busy is None, busy  # no longer busy once answered
+
+
 # -- a saved path from the keyboard ------------------------------------------------------------------------------
 
 
@@ -306,3 +388,111 @@ async def test_in_a_browser_a_file_of_no_bytes_says_it_is_empty_never_a_broken_p
         card = seen[name]["cards"]["zero.jpg"]
         assert "Damaged: empty file (0 bytes)" in card and "Empty file: nothing to show." in card, (name, card)
     assert len(seen["month"]["pictures"]) == 2, json.dumps(seen["month"])  # each session's tile has its picture
+
+
+UNSHOWN = """(() => [...document.querySelectorAll('figure.card:not(.tile)')].map(c => ({
+  file: c.querySelector('.meta.file a').textContent, text: c.innerText,
+  pictures: [...c.querySelectorAll('img')].map(i => i.naturalWidth)})))()"""
+
+
+@pytest.mark.parametrize("mode", ["legacy"])  # the pages do not depend on the protocol era: one browser run
+async def test_in_a_browser_a_picture_known_not_to_open_says_so_and_where_it_is_never_a_broken_picture(
+    connect, controls, tmp_path, browser, monkeypatch
+):
+    """The audit: a picture KIE stored damaged (kept: it is paid for; its sidecar says it does not open) showed as a
+    broken picture on its card, and stood for its session on the month page. Its card says it could not be shown,
+    why and where its file is, and no page draws it as a picture."""
+    monkeypatch.setattr(gallery, "SESSIONS_ON_INDEX", 1)  # the older session on the month page only
+    async with connect(elicitation=answering()) as client:
+        good = await client.call_tool("generate_image", {**IMAGE, "session": "Older"})
+        await controls.fault("files", kind="damaged", times=2)  # the first fetch and the one more: both cut short
+        bad = await client.call_tool("generate_image", {**IMAGE, "session": "Older"})  # the session's newest
+        newer = await client.call_tool("generate_image", {**IMAGE, "session": "Shoot"})
+    assert "does not open as an image" in text_of(bad), text_of(bad)
+    assert newer.structured_content["status"] == "completed", text_of(newer)
+    [path] = bad.structured_content["tasks"][0]["files"]
+    [good_path] = good.structured_content["tasks"][0]["files"]
+    folder = session_folder(tmp_path, "older")
+    outputs = tmp_path / "outputs"
+    assert gallery.build(outputs) == []
+    month = next(outputs.glob("index-*.html"))
+    page = browser.new_page(1000, 900)
+    try:
+        page.goto((folder / "index.html").as_uri())
+        page.evaluate(PICTURES)  # every picture loaded (or failed to)
+        cards = {card["file"]: card for card in page.evaluate(UNSHOWN)}
+        save_artifact("gallery-damaged-picture.png", page.screenshot(full_page=True))
+        page.goto(month.as_uri())
+        tile = page.evaluate(PICTURES)
+    finally:
+        page.close()
+    card = cards[path.split("/")[-1]]
+    assert card["pictures"] == [], card  # no broken picture
+    assert "Could not be shown: it does not open as an image (" in card["text"], card
+    assert f"The file is at {path}." in card["text"], card
+    assert [width > 0 for width in cards[good_path.split("/")[-1]]["pictures"]] == [True], cards
+    shown = [src for src, width in tile if width > 0]
+    assert len(shown) == len(tile) == 2, tile  # each session's tile has a picture that opens ...
+    assert any(good_path.split("/")[-1] in src for src in shown), tile  # ... the older's its good one
+    assert path.split("/")[-1] not in shown, tile
+
+
+COVERED = """(img => { const after = getComputedStyle(img, '::after');
+  return {loaded: img.naturalWidth, content: after.content, file: img.dataset.file}; })"""
+
+
+def covering_box(page: Page, name: str) -> float | None:
+    """The width of what covers the picture showing ``name`` (its ::after as Chromium lays it out), or None when
+    nothing covers it: a picture that loads has no ::after drawn."""
+    page.send("DOM.enable")
+    root = page.send("DOM.getDocument", {"depth": -1})["root"]
+
+    def found(node: dict[str, Any]) -> dict[str, Any] | None:
+        attributes = node.get("attributes") or []
+        if node.get("nodeName") == "IMG" and any(a.endswith(name) for a in attributes[1::2]):
+            return node
+        return next((hit for child in node.get("children", []) if (hit := found(child))), None)
+
+    img = found(root)
+    assert img is not None, name
+    after = next((p for p in img.get("pseudoElements", []) if p.get("pseudoType") == "after"), None)
+    if after is None:  # no ::after at all
+        return None
+    try:
+        return page.send("DOM.getBoxModel", {"nodeId": after["nodeId"]})["model"]["width"]
+    except BrowserError:  # Chromium's "Could not compute box model": nothing drawn
+        return None
+
+
+@pytest.mark.parametrize("mode", ["legacy"])  # the pages do not depend on the protocol era: one browser run
+async def test_in_a_browser_a_picture_that_does_not_open_is_covered_by_where_its_file_is(connect, tmp_path, browser):
+    """The audit: a file that is not empty but does not decode (copied in, damaged since; no build decodes every
+    file) showed as a broken picture. The pages run no script (their CSP forbids it, inline handlers too), so what
+    covers a picture the browser cannot open is drawn by the pages' CSS: it says it could not be shown and where
+    the file is, and a picture that opens is not covered."""
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "session": "Shoot"})
+        assert made.structured_content["status"] == "completed", text_of(made)
+    [good] = made.structured_content["tasks"][0]["files"]
+    folder = session_folder(tmp_path, "shoot")
+    (folder / "copied.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a picture after all " * 40)  # no sidecar, no preview
+    assert gallery.build(tmp_path / "outputs") == []
+    page = browser.new_page(1000, 900)
+    try:
+        page.goto((folder / "index.html").as_uri())
+        page.evaluate(PICTURES)
+        pictures = {
+            src.split("/")[-1]: page.evaluate(f"{COVERED}([...document.images].find(i => i.src.endsWith('{src}')))")
+            for src in ("copied.jpg", good.split("/")[-1])
+        }
+        covered = {name: covering_box(page, name) for name in pictures}
+        width = page.evaluate("document.querySelector('img[src$=\"copied.jpg\"]').getBoundingClientRect().width")
+        save_artifact("gallery-undecodable-picture.png", page.screenshot(full_page=True))
+    finally:
+        page.close()
+    copied = pictures["copied.jpg"]
+    assert copied["loaded"] == 0, copied  # the browser cannot open it ...
+    assert "Could not be shown" in copied["content"] and copied["file"] == f"outputs/{folder.name}/copied.jpg", copied
+    assert covered["copied.jpg"] and abs(covered["copied.jpg"] - width) <= 1, (covered, width)  # ... and it is covered
+    [good_name] = [name for name in pictures if name != "copied.jpg"]
+    assert pictures[good_name]["loaded"] > 0 and covered[good_name] is None, (pictures, covered)  # one that opens: not

@@ -18,7 +18,10 @@ gallery describes what is on disk: it survives a reset or corrupt journal, a sec
 copied ``outputs/`` folder, and reading it needs no database in a worker thread. A follow-up's sidecar names the
 task it continues and how (``continue_video``), a joined video's the clips it joined (``stitch_videos``): their
 cards say so. Media files without a sidecar (files copied in by hand) are shown too, without a prompt. A file of
-0 bytes, with a sidecar or without, is said to be damaged (``EMPTY``), never drawn as a broken picture or a dead player.
+0 bytes, with a sidecar or without, is said to be damaged (``EMPTY``), never drawn as a broken picture or a dead player;
+so is a picture known not to open (its sidecar's ``damaged``, or ``damage_of``: nothing is decoded here), whose card
+says it could not be shown, why, and where its file is; one the browser cannot open all the same is covered by the same
+words, drawn by the CSS over a picture that did not load (no script runs on these pages).
 
 **When.** ``refresh`` runs after every saved result (``generation.save_all``, where the follower and ``check_task``
 finish saving), after a sidecar is written again with a charge measured since (``generation.describe_charges``),
@@ -79,6 +82,7 @@ from kie_mcp.words import cut_point, made_of, shortened, unseen_escaped
 from . import saved
 from .downloads import (
     THUMBNAIL_SIDE,
+    damage_of,
     is_temporary,
     kind_of,
     make_preview,
@@ -275,6 +279,8 @@ def _scan_folder(folder: Path, side: int, *, sweep: bool = False) -> Session:
         if stat is not None and stat.st_size == 0:  # with a sidecar or without: said why nothing shows
             dated = replace(dated, empty=True, damaged=EMPTY)
         kept = _kept_preview(folder / dated.name, dated.kind, side)
+        if kept is None and dated.kind == "image" and dated.damaged is None:  # what this process saw of it, if any
+            dated = replace(dated, damaged=_redacted(damage_of(folder / dated.name)))  # (one lstat: nothing decoded)
         session.items[position] = replace(dated, preview=kept.name if kept is not None else None)
     session.items.sort(key=lambda item: (item.created, item.saved_ns, item.name))
     return session
@@ -466,6 +472,15 @@ figure { margin: 0; background: var(--card); border: 1px solid var(--line); bord
 .media img, .media video { display: block; width: 100%; height: 100%; object-fit: contain; }
 .media.audio, .media.file { display: flex; align-items: center; justify-content: center; padding: 12px; }
 .empty-file { color: var(--muted); }
+.unshown { margin: 0; text-align: center; color: var(--danger); font-weight: 600; overflow-wrap: anywhere; }
+/* A picture the browser cannot open (damaged since, a format it does not show): no script runs on these pages to
+   swap it, so what covers a broken picture does (a picture that loads has no ::after drawn), saying so and where its
+   file is, never a broken-picture icon. */
+.media img { position: relative; }
+.media img::after { content: "Could not be shown: this browser does not open it as a picture (it may be damaged). "
+  "The file is at " attr(data-file) "."; position: absolute; inset: 0; display: flex; align-items: center;
+  justify-content: center; padding: 12px; text-align: center; background: var(--well); color: var(--danger);
+  font-weight: 600; overflow-wrap: anywhere; }
 .media audio { width: 100%; }
 figcaption { padding: 10px 12px 12px; display: flex; flex-direction: column; gap: 6px; }
 .prompt { margin: 0; white-space: pre-wrap; overflow-wrap: anywhere; display: -webkit-box; -webkit-box-orient: vertical;
@@ -530,22 +545,42 @@ def _when(epoch: float) -> str:
         return ""
 
 
-def _media(item: Item, prefix: tuple[str, ...], alt: str) -> str:
+def _unshowable(item: Item) -> bool:
+    """Whether a card has no picture to draw: a file of 0 bytes, or a picture known not to open (``damaged``, as its
+    sidecar or this process's save or preview of it says: nothing is decoded here) with no kept preview."""
+    return item.empty or (item.kind == "image" and item.damaged is not None and item.preview is None)
+
+
+def _where(folder: str, item: Item) -> str:
+    """Where a result is in the workspace, as the tools' answers name it: ``outputs/<session>/<file>``."""
+    return f"{saved.OUTPUTS}/{folder}/{item.name}"
+
+
+def _media(item: Item, prefix: tuple[str, ...], alt: str, folder: str) -> str:
     src = _href(*prefix, item.name)
     if item.empty:  # nothing to draw: a broken picture (or a dead player) would say nothing of why
         return '<div class="media file"><span class="empty-file">Empty file: nothing to show.</span></div>'
+    if _unshowable(item):  # known not to open: said, with where its file is, never drawn as a broken picture
+        why = _e(_cut(item.damaged or "", ALT_SHOWN))
+        return (
+            f'<div class="media file"><p class="unshown">Could not be shown: {why}. '
+            f'The file is at <a href="{src}">{_e(_where(folder, item))}</a>.</p></div>'
+        )
+    # Each picture names its file (data-file) for what covers it when the browser cannot open it (the CSS's ::after).
+    where = _e(_where(folder, item))
     if item.kind == "image":
         shown = _href(*prefix, item.preview) if item.preview else src
         return (
-            f'<a class="media image" href="{src}"><img src="{shown}" alt="{alt}" loading="lazy" decoding="async"></a>'
+            f'<a class="media image" href="{src}"><img src="{shown}" alt="{alt}" loading="lazy" decoding="async"'
+            f' data-file="{where}"></a>'
         )
     if item.kind == "video" and item.preview:
         # Its poster, lazy, linking to the clip (a click plays it): a <video> per card had every clip on the page
         # fetched as it opened, and past Chromium's limit of media players per page they would not play at all.
         poster = _href(*prefix, item.preview)
         return (
-            f'<a class="media video" href="{src}"><img src="{poster}" alt="{alt}" loading="lazy" decoding="async">'
-            '<span class="play" aria-hidden="true"></span></a>'
+            f'<a class="media video" href="{src}"><img src="{poster}" alt="{alt}" loading="lazy" decoding="async"'
+            f' data-file="{where}"><span class="play" aria-hidden="true"></span></a>'
         )
     if item.kind == "video":  # no poster (no ffmpeg): the clip itself shows its first frame
         return (
@@ -594,7 +629,7 @@ def _takes_no_prompt(model: str) -> bool:
     return spec is not None and spec.field_for_arg("prompt") is None
 
 
-def _card(item: Item, prefix: tuple[str, ...]) -> str:
+def _card(item: Item, prefix: tuple[str, ...], folder: str) -> str:
     prompt = item.prompt or ""
     lineage = _lineage(item)
     alt = _e(_cut(prompt, ALT_SHOWN) or lineage or item.name)
@@ -626,7 +661,7 @@ def _card(item: Item, prefix: tuple[str, ...]) -> str:
         whole = f"whole prompt ({len(prompt):,} characters)"
         link += f' · <a class="whole" href="{_href(*prefix, item.sidecar)}">{whole}</a>'
     return (
-        f'<figure class="card {_e(item.kind)}">{_media(item, prefix, alt)}<figcaption>{words}'
+        f'<figure class="card {_e(item.kind)}">{_media(item, prefix, alt, folder)}<figcaption>{words}'
         f'<p class="meta">{" · ".join(facts)}</p><p class="meta file">{link}</p></figcaption></figure>'
     )
 
@@ -697,7 +732,7 @@ def _section(session: Session, facts: list[str]) -> str:
         f'<bdi dir="auto">{_e(session.title)}</bdi></a></h2>',
         f'<p class="meta">{_e(" · ".join(facts))}</p>',
         '<div class="grid">',
-        *(_card(item, (session.folder,)) for item in shown),
+        *(_card(item, (session.folder,), session.folder) for item in shown),
         "</div>",
     ]
     if len(shown) < len(session.items):
@@ -714,12 +749,14 @@ def _tile(session: Session, facts: list[str]) -> str:
     load), its name, its day and totals, all linking to its own page."""
     page = _href(session.folder, session.page)
     picture = next(
-        (item for item in reversed(session.items) if not item.empty and (item.kind == "image" or item.preview)), None
+        (item for item in reversed(session.items) if not _unshowable(item) and (item.kind == "image" or item.preview)),
+        None,
     )
     if picture is not None:
         alt = _e(_cut(picture.prompt or picture.name, ALT_SHOWN))
         source = _href(session.folder, picture.preview or picture.name)
-        image = f'<img src="{source}" alt="{alt}" loading="lazy" decoding="async">'
+        where = _e(_where(session.folder, picture))
+        image = f'<img src="{source}" alt="{alt}" loading="lazy" decoding="async" data-file="{where}">'
         media = f'<a class="media image" href="{page}">{image}</a>'
     else:
         media = f'<a class="media file" href="{page}">{_e(_count(len(session.items), "result"))}</a>'
@@ -832,7 +869,7 @@ def render_session(session: Session, index: str = PAGE) -> bytes:
         f'<h1><span class="day">{_e(session.day)}</span> <bdi dir="auto">{_e(session.title)}</bdi></h1>',
         f'<p class="summary">{_e(" · ".join(facts))}</p></header>',
         '<section><div class="grid">',
-        *(_card(item, ()) for item in session.items),
+        *(_card(item, (), session.folder) for item in session.items),
         "</div></section>",
     ]
     return _page(f"{session.title} ({session.day}) · kie-mcp gallery", body, "session")
