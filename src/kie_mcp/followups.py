@@ -33,6 +33,7 @@ from kie_mcp.kie import FAMILIES, KieError, TaskStatus
 from kie_mcp.kie.client import NoTaskRecord
 from kie_mcp.kie.envelope import loads_or_none
 from kie_mcp.kie.errors import LOGS_URL, creates_nothing
+from kie_mcp.kie.families import not_a_kie_id
 from kie_mcp.kie.text import task_id_problem
 from kie_mcp.media import saved
 from kie_mcp.runtime import Runtime
@@ -175,8 +176,10 @@ async def find_source(rt: Runtime, task_id: str) -> TaskRecord:
     record = rt.follower.known(task_id) or rt.tasks.get(task_id)
     looked = False
     if record is None:
+        if (problem := not_a_kie_id(task_id)) is not None:  # a link, quotes, JSON: each family asked for nothing
+            raise refused(f"{problem}; nothing was asked of KIE. Give the id of a finished video task.")
         try:
-            status = await rt.require_kie().find_task(task_id)
+            status = await rt.require_kie().find_task(task_id, seen=rt.tasks.families_seen())
         except KieError as err:
             if not unknown_to_kie(err):  # the look failed (a server error, the key): that, not "no such task"
                 raise lookup_failed(task_id, err) from err

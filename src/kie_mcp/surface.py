@@ -73,6 +73,7 @@ from kie_mcp.journal import (
 )
 from kie_mcp.kie import Category, KieError, RefusedHereError
 from kie_mcp.kie.errors import content_refused
+from kie_mcp.kie.families import not_a_kie_id
 from kie_mcp.kie.text import task_id_problem
 from kie_mcp.media import saved
 from kie_mcp.media.downloads import (
@@ -1775,8 +1776,14 @@ async def _find_record(rt: Runtime, task_id: str, *, reading: bool = False) -> t
             f"{task_id} is kie-mcp's id of a create attempt, not a KIE task id; nothing was asked of KIE",
             next_step=attempt_story(task_id, attempt),
         )
+    if (problem := not_a_kie_id(task_id)) is not None:  # a link, quotes, JSON: each family asked for nothing
+        raise RefusedHereError(
+            f"{problem}; nothing was asked of KIE",
+            next_step="A task id is what generate_image, generate_video and list_tasks give, or the id "
+            "https://kie.ai/logs shows for a task (32 hex digits, a UUID for Runway and Aleph).",
+        )
     try:
-        status = await rt.require_kie().find_task(task_id)
+        status = await rt.require_kie().find_task(task_id, seen=rt.tasks.families_seen())
     except KieError as err:
         if err.retryable or err.category not in (Category.INPUT, Category.NOT_FOUND):
             raise followups.lookup_failed(plain(task_id), err) from None  # advice for a status call, not a create

@@ -15,7 +15,7 @@ import math
 import mimetypes
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, urlsplit
@@ -549,12 +549,16 @@ class KieClient:
             )
         return _read_status(family, task_id, data)
 
-    async def find_task(self, task_id: str, family: str | None = None) -> TaskStatus:
-        """Status of any task id; without a known family, ask each family in turn: one such lookup at a time, and an
-        id every family said it has no task of is not asked again for ``UNKNOWN_ID_SECONDS``. An agent naming
-        hundreds of made-up ids (a read, a subscription, check_task each) took six status calls each, all at once, and
-        the following of the workspace's own tasks waited behind them in KIE's 10-a-second window."""
-        candidates = [FAMILIES[family]] if family else family_for_task_id(task_id)
+    async def find_task(
+        self, task_id: str, family: str | None = None, seen: Mapping[str, int] | None = None
+    ) -> TaskStatus:
+        """Status of any task id; without a known family, ask each family in turn, those whose ids have its shape
+        first, then those the journal holds most tasks of (``seen``, ``family_for_task_id``), stopping at the first
+        that knows it: one such lookup at a time, and an id every family said it has no task of is not asked again
+        for ``UNKNOWN_ID_SECONDS``. An agent naming hundreds of made-up ids (a read, a subscription, check_task each)
+        took six status calls each, all at once, and the following of the workspace's own tasks waited behind them in
+        KIE's 10-a-second window."""
+        candidates = [FAMILIES[family]] if family else family_for_task_id(task_id, seen)
         if len(candidates) == 1:
             return await self._find_in(candidates, task_id)
         if self._finding is None:

@@ -12,10 +12,11 @@ runway-api/get-aleph-video-details, 4o-image-api/get-4-o-image-details, flux-kon
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, NamedTuple
 
-from kie_mcp.words import made_of
+from kie_mcp.words import made_of, plain
 
 from .errors import LOGS_URL
 from .status import (
@@ -750,14 +751,37 @@ FAMILIES: dict[str, Family] = {
     )
 }
 
-# Id prefixes seen from KIE (``veo_task_...``) or issued by the simulator. Real ids are mostly opaque
-# (32-hex, UUIDs), so a prefix only puts its family first; every family is still asked in turn.
-_PREFIXES: tuple[tuple[str, str], ...] = (
-    ("veo", "veo"),
-    ("runway_", "runway"),
-    ("aleph_", "aleph"),
-    ("4o_", "gpt4o"),
-    ("flux_", "flux"),
+# What each family's task ids look like, as far as KIE's docs and recorded live answers tell (read 2026-12-07 from
+# stored copies; nothing checked against the live service):
+# - Market (jobs/createTask): live, 32 lowercase hex digits (justintanner/apicity tests/recordings/kie_2079838932:
+#   595 recordInfo calls of 44 tasks, image and video models alike, recorded 2026-03 to 2026-05); KIE's docs print
+#   ``task_<provider>_<13-digit ms>`` (docs.kie.ai/market/*, "task_wan_1765186743319" and kin, as mirrored
+#   2026-06-11 in hassanvfx/kie-api-python docs/kie-ai/raw/market) and ``task_12345678``
+#   (market/common/get-task-detail).
+# - Veo: live, 32 hex too (apicity veo-generate_3632956851 recording.har: veo/generate answered
+#   "5f7d4e0f1db5110a8ec06bac53fe16d7" on 2026-03-28 and "9e9a071c779cf8842d269d0d3991d34e" on 2026-04-02, and
+#   jobs/recordInfo said 422 "recordInfo is null" of it: the Market's endpoint does not know a Veo task); the docs'
+#   ``veo_task_abcdef123456`` / ``veo_task_example123`` (veo3-api/*) are placeholders, no live id has that prefix.
+# - GPT-4o Image: a captured answer in KIE's own 4o quickstart (docs.kie.ai/cn/4o-image-api/quickstart, mirrored in
+#   hassanvfx/kie-api-python) names "d231a99a9a9f1dd8f895be1b97be8065", 32 hex, with ``"callBackUrl":"playground"``;
+#   the English quickstart's ``task_4o_abc123`` and get-4-o-image-details' ``task12345`` are placeholders.
+# - Flux Kontext: no live id seen; the docs print ``task_flux_abc123`` (flux-kontext-api/quickstart) and
+#   ``task12345``. As 4o's placeholders proved to stand for 32 hex, a 32-hex id may be Flux's too.
+# - Runway and Aleph: a UUID, the same one in both families' docs (runway-api/get-ai-video-details and
+#   get-aleph-video-details: "ee603959-debb-48d1-98c4-a6d1c717eba6"); a third-party Runway test script keeps a
+#   UUID as "the task ID from the last generation" (veyron123/vheer-ai-clone server/test-status.js).
+# No shape is certain to be one family's alone (32 hex is three families' at least, and KIE never documented its
+# ids' format), so a shape only puts the families that use it first: every family is still asked, in turn, until one
+# knows the id (``KieClient.find_task``). Each entry: the shape, and the families it points to, most likely first.
+_HEX32 = r"[0-9a-fA-F]{32}"
+_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+ID_SHAPES: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
+    (re.compile(r"veo_task_\w+"), ("veo",)),  # the docs' Veo placeholder
+    (re.compile(r"task_4o_\w+"), ("gpt4o",)),  # the docs' 4o placeholder
+    (re.compile(r"task_flux_\w+"), ("flux",)),  # the docs' Flux Kontext placeholder (Market's Flux 2 is task_flux-2_)
+    (re.compile(r"task_[\w.-]+_\d{10,}"), ("market",)),  # the docs' Market ids: task_<provider>_<ms>
+    (re.compile(_UUID), ("runway", "aleph")),
+    (re.compile(_HEX32), ("market", "veo", "gpt4o", "flux")),  # Flux: unseen live, placed before the UUID families
 )
 _DEFAULT_ORDER = ("market", "veo", "runway", "aleph", "gpt4o", "flux")
 # Follow-up families (continue_video) are never asked about an id nobody recorded: extend and 4K tasks answer on
@@ -765,9 +789,54 @@ _DEFAULT_ORDER = ("market", "veo", "runway", "aleph", "gpt4o", "flux")
 FOLLOWUP_FAMILIES = frozenset({"veo-extend", "veo-1080p", "veo-4k", "runway-extend"})
 
 
-def family_for_task_id(task_id: str) -> list[Family]:
-    """The families to ask about a task we did not create, most likely first."""
-    first = next((name for prefix, name in _PREFIXES if task_id.startswith(prefix)), None)
-    order = [first] if first else []
-    order += [name for name in _DEFAULT_ORDER if name != first]
-    return [FAMILIES[name] for name in order]
+def family_for_task_id(task_id: str, seen: Mapping[str, int] | None = None) -> list[Family]:
+    """The families to ask about a task we did not create, most likely first: every one of ``_DEFAULT_ORDER``, once.
+    Those whose ids have the id's shape (``ID_SHAPES``) come first; within that group and after it, the families
+    the workspace's journal holds the most tasks of (``seen``: tasks by the family recorded, follow-ups and routed
+    families counted as the family whose endpoint they answer on, ``lookup_family``) before the others, ties in
+    the shape's order, then ``_DEFAULT_ORDER``."""
+    shaped = next((names for pattern, names in ID_SHAPES if pattern.fullmatch(task_id)), ())
+    counts: dict[str, int] = {}
+    for name, count in (seen or {}).items():
+        if (asked := lookup_family(name)) is not None:
+            counts[asked] = counts.get(asked, 0) + count
+
+    def rank(name: str) -> tuple[int, int, int]:
+        place = shaped.index(name) if name in shaped else _DEFAULT_ORDER.index(name)
+        return (name not in shaped, -counts.get(name, 0), place)
+
+    return [FAMILIES[name] for name in sorted(_DEFAULT_ORDER, key=rank)]
+
+
+def lookup_family(name: str) -> str | None:
+    """The family of ``_DEFAULT_ORDER`` whose status endpoint answers for a task of family ``name`` (Veo's
+    extensions and upgrades Veo's, Veo 3.1 on the unified route the Market's), or None for a name kie-mcp does not
+    know (a record an older or newer kie-mcp wrote)."""
+    family = FAMILIES.get(name)
+    if family is None:
+        return None
+    return next((asked for asked in _DEFAULT_ORDER if FAMILIES[asked].status_path == family.status_path), None)
+
+
+# An id given to look up that no KIE task can have, whatever its family: every id KIE's docs and recorded answers
+# show (above) is letters, digits, ``-`` and ``_``. ``.`` is let through too (a model slug in a Market id may hold
+# one). A link, a path, a query, quotes or JSON around an id, or non-ASCII letters are refused before anything is
+# asked: each family would be asked about it in turn, for nothing. ``usable_task_id`` has refused blank, over-long,
+# spaced, unprintable and credential-holding ids already.
+_KIE_ID_CHARS = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def not_a_kie_id(task_id: str) -> str | None:
+    """Why ``task_id`` (a usable id, ``usable_task_id``, the journal does not know) cannot be a KIE task id, in words
+    that never repeat a credential (it holds none); None when it may be one."""
+    if _KIE_ID_CHARS.fullmatch(task_id):
+        return None
+    shown = plain(task_id, limit=120)
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", task_id) or task_id.lower().startswith("www."):
+        return f"{shown} is a link, not a task id"
+    odd = sorted({char for char in task_id if not _KIE_ID_CHARS.fullmatch(char)})
+    listed = ", ".join(plain(char) for char in odd[:5]) + (" and more" if len(odd) > 5 else "")
+    return (
+        f"{shown} cannot be a KIE task id: KIE's ids are letters, digits, '-' and '_' (32 hex digits, a UUID, "
+        f"veo_task_...), and this one has {listed}"
+    )

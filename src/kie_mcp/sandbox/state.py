@@ -41,8 +41,13 @@ TERMINAL = ("success", "fail")
 UPLOAD_PREFIX = "/files/uploads/"
 LINK_MEMORY_SECONDS = 86400.0
 MAX_LOGGED_REQUESTS = 100_000  # a long sandbox session must not grow without bound
-# Task id prefix per family, where the simulator marks ids (kie_mcp.kie.families.family_for_task_id reads them).
-TASK_ID_PREFIXES = {"veo": "veo_task_", "runway": "runway_", "aleph": "aleph_", "gpt4o": "4o_", "flux": "flux_"}
+# Task ids per family in the shapes KIE gives them (``kie_mcp.kie.families.ID_SHAPES`` names the sources), so the
+# lookup of an id the journal does not know meets the shapes it orders the families by: Runway and Aleph a UUID,
+# GPT-4o Image and Market images 32 hex digits (as live), Flux Kontext ``task_flux_<hex>`` and Veo
+# ``veo_task_<hex>`` (their docs' shapes: no live Flux id was seen, and live Veo ids are 32 hex, as the Market's),
+# Market videos ``task_<model>_<ms>`` (the Market docs' shape; live, 32 hex too).
+TASK_ID_PREFIXES = {"veo": "veo_task_", "flux": "task_flux_"}
+UUID_FAMILIES = frozenset({"runway", "aleph"})
 
 
 # -- records ---------------------------------------------------------------------------------
@@ -544,13 +549,13 @@ class Simulator:
     # -- tasks -----------------------------------------------------------------------------
 
     def new_task_id(self, family: str, model: str, kind: str) -> str:
-        """Ids in KIE's observed formats: 32-hex (images), ``task_<slug>_<ms>`` (videos), ``veo_task_<hex>``.
-
-        The product families (Runway, Aleph, 4o Image, Flux Kontext) get ``<prefix><hex>`` ids from
-        ``TASK_ID_PREFIXES``; KIE's own ids for them are opaque.
-        """
-        hex32 = f"{self._rng.getrandbits(128):032x}" if self._rng else uuid.uuid4().hex
-        if family in TASK_ID_PREFIXES:
+        """Ids in KIE's shapes (``TASK_ID_PREFIXES``): a UUID (Runway, Aleph), ``<prefix><hex>`` (Veo, Flux Kontext),
+        32 hex (images: Market and GPT-4o Image), ``task_<slug>_<ms>`` (Market videos)."""
+        bits = self._rng.getrandbits(128) if self._rng else uuid.uuid4().int
+        hex32 = f"{bits:032x}"
+        if family in UUID_FAMILIES:
+            candidate = str(uuid.UUID(int=bits, version=4))
+        elif family in TASK_ID_PREFIXES:
             candidate = f"{TASK_ID_PREFIXES[family]}{hex32[:20]}"
         elif kind == "image":
             candidate = hex32

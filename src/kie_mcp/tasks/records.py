@@ -60,6 +60,9 @@ RATE_LIMITED = "KIE is refusing status checks for now (rate limit): "
 # KIE answers a status check of a task it does not know ("record is null") the way it answers one of a task too
 # young to show yet; past the visibility grace (polling.py) the record says so under this lead, with no time left.
 UNKNOWN_TO_KIE = "KIE does not know this task under the current API key"
+# The newest tasks whose families order the lookup of an id the journal does not know (``TaskBook.families_seen``):
+# the workspace's recent habit, read in a few milliseconds however large the journal grows.
+FAMILIES_SEEN_OF = 500
 # A status word (or flag) outside the family's documented vocabulary: the task is kept as it was (never failed or
 # refunded on a word kie-mcp does not know), KIE's word and message are noted under this lead, no progress or time
 # left is shown, and the task is looked at again, backing off; the note is dropped when KIE next answers in its
@@ -846,6 +849,23 @@ class TaskBook:
             return record_from_row(row, self.workspace)
         except (ValueError, TypeError) as err:  # pydantic's ValidationError is a ValueError
             raise UnreadableRecord(task_id, err) from None
+
+    def families_seen(self, newest: int = FAMILIES_SEEN_OF) -> dict[str, int]:
+        """How many of the journal's ``newest`` tasks each family recorded made (``{"veo": 12, "market": 3}``): what
+        orders the families asked about an id the journal does not know (``families.family_for_task_id``), so a
+        workspace that makes Veo clips asks Veo first of an id whose shape three families share. Read from the
+        creation-time index and those rows' records only; a journal that cannot be read gives nothing (the default
+        order), never a failed lookup."""
+        try:
+            rows = self.journal.query(
+                "SELECT json_extract(record, '$.family') AS family, COUNT(*) AS n FROM "
+                "(SELECT record FROM tasks ORDER BY created DESC LIMIT ?) GROUP BY family",
+                newest,
+            )
+        except (JournalUnavailable, sqlite3.Error) as err:
+            log.warning("the journal's tasks could not be counted by family (%s); the default order is used", err)
+            return {}
+        return {row["family"]: int(row["n"]) for row in rows if isinstance(row["family"], str)}
 
     def label(self, record: TaskRecord) -> TaskRecord:
         """``record`` (a copy the follower holds, or one just found on KIE) showing the prompt and session the
