@@ -16,15 +16,10 @@ Through the real MCP client against the simulator: its ``task_fail`` fault (and 
 
 from __future__ import annotations
 
-import anyio
 import pytest
 
-from kie_mcp import journal as journal_module
-from kie_mcp import runtime
-
 from .conftest import answering, text_of
-from .test_promise_many_servers import LockHolder
-from .test_promise_owed_refunds import rows
+from .test_promise_owed_refunds import failed_while_the_journal_is_locked, rows
 
 IMAGE = {"prompt": "a red apple", "model": "nano-banana-2"}  # 8 credits in the bundled table (resolution 1K)
 
@@ -72,18 +67,9 @@ async def test_a_failed_task_s_charge_beyond_belief_booked_by_the_next_start_nev
     """The task fails, with a charge of 1e308, while another program holds the journal's lock: its settling is
     given up and owed. The next start books it from the journal (``book_owed_refunds``) by the same rule: nothing
     given back, nothing more taken, once."""
-    monkeypatch.setattr(journal_module, "BUSY_SECONDS", 0.5, raising=False)
-    monkeypatch.setattr(runtime, "RELEASE_OWED_EVERY", 0.05)  # owed writes tried every 5 s: sooner here
-    await controls.post("clock/speed", {"speed": 0})  # the task ends when the test says
-    async with connect(elicitation=answering()) as client:
-        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 0})
-        task_id = made.structured_content["tasks"][0]["task_id"]
-        with LockHolder(tmp_path, most=30):
-            await controls.post(f"tasks/{task_id}", {"state": "fail", "credits_consumed": 1e308})
-            await anyio.sleep(3)  # its settles and its end wait 0.5 s each for the lock, and give up
-        with anyio.fail_after(10):  # the lock went: its end is written by the owed writes
-            while rows(tmp_path, "SELECT state FROM tasks") != [("failed",)]:  # noqa: ASYNC110
-                await anyio.sleep(0.05)
+    task_id = await failed_while_the_journal_is_locked(
+        connect, controls, tmp_path, monkeypatch, IMAGE, credits_consumed=1e308
+    )
     settles = f"SELECT delta, reason FROM spend WHERE ref = '{task_id}'"
     unbooked = rows(tmp_path, settles)
     async with connect(elicitation=answering()) as client:
@@ -92,9 +78,8 @@ async def test_a_failed_task_s_charge_beyond_belief_booked_by_the_next_start_nev
     assert unbooked == []  # the lock really kept its settling out
     assert spent == 8
     assert not again.is_error, text_of(again)
-    assert rows(tmp_path, settles) == [
-        (0.0, "refunded: task failed")
-    ]  # booked once: the task is settled, its 8 kept counted
+    # booked once, by the start: the task is settled, its 8 kept counted
+    assert rows(tmp_path, settles) == [(0.0, "refunded: task failed")]
 
 
 async def test_check_task_says_a_succeeded_task_s_charge_could_not_be_read_as_the_answer_did(connect, controls):
