@@ -56,7 +56,7 @@ async def test_a_failed_task_s_charge_kie_can_have_made_is_booked_and_said_in_th
         failed = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 5})
         spent = await spent_today(client)
     assert failed.structured_content["status"] == "failed", text_of(failed)
-    assert "Cost: 30 credits charged by KIE, though failed" in text_of(failed), text_of(failed)
+    assert "Cost: 30 credits charged by KIE, though it failed" in text_of(failed), text_of(failed)
     assert "nothing charged" not in text_of(failed), text_of(failed)
     assert spent == 30
 

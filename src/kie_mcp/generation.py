@@ -2492,7 +2492,8 @@ def failed_cost(failed: list[TaskRecord], them: str = "") -> str | None:
     and the reservations kept counted for those whose charge could not be read (``unreadable_charge``)."""
     kept = sum(_reserved(r) for r in failed if unreadable(r))
     charged = sum(readable_charge(r.credits_charged, _reserved(r), failed=True) or 0.0 for r in failed)
-    parts = [f"{credits_text(charged)} charged by KIE{them}, though failed"] if charged else []
+    they = "it" if len(failed) == 1 else "they"
+    parts = [f"{credits_text(charged)} charged by KIE{them}, though {they} failed"] if charged else []
     if kept:
         parts.append(
             f"{credits_text(kept)} reserved stay counted as spent{them}, as KIE's charge could not be "
