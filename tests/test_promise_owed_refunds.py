@@ -297,6 +297,28 @@ async def test_a_refund_owed_as_the_server_stops_is_written_when_the_lock_lets_g
     assert refunds == [(-8.0, "refused by KIE", attempt)]
 
 
+async def failed_while_the_journal_is_locked(
+    connect: Any, controls: Any, workspace: Path, monkeypatch: Any, request: dict[str, Any], **failure: Any
+) -> str:
+    """Make ``request`` (auto-approved or answered yes), then have its task fail (``failure``: more of the control's
+    fields, such as the ``credits_consumed`` its record reports) while another program holds the journal's lock: its
+    settling is given up after kie-mcp's waits for the lock, and its end, owed, is written once the lock goes. The
+    server ends then; returns the task's id."""
+    monkeypatch.setattr(journal_module, "BUSY_SECONDS", 0.5, raising=False)
+    monkeypatch.setattr(runtime, "RELEASE_OWED_EVERY", 0.05)  # owed writes tried every 5 s: sooner here
+    await controls.post("clock/speed", {"speed": 0})  # the task ends when the test says
+    async with connect(elicitation=answering()) as client:
+        made = await client.call_tool("generate_image", {**request, "wait_seconds": 0})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        with LockHolder(workspace, most=30):
+            await controls.post(f"tasks/{task_id}", {"state": "fail", "fail_msg": "upstream timeout", **failure})
+            await anyio.sleep(3)  # its two settles and its end wait 0.5 s each for the lock, and give up
+        with anyio.fail_after(10):  # the lock went: its end is written by the owed writes
+            while rows(workspace, "SELECT state FROM tasks") != [("failed",)]:  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+    return task_id
+
+
 @pytest.mark.parametrize("mode", ["auto"])
 async def test_a_failed_tasks_refund_the_journal_never_took_is_booked_on_the_next_start(
     connect, controls, tmp_path, monkeypatch
@@ -304,18 +326,7 @@ async def test_a_failed_tasks_refund_the_journal_never_took_is_booked_on_the_nex
     """A task fails while another program holds the journal's lock: its refund is given up after kie-mcp's waits
     for the lock, and its end, owed, is written once the lock goes, with no refund. The next start books the refund
     (once, on its reservation's day) from the journal: a failed task whose reservation is not given back."""
-    monkeypatch.setattr(journal_module, "BUSY_SECONDS", 0.5, raising=False)
-    monkeypatch.setattr(runtime, "RELEASE_OWED_EVERY", 0.05)  # owed writes tried every 5 s: sooner here
-    await controls.post("clock/speed", {"speed": 0})  # the task ends when the test says
-    async with connect(elicitation=answering()) as client:
-        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 0})
-        task_id = made.structured_content["tasks"][0]["task_id"]
-        with LockHolder(tmp_path, most=30):
-            await controls.post(f"tasks/{task_id}", {"state": "fail", "fail_msg": "upstream timeout"})
-            await anyio.sleep(3)  # its two settles and its end wait 0.5 s each for the lock, and give up
-        with anyio.fail_after(10):  # the lock went: its end is written by the owed writes
-            while rows(tmp_path, "SELECT state FROM tasks") != [("failed",)]:  # noqa: ASYNC110
-                await anyio.sleep(0.05)
+    task_id = await failed_while_the_journal_is_locked(connect, controls, tmp_path, monkeypatch, IMAGE)
     unbooked = rows(tmp_path, "SELECT COUNT(*) FROM spend WHERE delta < 0")
     async with connect(elicitation=answering()) as client:
         spent = await spent_now(client)

@@ -54,7 +54,8 @@ async def test_a_price_kie_was_seen_to_exceed_is_said_in_the_estimate_and_the_co
     quote = estimate.structured_content["quote"]
     assert quote["credits_total"] == 30 and quote["credits_counted"] == 60  # the list price is still what is shown
     assert SEEN in text_of(estimate)
-    assert SEEN in seen[0] and seen[0].startswith("Spend 30 credits")
+    # the figure approved is the one that counts (KIE took 60 for it); the list's 30 is said beside it
+    assert SEEN in seen[0] and seen[0].startswith("Spend up to 60 credits (about $0.30)"), seen
     assert "30 credits quoted; 60 reserved" in text_of(made)
 
 

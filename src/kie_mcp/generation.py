@@ -98,7 +98,7 @@ from kie_mcp.spend import (
     reservation,
 )
 from kie_mcp.spend.approval import ApprovedBy
-from kie_mcp.spend.ledger import ALREADY_HAD, ALREADY_HAD_ANSWER, CHARGED, MEASURED, REFUSED
+from kie_mcp.spend.ledger import ALREADY_HAD, ALREADY_HAD_ANSWER, CHARGED, MEASURED, REFUSED, readable_charge
 from kie_mcp.spend.quotes import CHARGED_HERE, DECLINED, AskedInputs, Bound, seen_charging, staleness
 from kie_mcp.stopping import CREATES
 from kie_mcp.tasks import TaskRecord
@@ -1757,10 +1757,7 @@ SENT_AS_WRITTEN = (
 def question(p: Plan, confirmation: str | None = None, why: str | None = None) -> str:
     """The confirmation text, led by ``why`` it is asked again (a quote whose price changed). Deterministic: the
     2026 protocol may ask it twice and compare."""
-    if p.total is None:
-        cost = f"an UNKNOWN number of credits ({unknown_cost(p)})"
-    else:
-        cost = f"{credits_text(p.total)} (about {usd_text(usd(p.total))})"
+    cost = f"an UNKNOWN number of credits ({unknown_cost(p)})" if p.total is None else cost_asked(p)
     seen = seen_charging(p.price, p.variations)  # KIE charged more than its list: said with the question itself
     warned = p.notes[:1] if p.unsettled else ()  # the same request's unknown outcome (``twins``) leads
     notes = "".join(f" {note}" for note in p.notes[len(warned) :])
@@ -1771,6 +1768,19 @@ def question(p: Plan, confirmation: str | None = None, why: str | None = None) -
         f"{settings_text(p)}.{prompt_excerpt(p)}{notes} "
         f"Nothing is charged unless you confirm{ref}."
     )
+
+
+def cost_asked(p: Plan) -> str:
+    """The known cost a person is asked to approve, as the form's question and ``confirmation_required`` both lead
+    with it: the figure the caps count when it is higher than the price (``Plan.counted``: KIE charged 30 here for an
+    8-credit image, a link's picture may bill a higher tier), "up to" it, since that is what KIE may take again and
+    what the approval lets through; the price otherwise (a price only KIE's live list gives is counted at the whole
+    per-call cap as a stand-in, ``Plan.ceiling_weighed``: no charge anyone saw, so never asked for)."""
+    total = p.total or 0.0
+    asked = p.ceiling_weighed
+    if asked is not None and asked > total + 1e-9:
+        return f"up to {credits_text(asked)} (about {usd_text(usd(asked))})"
+    return f"{credits_text(total)} (about {usd_text(usd(total))})"
 
 
 def what_is_made(p: Plan) -> str:
@@ -1977,11 +1987,7 @@ def confirmation_required(
     quote = rt.quotes.issue(
         p.spec.id, p.digest, p.price, p.variations, ceiling=p.reserved, measured=p.estimate, request=p.bound
     )
-    cost = (
-        f"an UNKNOWN number of credits ({unknown_cost(p)})"
-        if quote.credits_total is None
-        else f"{credits_text(quote.credits_total)} (about {usd_text(quote.usd_total or 0)})"
-    )
+    cost = f"an UNKNOWN number of credits ({unknown_cost(p)})" if quote.credits_total is None else cost_asked(p)
     # The same request's unknown outcome, or its call still under way (``twins``), leads, as in the question: it is
     # why this was not approved on its own, and what the user must hear before approving it.
     warned = p.notes[:1] if p.unsettled else ()
@@ -2464,7 +2470,8 @@ def cost_line(rt: Runtime, p: Plan, records: list[TaskRecord], by: ApprovedBy, e
         why = "KIE already had the task from an earlier request" if had else "KIE created nothing"
         return f"Cost: nothing charged ({why}; the reservation was released). It was {how}."
     if not unsure and all(r.state == "failed" for r in made):
-        return f"Cost: nothing charged (the tasks failed; their reservation was returned). It was {how}."
+        said = failed_cost(made) or "nothing charged (the tasks failed; their reservation was returned)"
+        return f"Cost: {said}. It was {how}."
     parts = []
     if unsure:
         held = sum(priced(r.credits_reserved) or 0.0 for r in unsure)
@@ -2480,6 +2487,25 @@ def cost_line(rt: Runtime, p: Plan, records: list[TaskRecord], by: ApprovedBy, e
     return f"Cost: {'; '.join(parts)} ({how}){tail}."
 
 
+def failed_cost(failed: list[TaskRecord], them: str = "") -> str | None:
+    """What ``failed`` tasks cost when it is not nothing (None): a charge KIE reported for them (``readable_charge``),
+    and the reservations kept counted for those whose charge could not be read (``unreadable_charge``)."""
+    kept = sum(_reserved(r) for r in failed if unreadable(r))
+    charged = sum(readable_charge(r.credits_charged, _reserved(r), failed=True) or 0.0 for r in failed)
+    they = "it" if len(failed) == 1 else "they"
+    parts = [f"{credits_text(charged)} charged by KIE{them}, though {they} failed"] if charged else []
+    if kept:
+        parts.append(
+            f"{credits_text(kept)} reserved stay counted as spent{them}, as KIE's charge could not be "
+            "read (KIE usually refunds a failed task; https://kie.ai/logs shows whether it did)"
+        )
+    return "; ".join(parts) or None
+
+
+def _reserved(record: TaskRecord) -> float:
+    return record.credits_reserved if record.credits_reserved is not None else record.credits_quoted or 0.0
+
+
 PENDING_CHARGE = "; KIE's charge is recorded as each task ends"
 UNREPORTED_CHARGE = "; KIE does not report its charge (https://kie.ai/logs shows it)"
 UNREPORTED_SANDBOX = "; the simulator does not report its charge, as KIE's task records do not"
@@ -2491,7 +2517,7 @@ def _made_cost(p: Plan, made: list[TaskRecord], *, others: bool) -> tuple[str, s
     task records answer live (``UNREPORTED_CHARGE``: the quote is what stays counted)."""
     them = (" for the other tasks" if len(made) > 1 else " for the other task") if others else ""
     if all(r.state == "failed" for r in made):
-        return f"nothing charged{them} (failed; the reservation was returned)", ""
+        return failed_cost(made, them) or f"nothing charged{them} (failed; the reservation was returned)", ""
     succeeded = [r for r in made if r.state == "succeeded"]
     charged = [priced(r.credits_charged) for r in succeeded]
     ended = all(r.state in ("succeeded", "failed") for r in made)
@@ -3467,13 +3493,11 @@ def settle_one(rt: Runtime, record: TaskRecord, task_id: str, reserved: float) -
         day = rt.ledger.day_of(record.created_at)
     if record.state == "failed":
         rt.ledger.refund_failed_task(task_id, reserved, record.credits_charged, at=at, day=day)
+        if readable_charge(record.credits_charged, reserved, failed=True) is None:  # booked as kept: said so
+            return [unreadable_charge(record, reserved)]
     elif record.state == "succeeded" and record.credits_charged is not None:
-        charged = priced(record.credits_charged)
-        if (
-            charged is None
-            or charged > MOST_CREDITS_CHARGED
-            or (reserved > 0 and charged > reserved * UNREADABLE_FACTOR)
-        ):
+        charged = readable_charge(record.credits_charged, reserved)
+        if charged is None:
             return [unreadable_charge(record, reserved)]
         reason = MEASURED if record.charge_measured else CHARGED
         rt.ledger.settle_task(task_id, reserved, charged, reason, at=at, day=day)
@@ -3481,15 +3505,28 @@ def settle_one(rt: Runtime, record: TaskRecord, task_id: str, reserved: float) -
 
 
 UNREADABLE_CHARGE = "KIE's charge for this task could not be read"
+# What a failed task's unreadable charge adds to why it failed (``unreadable_charge``): after KIE's reason, kept.
+_FAILED_UNREADABLE = f" {UNREADABLE_CHARGE}: "
 
 
 def unreadable_charge(record: TaskRecord, reserved: float) -> str:
-    """A charge KIE reports for a finished task that cannot be what it charged (0 or less, or not a number: KIE
-    charges for every task it completes; or more than 100x what was reserved for it, or above
-    ``MOST_CREDITS_CHARGED``: no rate of KIE's comes near) is no charge: the reservation stays counted as spent (it is
-    not measured from the balance either), and the record says why. Returns the line to show."""
+    """A charge KIE reports for a finished task that cannot be what it charged (``ledger.readable_charge``: for a
+    succeeded task 0 or less, or not a number, as KIE charges for every task it completes; for any, more than 100x
+    what was reserved for it, or above ``MOST_CREDITS_CHARGED``: no rate of KIE's comes near) is no charge: the
+    reservation stays counted as spent (it is not measured from the balance either, nor given back for a failed task:
+    KIE usually refunds one, but what it did here is not known), and the record says why (a failed task's after why
+    it failed). Returns the line to show."""
     said = record.credits_charged
     record.credits_charged = None
+    if record.state == "failed":
+        kept = (
+            f"The {credits_text(reserved)} reserved for it stay counted as spent rather than given back "
+            "(KIE usually refunds a failed task; https://kie.ai/logs shows whether it did)."
+        )
+        why = record.error or "KIE reports the task failed."
+        if _FAILED_UNREADABLE not in why:  # what it cost is check_task's to say (``surface._failed_cost``)
+            record.error = f"{why}{_FAILED_UNREADABLE}KIE reported {credits_text(said)}."
+        return f"{record.task_id}: {UNREADABLE_CHARGE}: KIE reported {credits_text(said)}. {kept}"
     record.error = (
         f"{UNREADABLE_CHARGE}: KIE reported {credits_text(said)}. The {credits_text(reserved)} reserved for it stay "
         "counted as spent; https://kie.ai/logs shows the real charge."
@@ -3499,7 +3536,11 @@ def unreadable_charge(record: TaskRecord, reserved: float) -> str:
 
 def unreadable(record: TaskRecord) -> bool:
     """Whether KIE reported a charge for this task that could not be read (``unreadable_charge``)."""
-    return record.error is not None and record.error.startswith(UNREADABLE_CHARGE)
+    if record.error is None:
+        return False
+    if record.state == "failed":
+        return record.credits_charged is None and _FAILED_UNREADABLE in record.error
+    return record.error.startswith(UNREADABLE_CHARGE)
 
 
 def _over_cap(rt: Runtime) -> str | None:

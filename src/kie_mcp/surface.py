@@ -119,9 +119,9 @@ from kie_mcp.spend import (
     QuoteError,
     Replay,
     SpendRefused,
-    priced,
 )
 from kie_mcp.spend.account import account
+from kie_mcp.spend.ledger import readable_charge
 from kie_mcp.spend.quotes import QUOTE_ID, seen_charging
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.tasks.follower import Asking, saving_words
@@ -1984,10 +1984,22 @@ def _next_look(asking: Asking) -> str:
 
 def _failed_cost(record: TaskRecord) -> str:
     """What a failed task cost, as its record shows it: a charge KIE reported for it, else nothing, its reservation
-    given back (``generation.settle_one``); nothing said of a task kie-mcp did not make here (no quote, no
-    reservation), whose cost it does not know."""
+    given back (``generation.settle_one``); a charge that cannot be what KIE charged (``readable_charge``), its
+    reservation kept counted; nothing said of a task kie-mcp did not make here (no quote, no reservation), whose cost
+    it does not know."""
     reserved = record.credits_reserved if record.credits_reserved is not None else record.credits_quoted
-    if (charged := priced(record.credits_charged)) is not None:
+    charged = readable_charge(record.credits_charged, reserved, failed=True)
+    if reserved and (charged is None or gen.unreadable(record)):
+        read = (  # a record not settled here yet says what KIE reported; a settled one said it before its cost
+            f"{gen.UNREADABLE_CHARGE} (KIE reported {credits_text(record.credits_charged)}); "
+            if charged is None
+            else ""
+        )
+        return (
+            f" Cost: {read}the {credits_text(reserved)} reserved for it stay counted as spent rather "
+            "than given back (KIE usually refunds a failed task; https://kie.ai/logs shows whether it did)."
+        )
+    if charged:
         kept = (
             f"; the rest of the {credits_text(reserved)} reserved was given back"
             if reserved and reserved > charged
@@ -2014,11 +2026,19 @@ def _after_failure(record: TaskRecord) -> str:
 
 def _task_cost(record: TaskRecord) -> str:
     """What a finished task cost, as a result should say: KIE's charge (or the one measured from the balance, said
-    so), else the price it was quoted at."""
-    charged = priced(record.credits_charged)
+    so), else the price it was quoted at; a charge KIE reported that could not be read (``generation.unreadable``,
+    ``readable_charge``), said so, with the reservation that stays counted in its place."""
+    quoted = record.credits_reserved if record.credits_reserved is not None else record.credits_quoted
+    charged = readable_charge(record.credits_charged, quoted)
     if charged is not None:
         return f" Cost: {charged_text(charged, charged if record.charge_measured else 0.0)}."
-    quoted = record.credits_reserved if record.credits_reserved is not None else record.credits_quoted
+    if gen.unreadable(record):  # its words, as the answer that ended it said them
+        return f" Cost: {record.error}"
+    if record.credits_charged is not None and quoted:  # not settled here yet: the same words
+        return (
+            f" Cost: {gen.UNREADABLE_CHARGE}: KIE reported {credits_text(record.credits_charged)}. The "
+            f"{credits_text(quoted)} reserved for it stay counted as spent; https://kie.ai/logs shows the real charge."
+        )
     unreported = (
         "the simulator does not report this task's charge, as KIE's task records do not (a sandbox task: "
         "https://kie.ai/logs has no record of it)"

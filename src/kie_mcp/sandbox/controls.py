@@ -239,6 +239,7 @@ def routes(sim: Simulator) -> list[Route]:
                     str(body.get("state", "")),
                     fail_code=str(body.get("fail_code", "500")),
                     fail_msg=str(body.get("fail_msg", "")),
+                    **{k: body[k] for k in ("credits_consumed",) if k in body},
                 )
             except ValueError as exc:
                 raise ControlError(str(exc)) from None

@@ -50,6 +50,11 @@ answer's file link (``downloadUrl``, and ``fileUrl`` in the older shape) is ``ur
 A ``code`` fault answers ``{code, msg, data}`` with its ``code``, its ``msg`` (default: the code's usual message)
 and its ``data`` (default null), whatever JSON that is: KIE's error answers may carry data (a 422 naming a task).
 
+``credits_consumed`` on a ``task_fail`` fault plays a KIE that reports a garbage charge for a task it failed (and
+refunded): the failed Market record carries it as ``creditsConsumed`` (its callback as ``consumeCredits``), whatever
+JSON value it is (``1e308``, ``"1e308"``, ``5000`` for an 8-credit image), whether or not ``report_credits_consumed``
+is on. ``POST /__sim/tasks/<id>`` with ``"state": "fail"`` takes it too.
+
 ``echo_auth: true`` on a ``code`` or ``task_fail`` fault plays a hostile or buggy upstream: the error's
 ``msg`` (for ``task_fail``, the task's ``failMsg``/``errorMessage``) gets `` Authorization: <the request's
 Authorization header>`` appended, the real key included. The simulator's own request log still keeps no key.

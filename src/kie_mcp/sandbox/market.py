@@ -18,7 +18,7 @@ from .context import Ctx, describe_problems, model_spec, number
 from .errors import KieError
 from .followups import check_segment_source, market_source
 from .routes import SimRoute
-from .state import MediaFile, Simulator, Task
+from .state import REPORTED_CHARGE, MediaFile, Simulator, Task
 from .veo import DEFAULT_MODEL as VEO_DEFAULT_TIER
 from .veo import typical_seconds, video_files
 
@@ -115,6 +115,8 @@ def record(sim: Simulator, task: Task, base: str) -> dict[str, Any]:
         data["updateTime"] = _ms(task.last_change(now))
     if sim.config.report_credits_consumed:
         data["creditsConsumed"] = number(task.credits_consumed)
+    if state == "fail" and REPORTED_CHARGE in task.meta:  # a KIE reporting a garbage charge for a failed task
+        data["creditsConsumed"] = task.meta[REPORTED_CHARGE]
     if task.model.startswith("sora-2"):
         data["progress"] = task.progress(now)
     return data
@@ -123,8 +125,9 @@ def record(sim: Simulator, task: Task, base: str) -> dict[str, Any]:
 def callback_body(sim: Simulator, task: Task) -> dict[str, Any]:
     """The market callback (F-5 shape): recordInfo fields plus consumeCredits/remainedCredits."""
     data = record(sim, task, task.base_url)
-    data.pop("creditsConsumed", None)
-    data["consumeCredits"] = number(task.credits_consumed)
+    reported = data.pop("creditsConsumed", None)
+    garbage = task.outcome == "fail" and REPORTED_CHARGE in task.meta
+    data["consumeCredits"] = reported if garbage else number(task.credits_consumed)
     data["remainedCredits"] = number(sim.accounts[task.account].balance)
     if task.outcome == "success":
         return {"code": 200, "msg": "Playground task completed successfully.", "data": data}

@@ -48,6 +48,9 @@ MAX_LOGGED_REQUESTS = 100_000  # a long sandbox session must not grow without bo
 # Market videos ``task_<model>_<ms>`` (the Market docs' shape; live, 32 hex too).
 TASK_ID_PREFIXES = {"veo": "veo_task_", "flux": "task_flux_"}
 UUID_FAMILIES = frozenset({"runway", "aleph"})
+# A task's ``meta`` key: the charge its failed Market record reports as ``creditsConsumed`` (a ``task_fail`` fault's
+# or ``force_task``'s ``credits_consumed``), any JSON value, as a KIE reporting garbage would.
+REPORTED_CHARGE = "reported_charge"
 
 
 # -- records ---------------------------------------------------------------------------------
@@ -601,8 +604,9 @@ class Simulator:
         for task in due:
             self.settle(task)
 
-    def force_task(self, task_id: str, state: str, fail_code: str = "500", fail_msg: str = "") -> Task:
-        """Finish a running task now with the given outcome (test control)."""
+    def force_task(self, task_id: str, state: str, fail_code: str = "500", fail_msg: str = "", **reported: Any) -> Task:
+        """Finish a running task now with the given outcome (test control); ``credits_consumed`` in ``reported``:
+        the charge a failed one's record reports (``REPORTED_CHARGE``)."""
         task = self.tasks.get(task_id)
         if task is None:
             raise KeyError(task_id)
@@ -615,9 +619,12 @@ class Simulator:
         if task.outcome == "fail":
             task.fail_code = str(fail_code)
             task.fail_msg = fail_msg or "Internal server error"
+            if "credits_consumed" in reported:
+                task.meta[REPORTED_CHARGE] = reported["credits_consumed"]
         else:  # forcing success overrides a scripted task_fail
             task.fail_code = task.fail_msg = ""
             task.meta.pop("upstream_fail", None)
+            task.meta.pop(REPORTED_CHARGE, None)
         task.forced_at = self.now()
         self.settle(task)
         return task
@@ -627,6 +634,8 @@ class Simulator:
         task.fail_code = str(fault.params.get("fail_code", "500"))
         task.fail_msg = str(fault.params.get("fail_msg", "Internal server error"))
         task.meta["upstream_fail"] = bool(fault.params.get("upstream", False))
+        if "credits_consumed" in fault.params:  # the charge its failed record reports (``faults``' docstring)
+            task.meta[REPORTED_CHARGE] = fault.params["credits_consumed"]
 
     # -- callbacks -------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 
-from kie_mcp.catalog.pricing import credits_figure, credits_text
+from kie_mcp.catalog.pricing import MOST_CREDITS_CHARGED, UNREADABLE_FACTOR, credits_figure, credits_text
 from kie_mcp.journal import CLOCKS, JOURNAL_ERRORS, UNSENT_DOWN, Journal, JournalUnavailable
 from kie_mcp.processes import owner_gone, this_process
 from kie_mcp.words import plain
@@ -106,6 +106,32 @@ def priced(total: float | None) -> float | None:
     if total is None or isinstance(total, bool) or not math.isfinite(total) or total <= 0:
         return None
     return float(total)
+
+
+def readable_charge(reported: Any, reserved: float | None, *, failed: bool = False) -> float | None:
+    """What KIE charged for one ended task, read from the charge it ``reported`` (as the task's record keeps it), or
+    None when that cannot be what it charged: not a number, 0 or less (KIE charges for every task it completes), above
+    ``MOST_CREDITS_CHARGED``, or more than ``UNREADABLE_FACTOR`` times what the task ``reserved`` (no rate of KIE's
+    comes near: 1e308, or 5000 for an 8-credit image). Of a ``failed`` task, no charge, 0 or less, or one that is not a
+    number reads as 0 (KIE refunds a failed task, and reports 0 for it); only a charge beyond belief is None. The one
+    rule for the ledger (``SpendBook.refund_failed_task``, ``book_owed_refunds``, ``generation.settle_one``) and for
+    what the answers say a task cost: an unreadable charge is never booked, its reservation stays counted."""
+    number = reported if isinstance(reported, int | float) and not isinstance(reported, bool) else None
+    charged = priced(number)
+    if charged is None:
+        return 0.0 if failed else None
+    if charged > MOST_CREDITS_CHARGED or (
+        reserved is not None and reserved > 0 and charged > reserved * UNREADABLE_FACTOR
+    ):
+        return None
+    return charged
+
+
+def failed_charge(reported: Any, reserved: float) -> float:
+    """What a failed task is counted as having cost, given the charge KIE ``reported`` for it: that charge
+    (``readable_charge``: 0 when none), or the whole reservation when the charge cannot be read."""
+    charged = readable_charge(reported, reserved, failed=True)
+    return reserved if charged is None else charged
 
 
 def check_caps(
@@ -596,9 +622,13 @@ class SpendBook:
     def refund_failed_task(
         self, task_id: str, reserved: float, reported: Any, *, at: float | None, day: date | None
     ) -> bool:
-        """Give back a failed task's reservation, less a charge KIE ``reported`` for it (a "charge" that is no number
-        or not above 0: none), once per task ever, at the reservation's moment ``at`` (and with its ``day``)."""
-        return self.settle_task(task_id, reserved, priced(reported) or 0.0, TASK_FAILED, at=at, day=day)
+        """Give back a failed task's reservation, less a charge KIE ``reported`` for it (``readable_charge``: a
+        "charge" that is no number or not above 0 is none), once per task ever, at the reservation's moment ``at`` (and
+        with its ``day``). A charge that cannot be what KIE charged (1e308, or 5000 for an 8-credit task) gives nothing
+        back and takes nothing more: the reservation stays counted, as for a succeeded task's unreadable charge (KIE
+        usually refunds a failed task, but what it did here is not known; https://kie.ai/logs shows it). Its entry
+        of 0 marks the task settled, so that no start looks at it again."""
+        return self.settle_task(task_id, reserved, failed_charge(reported, reserved), TASK_FAILED, at=at, day=day)
 
     def book_owed_refunds(self, since: float = OWED_SINCE) -> list[float]:
         """Book every refund the journal shows is owed and does not hold, each once ever (``adjust`` with ``once``,
@@ -638,8 +668,9 @@ class SpendBook:
             at, day = _moment(record.get("reserved_at")), _day(record.get("reserved_on"))
             if at is None and day is None:  # an older kie-mcp's record: the day the task was made
                 day = self.day_of(row["created"])
+            given = reserved - failed_charge(record.get("credits_charged"), reserved)  # 0: its charge unreadable
             if self.refund_failed_task(row["task_id"], reserved, record.get("credits_charged"), at=at, day=day):
-                booked.append(reserved - (priced(record.get("credits_charged")) or 0.0))
+                booked += [given] if given > 0 else []  # a charge KIE made, or kept counted: no refund to announce
         return booked
 
     def book_unsent(self, after: float) -> list[float]:

@@ -1,0 +1,117 @@
+"""What a task cost is read by one rule, whether it failed or succeeded, and the figure a person approves is the one
+that counts.
+
+The audit (both protocol eras): a FAILED task whose record carried a garbage ``creditsConsumed`` (1e308 as a number
+or as text, 5000 for an 8-credit image) was booked as spent: check_task said "1,000,000,000,000,000+ credits charged
+by KIE for it, though it failed", check_credits "0 left of the 200 per day", and every later generate was refused
+until midnight, at the call and again at the next start (``book_owed_refunds``). A succeeded task's such charge was
+already unreadable (its reservation stays counted); now a failed task's is too: the 8 reserved stay counted rather
+than given back (KIE usually refunds a failed task, but what it did is not known), said so. A succeeded task's
+unreadable charge is said by check_task as the answer said it. And after KIE charged 30 for an 8-credit image (counted
+for a day), the form asked "Spend 8 credits ...?" and the person paid 30: the question now leads with "up to 30".
+
+Through the real MCP client against the simulator: its ``task_fail`` fault (and ``POST /__sim/tasks/<id>``) take
+``credits_consumed``, the charge the failed record reports.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import answering, text_of
+from .test_promise_owed_refunds import failed_while_the_journal_is_locked, rows
+
+IMAGE = {"prompt": "a red apple", "model": "nano-banana-2"}  # 8 credits in the bundled table (resolution 1K)
+
+
+async def spent_today(client) -> float:
+    return (await client.call_tool("check_credits", {})).structured_content["spent_today"]
+
+
+@pytest.mark.parametrize("reported", [1e308, "1e308", 5000])
+async def test_a_failed_task_s_charge_beyond_belief_never_fills_the_daily_cap(connect, controls, reported):
+    await controls.fault("create", kind="task_fail", fail_msg="boom", credits_consumed=reported)
+    async with connect(answering(), auto_approve_credits=10, max_credits_per_day=200) as client:
+        failed = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 5})
+        task_id = failed.structured_content["tasks"][0]["task_id"]
+        checked = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})
+        spent = await spent_today(client)
+        again = await client.call_tool("generate_image", {**IMAGE, "prompt": "a plum", "wait_seconds": 5})
+    assert failed.structured_content["status"] == "failed", text_of(failed)
+    assert spent == 8  # the reservation, never the garbage
+    assert not again.is_error and again.structured_content["status"] == "completed", text_of(again)
+    assert "8 credits reserved stay counted as spent" in text_of(failed), text_of(failed)
+    assert "could not be read" in text_of(failed), text_of(failed)
+    said = text_of(checked)
+    assert "KIE's charge for this task could not be read" in said and "boom" in said, said
+    assert "the 8 credits reserved for it stay counted as spent rather than given back" in said, said
+    assert "charged by KIE for it" not in said, said
+
+
+async def test_a_failed_task_s_charge_kie_can_have_made_is_booked_and_said_in_the_answer(connect, controls):
+    """KIE reports 30 for a failed 8-credit image: a charge it can have made, so it counts, and the answer says it
+    (it said "nothing charged (the tasks failed; their reservation was returned)" while 30 counted)."""
+    await controls.fault("create", kind="task_fail", credits_consumed=30)
+    async with connect(answering(), auto_approve_credits=10) as client:
+        failed = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 5})
+        spent = await spent_today(client)
+    assert failed.structured_content["status"] == "failed", text_of(failed)
+    assert "Cost: 30 credits charged by KIE, though it failed" in text_of(failed), text_of(failed)
+    assert "nothing charged" not in text_of(failed), text_of(failed)
+    assert spent == 30
+
+
+async def test_a_failed_task_s_charge_beyond_belief_booked_by_the_next_start_never_fills_the_daily_cap(
+    connect, controls, tmp_path, monkeypatch
+):
+    """The task fails, with a charge of 1e308, while another program holds the journal's lock: its settling is
+    given up and owed. The next start books it from the journal (``book_owed_refunds``) by the same rule: nothing
+    given back, nothing more taken, once."""
+    task_id = await failed_while_the_journal_is_locked(
+        connect, controls, tmp_path, monkeypatch, IMAGE, credits_consumed=1e308
+    )
+    settles = f"SELECT delta, reason FROM spend WHERE ref = '{task_id}'"
+    unbooked = rows(tmp_path, settles)
+    async with connect(elicitation=answering()) as client:
+        spent = await spent_today(client)
+        again = await client.call_tool("generate_image", {**IMAGE, "prompt": "a plum", "wait_seconds": 0})
+    assert unbooked == []  # the lock really kept its settling out
+    assert spent == 8
+    assert not again.is_error, text_of(again)
+    # booked once, by the start: the task is settled, its 8 kept counted
+    assert rows(tmp_path, settles) == [(0.0, "refunded: task failed")]
+
+
+async def test_check_task_says_a_succeeded_task_s_charge_could_not_be_read_as_the_answer_did(connect, controls):
+    """The answer said KIE's charge of 5000 for an 8-credit image could not be read; a later check_task said only
+    "KIE does not report this task's charge"."""
+    await controls.post("balance", {"credits": 10**6})
+    await controls.post("prices", {"nano-banana-2": 5000})
+    await controls.post("config", {"report_credits_consumed": True})
+    async with connect(answering(), auto_approve_credits=10, max_credits_per_call=100) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 5})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        checked = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})
+    assert "could not be read" in text_of(made), text_of(made)
+    said = text_of(checked)
+    assert "KIE's charge for this task could not be read: KIE reported 5000 credits" in said, said
+    assert "The 8 credits reserved for it stay counted as spent" in said, said
+    assert "does not report" not in said, said
+
+
+async def test_the_question_and_the_chat_confirmation_lead_with_the_figure_the_caps_count(connect, controls):
+    """KIE charged 30 for an 8-credit image (counted for a day): the form asked "Spend 8 credits (about $0.04)" and
+    the person paid 30. Both the form and ``confirmation_required`` now ask for up to the 30 counted."""
+    await controls.post("prices", {"nano-banana-2": 30})
+    await controls.post("config", {"report_credits_consumed": True})
+    seen: list[str] = []
+    async with connect(answering(seen=seen), auto_approve_credits=10, max_credits_per_call=50) as client:
+        await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 5})  # auto-approved at 8, charged 30
+        await client.call_tool("generate_image", {**IMAGE, "prompt": "a fig", "wait_seconds": 5})
+    async with connect(auto_approve_credits=10, max_credits_per_call=50) as client:  # no forms: asked in the chat
+        asked = await client.call_tool("generate_image", {**IMAGE, "prompt": "a kiwi", "wait_seconds": 5})
+    [question] = seen
+    assert question.startswith("Spend up to 30 credits (about $0.15) to make 1 image"), question
+    assert "KIE's list says 8" in question, question
+    assert asked.structured_content["status"] == "confirmation_required", text_of(asked)
+    assert "and costs up to 30 credits (about $0.15)" in text_of(asked), text_of(asked)
