@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kie_mcp.catalog.pricing import credits_figure, credits_text
 from kie_mcp.journal import Journal, read_cursor
 from kie_mcp.redact import redact
-from kie_mcp.spend.ledger import priced
+from kie_mcp.spend.ledger import priced, readable_charge
 from kie_mcp.words import made_of, plain, shortened, timestamp
 
 from .records import PROMPT_SHOWN, Found, TaskBook, TaskRecord
@@ -210,9 +210,18 @@ def _next_call(filters: dict[str, Any], cursor: str) -> str:
 def _cost_text(record: TaskRecord) -> str:
     """What a task cost, as a listing shows it: KIE's charge when it said (one measured from the balance, said so),
     nothing for a failed task (refunded), else the quote it was made under and, when the caps count more (KIE was
-    seen charging more), that figure."""
-    charged = priced(record.credits_charged)
-    if charged is not None:
+    seen charging more), that figure. A charge KIE reported that cannot be what it charged (``readable_charge``, as
+    ``generation.unreadable`` finds it once settled), said so, with the reservation that stays counted in its place,
+    as check_task says it: a failed task's is not refunded."""
+    from kie_mcp import generation as gen  # here: generation imports this module (through spend.account)
+
+    reserved = record.credits_reserved if record.credits_reserved is not None else record.credits_quoted
+    reported = record.credits_charged
+    charged = None if reported is None else readable_charge(reported, reserved, failed=record.state == "failed")
+    if gen.unreadable(record) or (reported is not None and charged is None):
+        kept = f"; the {credits_text(reserved)} reserved stay counted as spent" if reserved else ""
+        return f" ({gen.UNREADABLE_CHARGE}{kept})"
+    if charged:
         return f" ({credits_text(charged)} {'measured from the balance' if record.charge_measured else 'charged'})"
     if record.state == "failed":
         return " (refunded)"
