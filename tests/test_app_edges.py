@@ -905,13 +905,15 @@ async def test_in_a_browser_approve_and_decline_are_read_out_and_keep_the_focus_
 @pytest.mark.parametrize("mode", ["legacy"])
 async def test_in_a_browser_the_card_weighs_the_figure_the_caps_count_not_the_list_price(connect_app, browser):
     """The review: veo3_lite is listed at 30 and counted at 60 (KIE was seen charging that); the card promised "no
-    further question" under a 50-credit auto-approve limit (a form was then asked) and its cap bar showed 30."""
+    further question" under a 50-credit auto-approve limit (a form was then asked) and its cap bar showed 30. Its
+    headline and button then read "30 credits" while the form asked for "up to 60": they ask for the 60 now."""
     lite = {"model": "veo3_lite", "prompt": "A woman talks to her phone camera.", "aspect_ratio": "9:16"}
     async with connect_app(elicitation=answering(), auto_approve_credits=50, max_credits_per_day=100) as client:
         estimate = await client.call_tool("estimate_cost", lite)
         shown = await read_in_view(client, browser, "lite", lite, estimate, "document.querySelector('.card .approve')")
     assert estimate.structured_content["auto_approved"] is False
-    assert "Approve 30 credits" in shown  # the price, as quoted
+    assert "Approve up to 60 credits" in shown and "up to 60 credits\nabout $0.30" in shown, shown  # as the form asks
+    assert "Approve 30 credits" not in shown, shown
     assert "this request 60" in shown and "40 left after this" in shown, shown
     assert "within your auto-approve limit" not in shown, shown
 
