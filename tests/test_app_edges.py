@@ -992,6 +992,31 @@ async def test_in_a_browser_a_failed_task_reads_not_charged_never_its_quote(conn
         assert "Credits: not charged (refunded)" in tile and "quoted" not in tile, (name, tile)
 
 
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_failed_task_s_unreadable_charge_reads_as_list_tasks_says_it(
+    connect_app, controls, browser
+):
+    """KIE reports 5000 for a failed 8-credit image: its 8 reserved stay counted for the day, and list_tasks says
+    so, but its tile read "Credits: not charged (refunded)"."""
+    await controls.fault("create", kind="task_fail", fail_msg="boom", credits_consumed=5000)
+    image = {"prompt": "a red apple", "model": "nano-banana-2"}  # 8 credits
+    async with connect_app(elicitation=answering(), auto_approve_credits=10) as client:
+        made = await client.call_tool("generate_image", {**image, "wait_seconds": 5})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        checked = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})
+        listed = await client.call_tool("list_tasks", {})
+        tiles = {}
+        for name, result in (("made", made), ("checked", checked), ("listed", listed)):
+            tiles[name] = await read_in_view(
+                client, browser, name, {}, result, "document.querySelector('.tile .body')",
+                "document.querySelector('.tile .body').innerText",
+            )  # fmt: skip
+    said = "KIE's charge for this task could not be read; the 8 credits reserved stay counted as spent"
+    assert f"({said})" in text_of(listed), text_of(listed)
+    for name, tile in tiles.items():
+        assert f"Credits: {said}" in tile and "refunded" not in tile, (name, tile)
+
+
 DAMAGED = "document.querySelector('.tile .body .damaged')"
 
 

@@ -320,6 +320,7 @@ def gallery_meta(rt: Runtime, tasks: Sequence[TaskRecord], *, message: str | Non
 
     from kie_mcp.journal import JournalUnavailable
     from kie_mcp.tasks.follower import RETENTION_SECONDS
+    from kie_mcp.tasks.listing import unread_charge
 
     prompts: dict[str, str] = {}
     with contextlib.suppress(sqlite3.Error, JournalUnavailable):
@@ -361,6 +362,8 @@ def gallery_meta(rt: Runtime, tasks: Sequence[TaskRecord], *, message: str | Non
             "links": links,
             "links_gone": gone,
             "save_problems": problems,
+            # a charge KIE reported that could not be read, as list_tasks says it: the tile never says "refunded"
+            "unread_charges": {t.task_id: said for t in tasks if t.task_id and (said := unread_charge(t))},
             "sandbox": rt.settings.sandbox,
         }
     }
