@@ -905,13 +905,15 @@ async def test_in_a_browser_approve_and_decline_are_read_out_and_keep_the_focus_
 @pytest.mark.parametrize("mode", ["legacy"])
 async def test_in_a_browser_the_card_weighs_the_figure_the_caps_count_not_the_list_price(connect_app, browser):
     """The review: veo3_lite is listed at 30 and counted at 60 (KIE was seen charging that); the card promised "no
-    further question" under a 50-credit auto-approve limit (a form was then asked) and its cap bar showed 30."""
+    further question" under a 50-credit auto-approve limit (a form was then asked) and its cap bar showed 30. Its
+    headline and button then read "30 credits" while the form asked for "up to 60": they ask for the 60 now."""
     lite = {"model": "veo3_lite", "prompt": "A woman talks to her phone camera.", "aspect_ratio": "9:16"}
     async with connect_app(elicitation=answering(), auto_approve_credits=50, max_credits_per_day=100) as client:
         estimate = await client.call_tool("estimate_cost", lite)
         shown = await read_in_view(client, browser, "lite", lite, estimate, "document.querySelector('.card .approve')")
     assert estimate.structured_content["auto_approved"] is False
-    assert "Approve 30 credits" in shown  # the price, as quoted
+    assert "Approve up to 60 credits" in shown and "up to 60 credits\nabout $0.30" in shown, shown  # as the form asks
+    assert "Approve 30 credits" not in shown, shown
     assert "this request 60" in shown and "40 left after this" in shown, shown
     assert "within your auto-approve limit" not in shown, shown
 
@@ -988,6 +990,31 @@ async def test_in_a_browser_a_failed_task_reads_not_charged_never_its_quote(conn
     assert "(refunded)" in text_of(listed) and "Spent today through kie-mcp: 0." in text_of(credits)
     for name, tile in tiles.items():
         assert "Credits: not charged (refunded)" in tile and "quoted" not in tile, (name, tile)
+
+
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_a_failed_task_s_unreadable_charge_reads_as_list_tasks_says_it(
+    connect_app, controls, browser
+):
+    """KIE reports 5000 for a failed 8-credit image: its 8 reserved stay counted for the day, and list_tasks says
+    so, but its tile read "Credits: not charged (refunded)"."""
+    await controls.fault("create", kind="task_fail", fail_msg="boom", credits_consumed=5000)
+    image = {"prompt": "a red apple", "model": "nano-banana-2"}  # 8 credits
+    async with connect_app(elicitation=answering(), auto_approve_credits=10) as client:
+        made = await client.call_tool("generate_image", {**image, "wait_seconds": 5})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        checked = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})
+        listed = await client.call_tool("list_tasks", {})
+        tiles = {}
+        for name, result in (("made", made), ("checked", checked), ("listed", listed)):
+            tiles[name] = await read_in_view(
+                client, browser, name, {}, result, "document.querySelector('.tile .body')",
+                "document.querySelector('.tile .body').innerText",
+            )  # fmt: skip
+    said = "KIE's charge for this task could not be read; the 8 credits reserved stay counted as spent"
+    assert f"({said})" in text_of(listed), text_of(listed)
+    for name, tile in tiles.items():
+        assert f"Credits: {said}" in tile and "refunded" not in tile, (name, tile)
 
 
 DAMAGED = "document.querySelector('.tile .body .damaged')"

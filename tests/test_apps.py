@@ -572,6 +572,27 @@ async def test_in_a_browser_a_card_under_a_cent_never_reads_as_zero_dollars(conn
     assert "about $0.004" in shown and not re.search(r"\$0\.00(?!\d)", shown)
 
 
+@pytest.mark.parametrize("mode", ["legacy"])
+async def test_in_a_browser_the_card_asks_for_the_figure_the_caps_count_as_the_form_does(
+    connect_app, controls, browser
+):
+    """KIE charged 30 for an 8-credit image (counted for a day): the form asked "Spend up to 30 credits (about
+    $0.15)", while the card's headline and button read "8 credits" and "Approve 8 credits"."""
+    await controls.post("prices", {"nano-banana-2": 30})
+    await controls.post("config", {"report_credits_consumed": True})
+    seen: list[str] = []
+    async with connect_app(answering(seen=seen), auto_approve_credits=10, max_credits_per_call=50) as client:
+        await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 5})  # auto-approved at 8, charged 30
+        request = {**IMAGE, "prompt": "a fig"}
+        shown, button = await card_shown(client, browser, "counted", request)
+        await client.call_tool("generate_image", {**request, "wait_seconds": 5})  # the form's question, to compare
+    [question] = seen
+    assert question.startswith("Spend up to 30 credits (about $0.15) "), question
+    assert button == "Approve up to 30 credits", button
+    assert "\nup to 30 credits\nabout $0.15\n" in shown, shown  # the headline
+    assert "\n8 credits\n" not in shown, shown
+
+
 async def card_shown(client: Any, browser: Any, name: str, request: dict[str, Any]) -> tuple[str, str]:
     """The approval card of ``request``'s estimate, in the browser: its text, and its approve button's."""
     estimate = await client.call_tool("estimate_cost", request)

@@ -145,7 +145,7 @@ async def card_meta(
     binds the exact request, which the card no longer holds, so the card offers no Approve and says why (an Approve
     sent all the same is refused by that binding, free). ``sent_as_written``: what the form says too of text shown
     as [redacted] that the request sends (only the key is taken out of a request)."""
-    from kie_mcp.catalog.pricing import usd_text
+    from kie_mcp.catalog.pricing import usd, usd_text
     from kie_mcp.generation import (  # as the confirmation text says them
         SENT_AS_WRITTEN,
         auto_approve_limit,
@@ -158,6 +158,11 @@ async def card_meta(
 
     spec = plan.spec
     credits = quote.credits_total
+    # What Approve and the headline ask for, as the form's question does (``generation.cost_asked``): "up to" the
+    # figure the caps count when it is higher than the price (KIE seen charging more, the catalogue's charge seen, a
+    # link's higher tier); never a live-only price's stand-in (``Plan.ceiling_weighed``), which no one saw charged.
+    asked = plan.ceiling_weighed if quote.price_known else None
+    up_to = asked is not None and plan.total is not None and asked > plan.total + 1e-9
     outputs, each, at_most = outputs_made(plan)
     given = {k: v for k, v in arguments.items() if k not in ("quote_id", "bind_quote_id")}
     sent = redact_value(given)
@@ -187,6 +192,9 @@ async def card_meta(
         "counted": plan.counted,  # what the caps and the auto-approve limit weigh (KIE seen charging more)
         "usd": quote.usd_total,
         "usd_text": None if quote.usd_total is None else usd_text(quote.usd_total),  # as the quote's text says it
+        "up_to": up_to,  # the card asks for "up to" ``asked`` (and its dollars), as the form does, not ``credits``
+        "asked": asked if up_to else credits,
+        "asked_usd_text": usd_text(usd(asked)) if up_to and asked is not None else None,
         "price_known": quote.price_known,
         "reserved": plan.reserved,
         "breakdown": quote.breakdown,
@@ -312,6 +320,7 @@ def gallery_meta(rt: Runtime, tasks: Sequence[TaskRecord], *, message: str | Non
 
     from kie_mcp.journal import JournalUnavailable
     from kie_mcp.tasks.follower import RETENTION_SECONDS
+    from kie_mcp.tasks.listing import unread_charge
 
     prompts: dict[str, str] = {}
     with contextlib.suppress(sqlite3.Error, JournalUnavailable):
@@ -353,6 +362,8 @@ def gallery_meta(rt: Runtime, tasks: Sequence[TaskRecord], *, message: str | Non
             "links": links,
             "links_gone": gone,
             "save_problems": problems,
+            # a charge KIE reported that could not be read, as list_tasks says it: the tile never says "refunded"
+            "unread_charges": {t.task_id: said for t in tasks if t.task_id and (said := unread_charge(t))},
             "sandbox": rt.settings.sandbox,
         }
     }

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kie_mcp.catalog.pricing import credits_figure, credits_text
 from kie_mcp.journal import Journal, read_cursor
 from kie_mcp.redact import redact
-from kie_mcp.spend.ledger import priced
+from kie_mcp.spend.ledger import priced, readable_charge
 from kie_mcp.words import made_of, plain, shortened, timestamp
 
 from .records import PROMPT_SHOWN, Found, TaskBook, TaskRecord
@@ -210,7 +210,10 @@ def _next_call(filters: dict[str, Any], cursor: str) -> str:
 def _cost_text(record: TaskRecord) -> str:
     """What a task cost, as a listing shows it: KIE's charge when it said (one measured from the balance, said so),
     nothing for a failed task (refunded), else the quote it was made under and, when the caps count more (KIE was
-    seen charging more), that figure."""
+    seen charging more), that figure. A charge KIE reported that cannot be what it charged, said so
+    (``unread_charge``): a failed task's is not refunded."""
+    if unread := unread_charge(record):
+        return f" ({unread})"
     charged = priced(record.credits_charged)
     if charged is not None:
         return f" ({credits_text(charged)} {'measured from the balance' if record.charge_measured else 'charged'})"
@@ -220,6 +223,22 @@ def _cost_text(record: TaskRecord) -> str:
     if quoted is not None and counted is not None and counted > quoted:
         return f" ({credits_text(quoted)} quoted; {credits_figure(counted)} counted)"
     return f" ({credits_text(quoted)} quoted)" if quoted is not None else ""
+
+
+def unread_charge(record: TaskRecord) -> str | None:
+    """What a task cost when KIE reported a charge for it that cannot be what it charged (``readable_charge``, as
+    ``generation.unreadable`` finds it once settled), as list_tasks and the gallery's tiles say it, after check_task:
+    "KIE's charge for this task could not be read; the 8 credits reserved stay counted as spent" (a failed task's
+    reservation is not given back). None for any other task."""
+    from kie_mcp import generation as gen  # here: generation imports this module (through spend.account)
+
+    reserved = record.credits_reserved if record.credits_reserved is not None else record.credits_quoted
+    reported = record.credits_charged
+    read = None if reported is None else readable_charge(reported, reserved, failed=record.state == "failed")
+    if not gen.unreadable(record) and (reported is None or read is not None):
+        return None
+    kept = f"; the {credits_text(reserved)} reserved stay counted as spent" if reserved else ""
+    return f"{gen.UNREADABLE_CHARGE}{kept}"
 
 
 def _link_text(record: TaskRecord) -> str:
