@@ -165,7 +165,8 @@ async def test_a_task_failing_after_a_generate_call_stopped_waiting_while_the_jo
         checked = await client.call_tool("check_task", {"task_id": task_id})
         spent = await spent_today(client)
     made = answers["made"]
-    assert max(rounds) < 2.0, rounds  # until the lock went (8 s) before
+    # Under 5 s even on a loaded machine (2.1 s seen at load 9 in CI); a frozen server answered only when the lock went
+    assert max(rounds) < 5.0, rounds  # until the lock went (8 s) before
     assert made.structured_content["tasks"][0]["state"] == "failed", text_of(made)
     assert "reservation was returned" in text_of(made), text_of(made)
     assert checked.structured_content["task"]["state"] == "failed"
