@@ -28,7 +28,7 @@ async def spent_today(client) -> float:
     return (await client.call_tool("check_credits", {})).structured_content["spent_today"]
 
 
-@pytest.mark.parametrize("reported", [1e308, "1e308", 5000])
+@pytest.mark.parametrize("reported", [1e308, "1e308", 5000, "1e400", "NaN", "Infinity"])
 async def test_a_failed_task_s_charge_beyond_belief_never_fills_the_daily_cap(connect, controls, reported):
     await controls.fault("create", kind="task_fail", fail_msg="boom", credits_consumed=reported)
     async with connect(answering(), auto_approve_credits=10, max_credits_per_day=200) as client:
@@ -48,6 +48,27 @@ async def test_a_failed_task_s_charge_beyond_belief_never_fills_the_daily_cap(co
     assert "charged by KIE for it" not in said, said
 
 
+async def test_a_failed_task_s_reason_saying_its_charge_could_not_be_read_gives_its_reservation_back(connect, controls):
+    """The review: KIE's failMsg (which KIE writes, and may echo the request) read "upstream said: KIE's charge for
+    this task could not be read: 0", no charge reported: the ledger gave the 8 back, but the answer and check_task,
+    finding those words in the task's error, said the 8 "stay counted as spent". What the record is marked, never
+    KIE's words, says a charge could not be read."""
+    await controls.fault(
+        "create", kind="task_fail", fail_msg="upstream said: KIE's charge for this task could not be read: 0"
+    )
+    async with connect(answering(), auto_approve_credits=10) as client:
+        failed = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 5})
+        task_id = failed.structured_content["tasks"][0]["task_id"]
+        checked = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})
+        spent = await spent_today(client)
+    assert spent == 0
+    assert "Cost: nothing charged" in text_of(failed), text_of(failed)
+    assert "stay counted" not in text_of(failed), text_of(failed)
+    said = text_of(checked)
+    assert "the 8 credits reserved for it were given back" in said, said
+    assert "stay counted" not in said, said
+
+
 async def test_a_failed_task_s_charge_kie_can_have_made_is_booked_and_said_in_the_answer(connect, controls):
     """KIE reports 30 for a failed 8-credit image: a charge it can have made, so it counts, and the answer says it
     (it said "nothing charged (the tasks failed; their reservation was returned)" while 30 counted)."""
@@ -61,14 +82,15 @@ async def test_a_failed_task_s_charge_kie_can_have_made_is_booked_and_said_in_th
     assert spent == 30
 
 
+@pytest.mark.parametrize("reported", [1e308, "NaN"])
 async def test_a_failed_task_s_charge_beyond_belief_booked_by_the_next_start_never_fills_the_daily_cap(
-    connect, controls, tmp_path, monkeypatch
+    connect, controls, tmp_path, monkeypatch, reported
 ):
-    """The task fails, with a charge of 1e308, while another program holds the journal's lock: its settling is
-    given up and owed. The next start books it from the journal (``book_owed_refunds``) by the same rule: nothing
-    given back, nothing more taken, once."""
+    """The task fails, with a charge of 1e308 (or "NaN": reported, though no number, never the same as none), while
+    another program holds the journal's lock: its settling is given up and owed. The next start books it from the
+    journal (``book_owed_refunds``) by the same rule: nothing given back, nothing more taken, once."""
     task_id = await failed_while_the_journal_is_locked(
-        connect, controls, tmp_path, monkeypatch, IMAGE, credits_consumed=1e308
+        connect, controls, tmp_path, monkeypatch, IMAGE, credits_consumed=reported
     )
     settles = f"SELECT delta, reason FROM spend WHERE ref = '{task_id}'"
     unbooked = rows(tmp_path, settles)
