@@ -863,12 +863,13 @@ class TaskBook:
         """How many of the journal's ``newest`` tasks each family recorded made (``{"veo": 12, "market": 3}``): what
         orders the families asked about an id the journal does not know (``families.family_for_task_id``), so a
         workspace that makes Veo clips asks Veo first of an id whose shape three families share. Read from the
-        creation-time index and those rows' records only; a journal that cannot be read gives nothing (the default
-        order), never a failed lookup."""
+        creation-time index and those rows' records only, a record that is not JSON (damaged) passed over, as the
+        counts of the others still hold; a journal that cannot be read gives nothing (the default order), never a
+        failed lookup."""
         try:
             rows = self.journal.query(
                 "SELECT json_extract(record, '$.family') AS family, COUNT(*) AS n FROM "
-                "(SELECT record FROM tasks ORDER BY created DESC LIMIT ?) GROUP BY family",
+                "(SELECT record FROM tasks WHERE json_valid(record) ORDER BY created DESC LIMIT ?) GROUP BY family",
                 newest,
             )
         except (JournalUnavailable, sqlite3.Error) as err:
