@@ -152,3 +152,18 @@ async def test_list_tasks_says_a_failed_task_s_unreadable_charge_keeps_its_reser
     said = text_of(listed)
     assert "(KIE's charge for this task could not be read; the 8 credits reserved stay counted as spent)" in said, said
     assert "refunded" not in said, said
+
+
+async def test_estimate_cost_leads_with_the_figure_the_caps_count_and_its_quote_carries_it(connect, controls):
+    """KIE charged 30 for an 8-credit image: the form and confirmation_required lead with "up to 30", but
+    estimate_cost's text led with "x1: 8 credits (about $0.04)" and its quote carried only credits_total 8, so an
+    agent relaying the estimate said 8. Its text now leads with the same figure, and the quote carries it."""
+    await controls.post("prices", {"nano-banana-2": 30})
+    await controls.post("config", {"report_credits_consumed": True})
+    async with connect(answering(), auto_approve_credits=10, max_credits_per_call=50) as client:
+        await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 5})  # auto-approved at 8, charged 30
+        estimate = await client.call_tool("estimate_cost", {**IMAGE, "prompt": "a fig"})
+    said = text_of(estimate)
+    quote = estimate.structured_content["quote"]
+    assert said.startswith("Nano Banana 2 (nano-banana-2) x1: up to 30 credits (about $0.15). KIE's list says 8"), said
+    assert quote["credits_total"] == 8 and quote["credits_counted"] == 30, quote

@@ -1671,7 +1671,7 @@ async def _estimate(rt: Runtime, plan: gen.Plan, *, can_ask: bool) -> EstimateRe
         and 0 < (plan.counted or 0) <= gen.auto_approve_limit(rt, plan)
     )
     cost = (
-        f"{credits_text(quote.credits_total)} (about {usd_text(quote.usd_total or 0)})"
+        gen.cost_asked(plan)  # as the form's question leads: "up to" the figure the caps count when it is higher
         if quote.credits_total is not None
         else "UNKNOWN before it runs (never auto-approved): "
         + gen.unknown_cost(plan, refused=cap_problem is not None).rstrip(".")
