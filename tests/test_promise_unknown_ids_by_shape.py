@@ -12,6 +12,7 @@ In process against the simulator, whose ids have KIE's shapes, both eras.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from typing import Any
@@ -64,12 +65,15 @@ async def test_a_runway_task_made_elsewhere_is_asked_of_runway_alone(connect, co
     assert asked and set(asked) == {FAMILIES["runway"].status_path}, asked  # the follower's looks: Runway's too
 
 
+@pytest.mark.parametrize("damaged", [False, True], ids=["journal", "damaged-record"])
 async def test_a_veo_clip_with_a_live_shaped_id_is_asked_of_veo_first_where_the_workspace_makes_veo_clips(
-    connect, controls, sim
+    connect, controls, sim, tmp_path, damaged
 ):
     """KIE's live Veo ids are 32 hex digits, as the Market's and GPT-4o Image's: the shape does not tell them apart,
     so the family this workspace's journal holds most tasks of is asked first. Here one Veo clip already looked up
-    (and so recorded) makes the next clip's lookup one call, where the Market was asked first before."""
+    (and so recorded) makes the next clip's lookup one call, where the Market was asked first before. The review:
+    one record among the newest 500 that is not JSON (a damaged row) made the count fail whole, so every lookup fell
+    back to the default order (the Market first), warning again each time; the damaged row is passed over."""
     recorded = await made_elsewhere(controls, VEO)
     clip = await made_elsewhere(controls, VEO)
     live_id = "9e9a071c779cf8842d269d0d3991d34e"  # as KIE's veo/generate answered live (families.ID_SHAPES)
@@ -79,38 +83,15 @@ async def test_a_veo_clip_with_a_live_shaped_id_is_asked_of_veo_first_where_the_
     async with connect(elicitation=answering()) as client:
         first = await client.call_tool("check_task", {"task_id": recorded, "wait_seconds": 0})
         assert not first.is_error, text_of(first)
+        if damaged:
+            with contextlib.closing(sqlite3.connect(Journal.for_workspace(tmp_path).path)) as journal, journal:
+                journal.execute(
+                    "INSERT INTO tasks (task_id, model, state, record, created, updated) VALUES (?, ?, ?, ?, ?, ?)",
+                    ("0" * 32, "nano-banana-2", "succeeded", "{not json", time.time(), time.time()),
+                )
         found = await client.call_tool("check_task", {"task_id": live_id, "wait_seconds": 0})
     assert not found.is_error, text_of(found)
     assert found.structured_content["task"]["family"] == "veo"
-    asked = await status_calls(controls, live_id)
-    assert asked and set(asked) == {FAMILIES["veo"].status_path}, asked
-
-
-async def test_one_damaged_record_among_the_newest_still_puts_the_workspace_s_family_first(
-    connect, controls, sim, tmp_path
-):
-    """The review: one record among the newest 500 that is not JSON (a damaged row) made the count fail whole, so
-    every lookup of an unknown id fell back to the default order (the Market first) and warned again. The damaged
-    row is passed over; the Veo clip the journal holds still puts Veo first."""
-    recorded = await made_elsewhere(controls, VEO)
-    clip = await made_elsewhere(controls, VEO)
-    live_id = "9e9a071c779cf8842d269d0d3991d34e"
-    task = sim.tasks.pop(clip)
-    task.id = live_id
-    sim.tasks[live_id] = task
-    async with connect(elicitation=answering()) as client:
-        first = await client.call_tool("check_task", {"task_id": recorded, "wait_seconds": 0})
-        assert not first.is_error, text_of(first)
-    journal = sqlite3.connect(Journal.for_workspace(tmp_path).path)
-    with journal:
-        journal.execute(
-            "INSERT INTO tasks (task_id, model, state, record, created, updated) VALUES (?, ?, ?, ?, ?, ?)",
-            ("0" * 32, "nano-banana-2", "succeeded", "{not json", time.time(), time.time()),
-        )
-    journal.close()
-    async with connect() as client:
-        found = await client.call_tool("check_task", {"task_id": live_id, "wait_seconds": 0})
-    assert not found.is_error, text_of(found)
     asked = await status_calls(controls, live_id)
     assert asked and set(asked) == {FAMILIES["veo"].status_path}, asked
 

@@ -50,7 +50,7 @@ from kie_mcp.catalog import (
     WithdrawnModelError,
     usd,
 )
-from kie_mcp.catalog.pricing import TypicalPrice, credits_figure, credits_text, typical_prices, usd_text
+from kie_mcp.catalog.pricing import TypicalPrice, credits_figure, credits_text, typical_prices
 from kie_mcp.catalog.tables import (
     Offer,
     model_document,
