@@ -139,10 +139,13 @@ async def test_the_question_and_the_chat_confirmation_lead_with_the_figure_the_c
     assert "and costs up to 30 credits (about $0.15)" in text_of(asked), text_of(asked)
 
 
-async def test_list_tasks_says_a_failed_task_s_unreadable_charge_keeps_its_reservation_counted(connect, controls):
-    """KIE reports 5000 for a failed 8-credit image: its 8 reserved stay counted for the day, as check_task says, but
-    list_tasks showed the task "(refunded)"."""
-    await controls.fault("create", kind="task_fail", fail_msg="boom", credits_consumed=5000)
+@pytest.mark.parametrize("reported", [5000, "NaN"])
+async def test_list_tasks_says_a_failed_task_s_unreadable_charge_keeps_its_reservation_counted(
+    connect, controls, reported
+):
+    """KIE reports 5000 (or "NaN") for a failed 8-credit image: its 8 reserved stay counted for the day, as
+    check_task says, but list_tasks showed the task "(refunded)"."""
+    await controls.fault("create", kind="task_fail", fail_msg="boom", credits_consumed=reported)
     async with connect(answering(), auto_approve_credits=10) as client:
         failed = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 5})
         listed = await client.call_tool("list_tasks", {})
