@@ -453,6 +453,34 @@ async def test_a_saved_result_completes_folder_by_folder_to_the_paths_its_read_s
         assert served == (on_disk.decode() if isinstance(served, str) else on_disk), value
 
 
+async def test_every_saved_result_offered_reads_whatever_its_name_holds(connect, tmp_path):
+    """The review: names holding ``%``, ``#`` or ``?`` were offered as they are (``pct%41.png``, ``hash#1.png``,
+    ``q?x.png``), but the read of ``kie://outputs/<value>`` ends the path at ``?`` or ``#`` and percent-decodes it,
+    so each of those values was refused. Each is offered percent-encoded as the read decodes it (in a folder so named
+    too), and every value offered reads back that file's bytes."""
+    names = ["a b.png", "hash#1.png", "q?x.png", "pct%41.png", "pct%2e%2e.png", "plus+.png", "ünï.png", "brace{x}.png"]
+    here_of = {}
+    async with connect(elicitation=answering()) as client:
+        folder = await _saved_in(client, "pear")
+        here = tmp_path / "outputs" / folder
+        for n, name in enumerate(names):
+            here_of[name] = _dated(here / name, 1_900_000_000 + n, b"\x00" + name.encode())
+        _dated(here / "odd#%?" / "inner%3F.png", 1_800_000_000, b"\x00inner")
+        offered = (await _values(client, OUTPUT, "path", f"{folder}/")).completion
+        typed = (await _values(client, OUTPUT, "path", f"{folder}/pct%25")).completion
+        [sub] = [value for value in offered.values if value.endswith("/")]
+        inside = (await _values(client, OUTPUT, "path", sub)).completion
+        reads = {value: await _read_bytes(client, value) for value in offered.values + inside.values}
+    assert len(offered.values) == len(names) + 4, offered  # the picture, its sidecar, the page, the folder
+    assert sub == f"{folder}/odd%23%25%3F/" and inside.values == [f"{sub}inner%253F.png"], (sub, inside)
+    assert typed.values == [f"{folder}/pct%252e%252e.png", f"{folder}/pct%2541.png"], typed
+    assert f"{folder}/hash%231.png" in offered.values and f"{folder}/q%3Fx.png" in offered.values, offered
+    for name, path in here_of.items():
+        assert [v for v in offered.values if reads[v] == path.read_bytes()] != [], name  # its own bytes, by name
+    assert reads[inside.values[0]] == b"\x00inner"
+    assert all(served is not None for value, served in reads.items() if not value.endswith("/")), reads
+
+
 async def test_a_saved_result_is_never_completed_to_a_file_its_read_refuses(connect, controls, tmp_path, monkeypatch):
     """The review's list of what the read refuses, none of it offered: a dotfile (the kept previews), a link (out of
     outputs/, or to a folder elsewhere), a FIFO, a file larger than a resource is sent, one whose bytes hold the API

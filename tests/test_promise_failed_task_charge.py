@@ -28,7 +28,7 @@ async def spent_today(client) -> float:
     return (await client.call_tool("check_credits", {})).structured_content["spent_today"]
 
 
-@pytest.mark.parametrize("reported", [1e308, "1e308", 5000])
+@pytest.mark.parametrize("reported", [1e308, "1e308", 5000, "1e400", "NaN", "Infinity"])
 async def test_a_failed_task_s_charge_beyond_belief_never_fills_the_daily_cap(connect, controls, reported):
     await controls.fault("create", kind="task_fail", fail_msg="boom", credits_consumed=reported)
     async with connect(answering(), auto_approve_credits=10, max_credits_per_day=200) as client:
@@ -48,6 +48,27 @@ async def test_a_failed_task_s_charge_beyond_belief_never_fills_the_daily_cap(co
     assert "charged by KIE for it" not in said, said
 
 
+async def test_a_failed_task_s_reason_saying_its_charge_could_not_be_read_gives_its_reservation_back(connect, controls):
+    """The review: KIE's failMsg (which KIE writes, and may echo the request) read "upstream said: KIE's charge for
+    this task could not be read: 0", no charge reported: the ledger gave the 8 back, but the answer and check_task,
+    finding those words in the task's error, said the 8 "stay counted as spent". What the record is marked, never
+    KIE's words, says a charge could not be read."""
+    await controls.fault(
+        "create", kind="task_fail", fail_msg="upstream said: KIE's charge for this task could not be read: 0"
+    )
+    async with connect(answering(), auto_approve_credits=10) as client:
+        failed = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 5})
+        task_id = failed.structured_content["tasks"][0]["task_id"]
+        checked = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})
+        spent = await spent_today(client)
+    assert spent == 0
+    assert "Cost: nothing charged" in text_of(failed), text_of(failed)
+    assert "stay counted" not in text_of(failed), text_of(failed)
+    said = text_of(checked)
+    assert "the 8 credits reserved for it were given back" in said, said
+    assert "stay counted" not in said, said
+
+
 async def test_a_failed_task_s_charge_kie_can_have_made_is_booked_and_said_in_the_answer(connect, controls):
     """KIE reports 30 for a failed 8-credit image: a charge it can have made, so it counts, and the answer says it
     (it said "nothing charged (the tasks failed; their reservation was returned)" while 30 counted)."""
@@ -61,14 +82,15 @@ async def test_a_failed_task_s_charge_kie_can_have_made_is_booked_and_said_in_th
     assert spent == 30
 
 
+@pytest.mark.parametrize("reported", [1e308, "NaN"])
 async def test_a_failed_task_s_charge_beyond_belief_booked_by_the_next_start_never_fills_the_daily_cap(
-    connect, controls, tmp_path, monkeypatch
+    connect, controls, tmp_path, monkeypatch, reported
 ):
-    """The task fails, with a charge of 1e308, while another program holds the journal's lock: its settling is
-    given up and owed. The next start books it from the journal (``book_owed_refunds``) by the same rule: nothing
-    given back, nothing more taken, once."""
+    """The task fails, with a charge of 1e308 (or "NaN": reported, though no number, never the same as none), while
+    another program holds the journal's lock: its settling is given up and owed. The next start books it from the
+    journal (``book_owed_refunds``) by the same rule: nothing given back, nothing more taken, once."""
     task_id = await failed_while_the_journal_is_locked(
-        connect, controls, tmp_path, monkeypatch, IMAGE, credits_consumed=1e308
+        connect, controls, tmp_path, monkeypatch, IMAGE, credits_consumed=reported
     )
     settles = f"SELECT delta, reason FROM spend WHERE ref = '{task_id}'"
     unbooked = rows(tmp_path, settles)
@@ -117,10 +139,13 @@ async def test_the_question_and_the_chat_confirmation_lead_with_the_figure_the_c
     assert "and costs up to 30 credits (about $0.15)" in text_of(asked), text_of(asked)
 
 
-async def test_list_tasks_says_a_failed_task_s_unreadable_charge_keeps_its_reservation_counted(connect, controls):
-    """KIE reports 5000 for a failed 8-credit image: its 8 reserved stay counted for the day, as check_task says, but
-    list_tasks showed the task "(refunded)"."""
-    await controls.fault("create", kind="task_fail", fail_msg="boom", credits_consumed=5000)
+@pytest.mark.parametrize("reported", [5000, "NaN"])
+async def test_list_tasks_says_a_failed_task_s_unreadable_charge_keeps_its_reservation_counted(
+    connect, controls, reported
+):
+    """KIE reports 5000 (or "NaN") for a failed 8-credit image: its 8 reserved stay counted for the day, as
+    check_task says, but list_tasks showed the task "(refunded)"."""
+    await controls.fault("create", kind="task_fail", fail_msg="boom", credits_consumed=reported)
     async with connect(answering(), auto_approve_credits=10) as client:
         failed = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 5})
         listed = await client.call_tool("list_tasks", {})
@@ -130,3 +155,18 @@ async def test_list_tasks_says_a_failed_task_s_unreadable_charge_keeps_its_reser
     said = text_of(listed)
     assert "(KIE's charge for this task could not be read; the 8 credits reserved stay counted as spent)" in said, said
     assert "refunded" not in said, said
+
+
+async def test_estimate_cost_leads_with_the_figure_the_caps_count_and_its_quote_carries_it(connect, controls):
+    """KIE charged 30 for an 8-credit image: the form and confirmation_required lead with "up to 30", but
+    estimate_cost's text led with "x1: 8 credits (about $0.04)" and its quote carried only credits_total 8, so an
+    agent relaying the estimate said 8. Its text now leads with the same figure, and the quote carries it."""
+    await controls.post("prices", {"nano-banana-2": 30})
+    await controls.post("config", {"report_credits_consumed": True})
+    async with connect(answering(), auto_approve_credits=10, max_credits_per_call=50) as client:
+        await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 5})  # auto-approved at 8, charged 30
+        estimate = await client.call_tool("estimate_cost", {**IMAGE, "prompt": "a fig"})
+    said = text_of(estimate)
+    quote = estimate.structured_content["quote"]
+    assert said.startswith("Nano Banana 2 (nano-banana-2) x1: up to 30 credits (about $0.15). KIE's list says 8"), said
+    assert quote["credits_total"] == 8 and quote["credits_counted"] == 30, quote

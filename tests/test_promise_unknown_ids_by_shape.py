@@ -12,10 +12,14 @@ In process against the simulator, whose ids have KIE's shapes, both eras.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import time
 from typing import Any
 
 import pytest
 
+from kie_mcp.journal import Journal
 from kie_mcp.kie import FAMILIES
 from kie_mcp.sandbox import SANDBOX_API_KEY
 
@@ -61,12 +65,15 @@ async def test_a_runway_task_made_elsewhere_is_asked_of_runway_alone(connect, co
     assert asked and set(asked) == {FAMILIES["runway"].status_path}, asked  # the follower's looks: Runway's too
 
 
+@pytest.mark.parametrize("damaged", [False, True], ids=["journal", "damaged-record"])
 async def test_a_veo_clip_with_a_live_shaped_id_is_asked_of_veo_first_where_the_workspace_makes_veo_clips(
-    connect, controls, sim
+    connect, controls, sim, tmp_path, damaged
 ):
     """KIE's live Veo ids are 32 hex digits, as the Market's and GPT-4o Image's: the shape does not tell them apart,
     so the family this workspace's journal holds most tasks of is asked first. Here one Veo clip already looked up
-    (and so recorded) makes the next clip's lookup one call, where the Market was asked first before."""
+    (and so recorded) makes the next clip's lookup one call, where the Market was asked first before. The review:
+    one record among the newest 500 that is not JSON (a damaged row) made the count fail whole, so every lookup fell
+    back to the default order (the Market first), warning again each time; the damaged row is passed over."""
     recorded = await made_elsewhere(controls, VEO)
     clip = await made_elsewhere(controls, VEO)
     live_id = "9e9a071c779cf8842d269d0d3991d34e"  # as KIE's veo/generate answered live (families.ID_SHAPES)
@@ -76,6 +83,12 @@ async def test_a_veo_clip_with_a_live_shaped_id_is_asked_of_veo_first_where_the_
     async with connect(elicitation=answering()) as client:
         first = await client.call_tool("check_task", {"task_id": recorded, "wait_seconds": 0})
         assert not first.is_error, text_of(first)
+        if damaged:
+            with contextlib.closing(sqlite3.connect(Journal.for_workspace(tmp_path).path)) as journal, journal:
+                journal.execute(
+                    "INSERT INTO tasks (task_id, model, state, record, created, updated) VALUES (?, ?, ?, ?, ?, ?)",
+                    ("0" * 32, "nano-banana-2", "succeeded", "{not json", time.time(), time.time()),
+                )
         found = await client.call_tool("check_task", {"task_id": live_id, "wait_seconds": 0})
     assert not found.is_error, text_of(found)
     assert found.structured_content["task"]["family"] == "veo"

@@ -36,6 +36,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import anyio
 from mcp import MCPError
@@ -496,7 +497,7 @@ def _served_entries(workspace: Path, typed: str) -> tuple[list[str], bool]:
 
     outputs = workspace / OUTPUTS
     folder, _, start = typed.rpartition("/")
-    parts = folder.split("/") if folder else []
+    parts = unquote(folder).split("/") if folder else []  # the folders named, as the read decodes them
     if typed.startswith("/") or any(part in ("", "..") or part.startswith(".") for part in parts):
         return [], False  # no folder kie://outputs/ serves from: ``/etc/``, a dot-folder, ``a//b``, ``../``
     if refusal(outputs) is not None:
@@ -511,7 +512,7 @@ def _served_entries(workspace: Path, typed: str) -> tuple[list[str], bool]:
                 return [], False
         home = outputs.resolve() if outputs.is_symlink() else None
         with os.scandir(here) as listing:
-            named = [entry for entry in listing if entry.name[:1] != "." and entry.name.casefold().startswith(wanted)]
+            named = [e for e in listing if e.name[:1] != "." and as_read(e.name).casefold().startswith(wanted)]
         entries = []
         for entry in named:
             with contextlib.suppress(OSError):  # removed meanwhile
@@ -525,7 +526,7 @@ def _served_entries(workspace: Path, typed: str) -> tuple[list[str], bool]:
         relative = PurePosixPath(*parts, entry.name)
         if stat.S_ISDIR(facts.st_mode):
             if is_served(relative / "file"):  # a session folder, or one in it
-                found.append(f"{prefix}{entry.name}/")
+                found.append(f"{prefix}{as_read(entry.name)}/")
             continue
         if not stat.S_ISREG(facts.st_mode) or facts.st_size > MAX_RESOURCE_BYTES or not is_served(relative):
             continue
@@ -536,8 +537,16 @@ def _served_entries(workspace: Path, typed: str) -> tuple[list[str], bool]:
                 return found, True
             if not _lent(home, home.joinpath(*relative.parts)):
                 continue
-        found.append(f"{prefix}{entry.name}")
+        found.append(f"{prefix}{as_read(entry.name)}")
     return found, False
+
+
+def as_read(name: str) -> str:
+    """``name`` as a ``kie://outputs/`` path names it, so the read finds it: the SDK's template match ends the path at
+    a ``?`` or ``#`` and percent-decodes it (``UriTemplate.match``), so those and ``%`` itself are percent-encoded
+    (``pct%41.png`` is offered as ``pct%2541.png``, which reads as the file); every other character is sent as it is,
+    as it reads back unchanged."""
+    return name.replace("%", "%25").replace("?", "%3F").replace("#", "%23")
 
 
 def _newest_first(day: str) -> tuple[int, ...]:

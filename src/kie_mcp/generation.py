@@ -98,7 +98,15 @@ from kie_mcp.spend import (
     reservation,
 )
 from kie_mcp.spend.approval import ApprovedBy
-from kie_mcp.spend.ledger import ALREADY_HAD, ALREADY_HAD_ANSWER, CHARGED, MEASURED, REFUSED, readable_charge
+from kie_mcp.spend.ledger import (
+    ALREADY_HAD,
+    ALREADY_HAD_ANSWER,
+    CHARGED,
+    MEASURED,
+    REFUSED,
+    readable_charge,
+    reported_charge,
+)
 from kie_mcp.spend.quotes import CHARGED_HERE, DECLINED, AskedInputs, Bound, seen_charging, staleness
 from kie_mcp.stopping import CREATES
 from kie_mcp.tasks import TaskRecord
@@ -3491,12 +3499,13 @@ def settle_one(rt: Runtime, record: TaskRecord, task_id: str, reserved: float) -
     at, day = record.reserved_at, record.reserved_on
     if at is None and day is None:
         day = rt.ledger.day_of(record.created_at)
+    reported = reported_charge(record.credits_charged, record.charge_unreadable)
     if record.state == "failed":
-        rt.ledger.refund_failed_task(task_id, reserved, record.credits_charged, at=at, day=day)
-        if readable_charge(record.credits_charged, reserved, failed=True) is None:  # booked as kept: said so
+        rt.ledger.refund_failed_task(task_id, reserved, reported, at=at, day=day)
+        if readable_charge(reported, reserved, failed=True) is None:  # booked as kept: said so
             return [unreadable_charge(record, reserved)]
-    elif record.state == "succeeded" and record.credits_charged is not None:
-        charged = readable_charge(record.credits_charged, reserved)
+    elif record.state == "succeeded" and reported is not None:
+        charged = readable_charge(reported, reserved)
         if charged is None:
             return [unreadable_charge(record, reserved)]
         reason = MEASURED if record.charge_measured else CHARGED
@@ -3505,42 +3514,48 @@ def settle_one(rt: Runtime, record: TaskRecord, task_id: str, reserved: float) -
 
 
 UNREADABLE_CHARGE = "KIE's charge for this task could not be read"
-# What a failed task's unreadable charge adds to why it failed (``unreadable_charge``): after KIE's reason, kept.
-_FAILED_UNREADABLE = f" {UNREADABLE_CHARGE}: "
 
 
 def unreadable_charge(record: TaskRecord, reserved: float) -> str:
     """A charge KIE reports for a finished task that cannot be what it charged (``ledger.readable_charge``: for a
-    succeeded task 0 or less, or not a number, as KIE charges for every task it completes; for any, more than 100x
-    what was reserved for it, or above ``MOST_CREDITS_CHARGED``: no rate of KIE's comes near) is no charge: the
-    reservation stays counted as spent (it is not measured from the balance either, nor given back for a failed task:
-    KIE usually refunds one, but what it did here is not known), and the record says why (a failed task's after why
-    it failed). Returns the line to show."""
-    said = record.credits_charged
-    record.credits_charged = None
+    succeeded task 0 or less, or not a number, as KIE charges for every task it completes; for any, one reported as
+    no finite number ("NaN", "1e400": ``TaskRecord.charge_unreadable``), more than 100x what was reserved for it, or
+    above ``MOST_CREDITS_CHARGED``: no rate of KIE's comes near) is no charge: the reservation stays counted as spent
+    (it is not measured from the balance either, nor given back for a failed task: KIE usually refunds one, but what
+    it did here is not known). The record is marked so (``charge_unreadable``, journaled with it: what ``unreadable``
+    reads), and says why (a failed task's after why it failed). Returns the line to show."""
+    said = "" if record.credits_charged is None else f": KIE reported {credits_text(record.credits_charged)}"
+    already = record.credits_charged is None and record.charge_unreadable  # said before (settled by another answer)
+    record.credits_charged, record.charge_unreadable = None, True
     if record.state == "failed":
         kept = (
             f"The {credits_text(reserved)} reserved for it stay counted as spent rather than given back "
             "(KIE usually refunds a failed task; https://kie.ai/logs shows whether it did)."
         )
         why = record.error or "KIE reports the task failed."
-        if _FAILED_UNREADABLE not in why:  # what it cost is check_task's to say (``surface._failed_cost``)
-            record.error = f"{why}{_FAILED_UNREADABLE}KIE reported {credits_text(said)}."
-        return f"{record.task_id}: {UNREADABLE_CHARGE}: KIE reported {credits_text(said)}. {kept}"
-    record.error = (
-        f"{UNREADABLE_CHARGE}: KIE reported {credits_text(said)}. The {credits_text(reserved)} reserved for it stay "
-        "counted as spent; https://kie.ai/logs shows the real charge."
-    )
+        if not (already and f" {UNREADABLE_CHARGE}" in why):  # what it cost is check_task's to say
+            record.error = f"{why} {UNREADABLE_CHARGE}{said}."  # (``surface._failed_cost``)
+        return f"{record.task_id}: {UNREADABLE_CHARGE}{said}. {kept}"
+    if not (already and (record.error or "").startswith(UNREADABLE_CHARGE)):
+        record.error = (
+            f"{UNREADABLE_CHARGE}{said}. The {credits_text(reserved)} reserved for it stay counted as spent; "
+            "https://kie.ai/logs shows the real charge."
+        )
     return f"{record.task_id}: {record.error}"
 
 
 def unreadable(record: TaskRecord) -> bool:
-    """Whether KIE reported a charge for this task that could not be read (``unreadable_charge``)."""
-    if record.error is None:
-        return False
-    if record.state == "failed":
-        return record.credits_charged is None and _FAILED_UNREADABLE in record.error
-    return record.error.startswith(UNREADABLE_CHARGE)
+    """Whether KIE reported a charge for this task that could not be read (``unreadable_charge``): the record's mark,
+    never the words of its error, which for a failed task hold KIE's own (its ``failMsg`` may say anything). A
+    succeeded task's record an older kie-mcp wrote, without the mark, says so only at the start of its error, which
+    for a succeeded task is kie-mcp's own words, never KIE's: read too, so its reservation is not measured again."""
+    if record.charge_unreadable:
+        return True
+    return (
+        record.state == "succeeded"
+        and record.credits_charged is None
+        and (record.error or "").startswith(UNREADABLE_CHARGE)
+    )
 
 
 def _over_cap(rt: Runtime) -> str | None:

@@ -50,7 +50,7 @@ from kie_mcp.catalog import (
     WithdrawnModelError,
     usd,
 )
-from kie_mcp.catalog.pricing import TypicalPrice, credits_figure, credits_text, typical_prices, usd_text
+from kie_mcp.catalog.pricing import TypicalPrice, credits_figure, credits_text, typical_prices
 from kie_mcp.catalog.tables import (
     Offer,
     model_document,
@@ -121,7 +121,7 @@ from kie_mcp.spend import (
     SpendRefused,
 )
 from kie_mcp.spend.account import account
-from kie_mcp.spend.ledger import readable_charge
+from kie_mcp.spend.ledger import readable_charge, reported_charge
 from kie_mcp.spend.quotes import QUOTE_ID, seen_charging
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.tasks.follower import Asking, saving_words
@@ -1671,7 +1671,7 @@ async def _estimate(rt: Runtime, plan: gen.Plan, *, can_ask: bool) -> EstimateRe
         and 0 < (plan.counted or 0) <= gen.auto_approve_limit(rt, plan)
     )
     cost = (
-        f"{credits_text(quote.credits_total)} (about {usd_text(quote.usd_total or 0)})"
+        gen.cost_asked(plan)  # as the form's question leads: "up to" the figure the caps count when it is higher
         if quote.credits_total is not None
         else "UNKNOWN before it runs (never auto-approved): "
         + gen.unknown_cost(plan, refused=cap_problem is not None).rstrip(".")
@@ -1988,12 +1988,11 @@ def _failed_cost(record: TaskRecord) -> str:
     reservation kept counted; nothing said of a task kie-mcp did not make here (no quote, no reservation), whose cost
     it does not know."""
     reserved = record.credits_reserved if record.credits_reserved is not None else record.credits_quoted
-    charged = readable_charge(record.credits_charged, reserved, failed=True)
+    charged = readable_charge(reported_charge(record.credits_charged, record.charge_unreadable), reserved, failed=True)
     if reserved and (charged is None or gen.unreadable(record)):
+        said = "" if record.credits_charged is None else f" (KIE reported {credits_text(record.credits_charged)})"
         read = (  # a record not settled here yet says what KIE reported; a settled one said it before its cost
-            f"{gen.UNREADABLE_CHARGE} (KIE reported {credits_text(record.credits_charged)}); "
-            if charged is None
-            else ""
+            f"{gen.UNREADABLE_CHARGE}{said}; " if f" {gen.UNREADABLE_CHARGE}" not in (record.error or "") else ""
         )
         return (
             f" Cost: {read}the {credits_text(reserved)} reserved for it stay counted as spent rather "
@@ -2029,14 +2028,15 @@ def _task_cost(record: TaskRecord) -> str:
     so), else the price it was quoted at; a charge KIE reported that could not be read (``generation.unreadable``,
     ``readable_charge``), said so, with the reservation that stays counted in its place."""
     quoted = record.credits_reserved if record.credits_reserved is not None else record.credits_quoted
-    charged = readable_charge(record.credits_charged, quoted)
+    charged = readable_charge(reported_charge(record.credits_charged, record.charge_unreadable), quoted)
     if charged is not None:
         return f" Cost: {charged_text(charged, charged if record.charge_measured else 0.0)}."
-    if gen.unreadable(record):  # its words, as the answer that ended it said them
+    if gen.unreadable(record) and (record.error or "").startswith(gen.UNREADABLE_CHARGE):  # as its answer said it
         return f" Cost: {record.error}"
-    if record.credits_charged is not None and quoted:  # not settled here yet: the same words
+    if (record.credits_charged is not None or gen.unreadable(record)) and quoted:  # not settled here yet: the same
+        said = "" if record.credits_charged is None else f": KIE reported {credits_text(record.credits_charged)}"
         return (
-            f" Cost: {gen.UNREADABLE_CHARGE}: KIE reported {credits_text(record.credits_charged)}. The "
+            f" Cost: {gen.UNREADABLE_CHARGE}{said}. The "
             f"{credits_text(quoted)} reserved for it stay counted as spent; https://kie.ai/logs shows the real charge."
         )
     unreported = (

@@ -22,6 +22,7 @@ from .errors import LOGS_URL
 from .status import (
     TaskState,
     TaskStatus,
+    charge_of,
     collect_urls,
     int_or_none,
     links_in,
@@ -191,9 +192,10 @@ class MarketFamily(Family):
             if not urls and isinstance(nested, dict):  # Veo 3.1 at 1080p/4K: {"data": {"result_urls", "origin_urls"}}
                 urls = links_in(nested, ("result_urls",))  # origin_urls is the upstream copy, never the result
         progress = number_or_none(data.get("progress"))
-        credits = number_or_none(data.get("creditsConsumed"))
-        if credits is None:
-            credits = number_or_none(data.get("consumeCredits"))
+        credits, garbled = charge_of(data.get("creditsConsumed"))
+        if credits is None:  # the older name; a charge readable under either is the one KIE reported
+            credits, also = charge_of(data.get("consumeCredits"))
+            garbled = credits is None and (garbled or also)
         return TaskStatus(
             task_id=str(data.get("taskId") or task_id),
             family=self.name,
@@ -207,6 +209,7 @@ class MarketFamily(Family):
             fail_code=str(data["failCode"]) if data.get("failCode") not in (None, "") else None,
             fail_message=data.get("failMsg") or None,
             credits_charged=credits,
+            charge_unreadable=garbled,
             created_at_ms=int_or_none(data.get("createTime")),
             completed_at_ms=int_or_none(data.get("completeTime")),
         )

@@ -63,6 +63,11 @@ class TaskStatus(BaseModel, defer_build=True):
     fail_code: str | None = None
     fail_message: str | None = None
     credits_charged: float | None = None
+    charge_unreadable: bool = Field(
+        default=False,
+        description="KIE reported a charge (creditsConsumed) that is no finite number: 'NaN', '1e400', text. Not the "
+        "absence of one: the task's reservation stays counted as spent (``ledger.readable_charge``).",
+    )
     created_at_ms: int | None = None
     completed_at_ms: int | None = None
     raw: dict[str, Any] | None = Field(default=None, description="KIE's answer as it came (redacted).")
@@ -176,6 +181,14 @@ def number_or_none(value: Any) -> float | None:
     except (TypeError, ValueError, OverflowError):
         return None
     return number if math.isfinite(number) else None
+
+
+def charge_of(value: Any) -> tuple[float | None, bool]:
+    """The charge KIE reported in ``value`` (``number_or_none``), and whether it reported one that cannot be read: a
+    value sent (not None or empty) that is no finite number (``"NaN"``, ``"1e400"``, JSON's 1e400 read as infinity,
+    text). Never the same as no charge: a failed task reporting none was refunded, one reporting garbage may not be."""
+    number = number_or_none(value)
+    return number, number is None and value not in (None, "")
 
 
 def int_or_none(value: Any) -> int | None:

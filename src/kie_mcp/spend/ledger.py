@@ -110,13 +110,16 @@ def priced(total: float | None) -> float | None:
 
 def readable_charge(reported: Any, reserved: float | None, *, failed: bool = False) -> float | None:
     """What KIE charged for one ended task, read from the charge it ``reported`` (as the task's record keeps it), or
-    None when that cannot be what it charged: not a number, 0 or less (KIE charges for every task it completes), above
-    ``MOST_CREDITS_CHARGED``, or more than ``UNREADABLE_FACTOR`` times what the task ``reserved`` (no rate of KIE's
-    comes near: 1e308, or 5000 for an 8-credit image). Of a ``failed`` task, no charge, 0 or less, or one that is not a
-    number reads as 0 (KIE refunds a failed task, and reports 0 for it); only a charge beyond belief is None. The one
-    rule for the ledger (``SpendBook.refund_failed_task``, ``book_owed_refunds``, ``generation.settle_one``) and for
-    what the answers say a task cost: an unreadable charge is never booked, its reservation stays counted."""
+    None when that cannot be what it charged: not a number, 0 or less (KIE charges for every task it completes),
+    infinite or NaN, above ``MOST_CREDITS_CHARGED``, or more than ``UNREADABLE_FACTOR`` times what the task ``reserved``
+    (no rate of KIE's comes near: 1e308, or 5000 for an 8-credit image). Of a ``failed`` task, no charge, 0 or less, or
+    one that is not a number reads as 0 (KIE refunds a failed task, and reports 0 for it); only a charge beyond belief
+    is None, and one reported as no finite number (``reported_charge``: infinity, as a record keeps it, never none).
+    The one rule for the ledger (``SpendBook.refund_failed_task``, ``book_owed_refunds``, ``generation.settle_one``)
+    and for what the answers say a task cost: an unreadable charge is never booked, its reservation stays counted."""
     number = reported if isinstance(reported, int | float) and not isinstance(reported, bool) else None
+    if number is not None and not math.isfinite(number):  # reported, but no number (``reported_charge``)
+        return None
     charged = priced(number)
     if charged is None:
         return 0.0 if failed else None
@@ -125,6 +128,14 @@ def readable_charge(reported: Any, reserved: float | None, *, failed: bool = Fal
     ):
         return None
     return charged
+
+
+def reported_charge(charged: Any, unreadable: Any) -> Any:
+    """The charge KIE reported for a task, as ``readable_charge`` reads it, from its record's ``credits_charged`` and
+    ``charge_unreadable`` (``TaskRecord``): a charge reported as no finite number ("NaN", "1e400"), which the record
+    keeps as none beside that mark, reads as infinity, beyond belief, so a failed task's reservation stays counted as
+    for 1e308. Never from the words of the record's error, which hold KIE's own."""
+    return math.inf if charged is None and unreadable is True else charged
 
 
 def failed_charge(reported: Any, reserved: float) -> float:
@@ -668,8 +679,9 @@ class SpendBook:
             at, day = _moment(record.get("reserved_at")), _day(record.get("reserved_on"))
             if at is None and day is None:  # an older kie-mcp's record: the day the task was made
                 day = self.day_of(row["created"])
-            given = reserved - failed_charge(record.get("credits_charged"), reserved)  # 0: its charge unreadable
-            if self.refund_failed_task(row["task_id"], reserved, record.get("credits_charged"), at=at, day=day):
+            reported = reported_charge(record.get("credits_charged"), record.get("charge_unreadable"))
+            given = reserved - failed_charge(reported, reserved)  # 0: its charge unreadable
+            if self.refund_failed_task(row["task_id"], reserved, reported, at=at, day=day):
                 booked += [given] if given > 0 else []  # a charge KIE made, or kept counted: no refund to announce
         return booked
 

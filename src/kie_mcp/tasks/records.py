@@ -275,6 +275,12 @@ class TaskRecord(BaseModel, defer_build=True):
         "the daily cap, so one after midnight never reopens the new day's cap.",
     )
     credits_charged: float | None = None
+    charge_unreadable: bool = Field(
+        default=False,
+        description="KIE reported a charge for this task that could not be read (no finite number, or beyond belief: "
+        "``ledger.readable_charge``): it is not booked, and the reservation stays counted as spent, of a failed task "
+        "too. Journaled with the record; a record an older kie-mcp wrote has none (False).",
+    )
     charge_measured: bool = Field(
         default=False,
         description="credits_charged was measured from the KIE balance before and after the task (KIE reports no "
@@ -564,6 +570,9 @@ class TaskRecord(BaseModel, defer_build=True):
             self.error = None
         if status.credits_charged is not None:
             self.credits_charged, self.charge_measured = status.credits_charged, False
+            self.charge_unreadable = False
+        elif status.charge_unreadable:  # reported, but no number: never the same as none (``reported_charge``)
+            self.charge_unreadable = True
         if status.state.value == "failed":
             code = f" (code {status.fail_code})" if status.fail_code else ""
             said = status.fail_message or "no reason given"
@@ -854,12 +863,13 @@ class TaskBook:
         """How many of the journal's ``newest`` tasks each family recorded made (``{"veo": 12, "market": 3}``): what
         orders the families asked about an id the journal does not know (``families.family_for_task_id``), so a
         workspace that makes Veo clips asks Veo first of an id whose shape three families share. Read from the
-        creation-time index and those rows' records only; a journal that cannot be read gives nothing (the default
-        order), never a failed lookup."""
+        creation-time index and those rows' records only, a record that is not JSON (damaged) passed over, as the
+        counts of the others still hold; a journal that cannot be read gives nothing (the default order), never a
+        failed lookup."""
         try:
             rows = self.journal.query(
                 "SELECT json_extract(record, '$.family') AS family, COUNT(*) AS n FROM "
-                "(SELECT record FROM tasks ORDER BY created DESC LIMIT ?) GROUP BY family",
+                "(SELECT record FROM tasks WHERE json_valid(record) ORDER BY created DESC LIMIT ?) GROUP BY family",
                 newest,
             )
         except (JournalUnavailable, sqlite3.Error) as err:
