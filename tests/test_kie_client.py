@@ -47,6 +47,7 @@ def approve(model: str, n: int = 1):
 
 async def test_market_create_and_status(kie, sim):
     sim.config.report_credits_consumed = True  # a KIE that reports its charge on the task (live Market records do not)
+    sim.set_speed(0)  # the task ends when the test advances the clock (at 1000x a loaded machine saw it end first)
     task_id = await kie.create(MARKET, IMAGE_BODY["model"], IMAGE_BODY, approve("nano-banana-2"))
     first = await kie.status(MARKET, task_id)
     assert first.state in (TaskState.QUEUED, TaskState.RUNNING)
@@ -60,6 +61,7 @@ async def test_market_create_and_status(kie, sim):
 
 async def test_veo_create_status_1080p_4k_extend(kie, sim, caplog):
     caplog.set_level("INFO", logger="kie_mcp")
+    sim.set_speed(0)  # each task ends when the test advances the clock
     task_id = await kie.create(VEO, VEO_BODY["model"], VEO_BODY, approve("veo3_fast"))
     assert (await kie.status(VEO, task_id)).state is TaskState.RUNNING
     sim.advance(400)
