@@ -115,3 +115,18 @@ async def test_a_task_made_elsewhere_reporting_0_is_listed_without_an_unread_cha
     [line] = [line for line in text_of(listed).splitlines() if line.startswith(f"- {task_id} ")]
     assert "could not be read" not in text_of(checked), text_of(checked)
     assert "could not be read" not in line and "reserved" not in line, line
+
+
+async def test_a_task_kie_reports_0_for_is_said_unread_by_generate_as_by_check_task(connect, controls, sim):
+    """The review: generate's answer said "KIE does not report its charge" of a succeeded task KIE reported 0 for,
+    while check_task then said "KIE reported 0 credits ... could not be read": the two answers disagreed."""
+    sim.config.report_credits_consumed = True
+    await controls.post("prices", {"nano-banana-2": 0})
+    async with connect(auto_approve_credits=100) as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 20})
+        task_id = made.structured_content["tasks"][0]["task_id"]
+        checked = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 0})
+    [cost] = [line for line in text_of(made).splitlines() if line.startswith("Cost:")]
+    assert "KIE's charge for this task could not be read" in cost, cost
+    assert "does not report" not in cost, cost
+    assert "KIE's charge for this task could not be read" in text_of(checked), text_of(checked)

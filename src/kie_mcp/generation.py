@@ -2570,6 +2570,14 @@ UNREPORTED_CHARGE = "; KIE does not report its charge (https://kie.ai/logs shows
 UNREPORTED_SANDBOX = "; the simulator does not report its charge, as KIE's task records do not"
 
 
+def unread_tail(unread: int, of: int) -> str:
+    """How a cost line ends when KIE reported a charge for ``unread`` of ``of`` ended tasks that cannot be what it
+    charged (``unreadable``: 0 for a succeeded task), as check_task says it of each: never "KIE does not report its
+    charge", which it did."""
+    which = "this task" if of == 1 else ("these tasks" if unread == of else f"{unread} of these tasks")
+    return f"; {UNREADABLE_CHARGE.replace('this task', which)} (https://kie.ai/logs shows the real charge)"
+
+
 def _made_cost(p: Plan, made: list[TaskRecord], *, others: bool) -> tuple[str, str]:
     """What the tasks KIE created cost (``others``: beside creates with no clear answer), and what the line ends
     with: that a charge is still to come (``PENDING_CHARGE``), or that the tasks ended with none reported, as KIE's
@@ -2588,6 +2596,8 @@ def _made_cost(p: Plan, made: list[TaskRecord], *, others: bool) -> tuple[str, s
         quoted = sum(r.credits_quoted or 0.0 for r in running)
         counted = sum(priced(r.credits_reserved) or 0.0 for r in running)
         unreported = UNREPORTED_SANDBOX if all(r.sandbox for r in running) else UNREPORTED_CHARGE
+        if unread := [r for r in running if unreadable(r)]:  # KIE reported one that is no charge, as check_task says
+            unreported = unread_tail(len(unread), len(running))
         kept, tail = ("counted", unreported) if ended else ("reserved", PENDING_CHARGE)
         if counted > quoted + 1e-9:  # KIE was seen charging more than its list: the higher figure is what counts
             counted_text = f"{credits_figure(counted)} {kept} ({p.price.counted_why})"
