@@ -233,10 +233,19 @@ class GenerationResult(BaseModel, defer_build=True):
     # The create attempts this answer reports as made by its call (or by the cut-off call it replays): marked
     # answered once the answer is handed to the client (``delivered``), cut off when it never is.
     _attempts: list[str] = PrivateAttr(default_factory=list)
+    # The plan ``quote`` was issued for: the request as priced when the quote was made (``confirmation_required``),
+    # re-priced after a yes to a form whose price rose meanwhile, so the approval card asks what the quote says.
+    _plan: Any = PrivateAttr(default=None)
 
     @property
     def why(self) -> str | None:
         return self._why
+
+    @property
+    def priced_plan(self) -> Plan | None:
+        """The plan ``quote`` prices (None without a quote): the approval card is drawn from it, not from the plan
+        the call began with, whose price may have moved while a form was open."""
+        return self._plan
 
     @property
     def form_refused(self) -> bool:
@@ -1710,20 +1719,51 @@ def refused_answer(rt: Runtime, quote_id: str, refusal: QuoteError) -> Declined 
     return NeedsConfirmation(f"The confirmation could not be used: {refusal}")
 
 
+def approved_figure(rt: Runtime, quote: Quote, p: Plan) -> float | None:
+    """What the question or quote that ``quote`` stands for asked the person to approve (``cost_asked``): the figure
+    the caps counted (``Quote.credits_counted``) when it was asked as "up to" it, else the price. A price only KIE's
+    live list gives is counted at the whole per-call cap as a stand-in (``live_only_counted``) but asked at its
+    price, so its stand-in is never taken for what was approved. None for an unknown price."""
+    total, counted = quote.credits_total, quote.credits_counted
+    if total is None or counted is None or counted <= total + 1e-9:
+        return total
+    stand_in = round(rt.ledger.caps.per_call * quote.variations, 4)
+    if p.price.up_to_source == LIVE_ONLY and abs(counted - stand_in) <= 1e-6:
+        return total
+    return counted
+
+
+def asked_now(p: Plan) -> float | None:
+    """What ``p`` would be asked to approve now (``cost_asked``'s figure): "up to" the figure the caps count when it
+    is higher than the price (never a live-only price's stand-in, ``Plan.ceiling_weighed``), else the price."""
+    if p.total is None:
+        return None
+    weighed = p.ceiling_weighed
+    return weighed if weighed is not None and weighed > p.total + 1e-9 else p.total
+
+
 def price_change(rt: Runtime, p: Plan, *, asked: bool = False) -> str | None:
-    """Why the quote given with the request (``p.quote_id``) no longer approves it: the request now costs more
-    than the quote said, or its price became unknown, or (for a quote of an unknown price) it would reserve more
-    than the quote's ceiling. None when the quote covers the request: the same price, or a lower one (the lower
-    price is then what is reserved). The user approved the quoted number, never whatever the price became.
+    """Why the quote given with the request (``p.quote_id``) no longer approves it: what the request would be asked
+    to approve now (``asked_now``: its price, or "up to" the higher figure the caps count, KIE seen charging more)
+    is more than the question or quote asked (``approved_figure``), or its price became unknown, or (for a quote of
+    an unknown price) it would reserve more than the quote's ceiling. None when what was asked still covers the
+    request: the same figure, or a lower one (a fall asks nothing again: the person approved spending up to the
+    higher figure, what is reserved and counted is the lower one now, and a question asked again for less would
+    only repeat a yes already given). The user approved the figure they read, never whatever it became.
     ``asked``: the quote is a form question's, answered yes (said as the question, not as a quote)."""
     quote = rt.quotes.quote(p.quote_id, p.digest) if p.quote_id else None
     if quote is None:
         return None  # an unknown quote_id, or one for another request: ``QuoteBook.problem`` says so
     was = quote.credits_total
-    if was is not None and p.total is not None:
-        if p.total <= was + 1e-9:
+    approved = approved_figure(rt, quote, p)
+    now_asked = asked_now(p)
+    if approved is not None and now_asked is not None and p.total is not None:
+        if now_asked <= approved + 1e-9:
             return None
-        now = f"now costs {credits_text(p.total)}"
+        if now_asked > p.total + 1e-9:  # the caps count more than the price (why: right after the new cost)
+            now = f"is now counted at up to {credits_text(now_asked)} against your caps"
+        else:
+            now = f"now costs {credits_text(p.total)}"
     elif was is not None:
         now = f"now has no price known before it runs (up to {credits_text(p.reserved)} would be reserved for it)"
     else:  # the quote was for an unknown price, approved up to its ceiling
@@ -1736,7 +1776,9 @@ def price_change(rt: Runtime, p: Plan, *, asked: bool = False) -> str | None:
             if p.total is not None
             else f"would now reserve up to {credits_text(p.reserved)}"
         )
-    if was is not None:
+    if approved is not None and was is not None and approved > was + 1e-9:
+        said = f"up to {credits_text(approved)}"  # as the question asked it ("Spend up to 30 credits")
+    elif was is not None:
         said = credits_text(was)
     elif quote.credits_ceiling is not None:
         said = f"an unknown price, up to {credits_text(quote.credits_ceiling)}"
@@ -2024,6 +2066,7 @@ def confirmation_required(
     )
     result = GenerationResult(status=status, message=message, model=p.spec.id, quote=quote, sandbox=rt.settings.sandbox)
     result._why = why
+    result._plan = p  # the card is drawn from the plan this quote prices (``priced_plan``)
     return result
 
 
@@ -2051,6 +2094,14 @@ async def execute(
             p = repriced(rt, p)  # the user took their time: the yes approves the price they read, never a higher one
             if (changed := price_change(rt, replace(p, quote_id=decision.quote_id), asked=True)) is not None:
                 return without_spending(rt, p, tool, NeedsConfirmation(changed))
+        elif (
+            # A yes carried by this retried request (2026-07-28) to the question as it was shown (``carried_answer``
+            # rereads it word for word), priced afresh by this request: it approves the figure it asked, never more.
+            decision.by == "elicitation"
+            and (asked := unused_question(rt, p)) is not None
+            and (changed := price_change(rt, replace(p, quote_id=asked), asked=True)) is not None
+        ):
+            return without_spending(rt, p, tool, NeedsConfirmation(changed))
         # When this call's approval is used: a Decline of its request on the approval card from then on stops its
         # creates (``still_wanted``); an auto approval's, when the gate gave it (``SpendingCalls.claim``).
         approved_at = decision.claim.started if decision.claim is not None else time.time()
@@ -2519,6 +2570,14 @@ UNREPORTED_CHARGE = "; KIE does not report its charge (https://kie.ai/logs shows
 UNREPORTED_SANDBOX = "; the simulator does not report its charge, as KIE's task records do not"
 
 
+def unread_tail(unread: int, of: int) -> str:
+    """How a cost line ends when KIE reported a charge for ``unread`` of ``of`` ended tasks that cannot be what it
+    charged (``unreadable``: 0 for a succeeded task), as check_task says it of each: never "KIE does not report its
+    charge", which it did."""
+    which = "this task" if of == 1 else ("these tasks" if unread == of else f"{unread} of these tasks")
+    return f"; {UNREADABLE_CHARGE.replace('this task', which)} (https://kie.ai/logs shows the real charge)"
+
+
 def _made_cost(p: Plan, made: list[TaskRecord], *, others: bool) -> tuple[str, str]:
     """What the tasks KIE created cost (``others``: beside creates with no clear answer), and what the line ends
     with: that a charge is still to come (``PENDING_CHARGE``), or that the tasks ended with none reported, as KIE's
@@ -2537,6 +2596,8 @@ def _made_cost(p: Plan, made: list[TaskRecord], *, others: bool) -> tuple[str, s
         quoted = sum(r.credits_quoted or 0.0 for r in running)
         counted = sum(priced(r.credits_reserved) or 0.0 for r in running)
         unreported = UNREPORTED_SANDBOX if all(r.sandbox for r in running) else UNREPORTED_CHARGE
+        if unread := [r for r in running if unreadable(r)]:  # KIE reported one that is no charge, as check_task says
+            unreported = unread_tail(len(unread), len(running))
         kept, tail = ("counted", unreported) if ended else ("reserved", PENDING_CHARGE)
         if counted > quoted + 1e-9:  # KIE was seen charging more than its list: the higher figure is what counts
             counted_text = f"{credits_figure(counted)} {kept} ({p.price.counted_why})"
@@ -2663,6 +2724,17 @@ def without_spending(rt: Runtime, p: Plan, tool: str, decision: Declined | Needs
     result = confirmation_required(rt, p, tool, why, status, only_form=only_form)
     result._form_refused = decision.form_refused
     return result
+
+
+def unused_question(rt: Runtime, p: Plan) -> str | None:
+    """The quote of the newest question asked for ``p``'s request, while it is unused: the one a yes carried by a
+    retried request (2026-07-28) answers, and ``use_approval`` uses. None once used (what it bought is replayed) or
+    declined, or when none was asked."""
+    try:
+        last = rt.quotes.last_question(p.digest)
+    except JOURNAL_ERRORS:
+        return None  # ``use_approval`` reads it again and says what is wrong
+    return last[0] if last is not None and not last[1] else None
 
 
 def use_approval(rt: Runtime, p: Plan, decision: Approved) -> Approved | Declined | NeedsConfirmation | Replay:

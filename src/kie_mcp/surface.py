@@ -1555,7 +1555,10 @@ async def _generate(
         if client_supports_apps(ctx):  # MCP Apps hosts: a quote as the approval card, results as the gallery
             quote = result.quote
             if quote is not None:  # not run: the card again, saying why when there was a reason
-                call.meta = await _card_meta(ctx, plan, quote, tool, why=result.why, form_refused=result.form_refused)
+                # Drawn from the plan the quote prices (re-priced after a yes whose price rose), so the card, the
+                # text and the quote say the same figures.
+                priced = result.priced_plan or plan
+                call.meta = await _card_meta(ctx, priced, quote, tool, why=result.why, form_refused=result.form_refused)
             else:
                 call.meta = gallery_meta(rt, result.tasks, message=result.message)
     except BaseException:  # the host gave up while the answer was being made: the tasks were never shown

@@ -440,10 +440,11 @@ class QuoteBook:
         inputs: AskedInputs | None = None,
     ) -> Quote:
         """The quote a confirmation question for this exact request is bound to: the unused, unexpired one asked
-        before at this very price (so the question reads the same on every round of a retried request), else a new
-        one (the price moved: a yes to the new question approves the new price, never the old quote's). Asked again,
-        a question gets its full ``ttl`` from now: one left by an earlier call (declined, cancelled) would otherwise
-        expire while this call's user is still answering, and a yes in time would read as too late."""
+        before at this very price and counted figure (so the question reads the same on every round of a retried
+        request), else a new one (the price moved: a yes to the new question approves the new price, never the old
+        quote's). Asked again, a question gets its full ``ttl`` from now: one left by an earlier call (declined,
+        cancelled) would otherwise expire while this call's user is still answering, and a yes in time would read as
+        too late."""
         self.release_owed()
         now = self._clock()
         total = None if price.credits is None else round(price.credits * variations, 4)
@@ -454,8 +455,15 @@ class QuoteBook:
                 (digest, now),
             ).fetchone()
             asked = Quote.model_validate_json(row["body"]) if row is not None else None
-            priced = (total, ceiling if total is None else None)  # as ``issue`` keeps them
-            if asked is None or (asked.credits_total, asked.credits_ceiling) != priced:
+            # As ``issue`` keeps them: the price, an unknown price's ceiling, and the higher figure the caps count
+            # (the question asks "up to" it): a question at another of them is another question, with its own quote.
+            counted = None if total is None or seen_charging(price, variations) is None else price.counted or 0.0
+            priced = (
+                total,
+                ceiling if total is None else None,
+                None if counted is None else round(counted * variations, 4),
+            )
+            if asked is None or (asked.credits_total, asked.credits_ceiling, asked.credits_counted) != priced:
                 return self.issue(
                     model_id,
                     digest,

@@ -229,10 +229,14 @@ def unread_charge(record: TaskRecord) -> str | None:
     """What a task cost when KIE reported a charge for it that cannot be what it charged (``readable_charge``, as
     ``generation.unreadable`` finds it once settled), as list_tasks and the gallery's tiles say it, after check_task:
     "KIE's charge for this task could not be read; the 8 credits reserved stay counted as spent" (a failed task's
-    reservation is not given back). None for any other task."""
+    reservation is not given back). None for any other task, and for a task nothing was reserved or quoted for here
+    (made elsewhere, looked at here): kie-mcp does not know its cost, and check_task says nothing of it either
+    (``surface._task_cost``, ``surface._failed_cost``)."""
     from kie_mcp import generation as gen  # here: generation imports this module (through spend.account)
 
     reserved = record.credits_reserved if record.credits_reserved is not None else record.credits_quoted
+    if not reserved:
+        return None
     reported = record.credits_charged
     read = None if reported is None else readable_charge(reported, reserved, failed=record.state == "failed")
     if not gen.unreadable(record) and (reported is None or read is not None):
