@@ -53,8 +53,10 @@ async def test_a_yes_to_up_to_30_never_spends_the_40_kie_charged_meanwhile(conne
         assert "up to 40 credits" in said, said
         assert answered.structured_content["quote"]["credits_counted"] == 40  # the new question: the new figure
         assert len(await controls.creates()) == 2  # the two other calls' only
-    else:  # the retried request's question is another one, at the new figure, and its yes is what spends
-        assert len(asked) == 2 and asked[1].startswith("Spend up to 40 credits"), asked
+    else:  # the retried request's question is another one, at the new figure, saying why, and its yes spends
+        assert len(asked) == 2, asked
+        assert asked[1].startswith("The price changed while the confirmation was open: it said up to 30 credits"), asked
+        assert "Spend up to 40 credits" in asked[1], asked
         assert answered.structured_content["status"] == "completed", said
 
 

@@ -1564,6 +1564,9 @@ async def decide_approval(
         return decision
     if answered and (carried := carried_answer(rt, p)) is not None:
         return carried
+    # A yes carried by this retried request (2026-07-28) to a question at a lower figure than is counted now: the
+    # new question leads with why it is asked again, as the form path's answer says it (``price_change``).
+    earlier = unused_question(rt, p) if answered and changed is None else None
     ask = rt.quotes.open_question(
         p.spec.id,
         p.digest,
@@ -1579,6 +1582,8 @@ async def decide_approval(
     shown = rt.quotes.asked_text(ask.quote_id) if answered else None
     if shown is None:  # redacted: the key pasted into a prompt is neither shown in the form nor kept in the journal
         again = None if said_no is None else ASKED_AGAIN.format(where=said_no.where, at=timestamp(said_no.at))
+        if earlier is not None and earlier != ask.quote_id:
+            changed = price_change(rt, replace(p, quote_id=earlier), asked=True)
         shown = redact(question(p, ask.quote_id, " ".join(text for text in (again, changed) if text) or None))
         rt.quotes.keep_asked_text(ask.quote_id, shown)
     return Ask(shown, ask.quote_id, instead_of_quote=asks_again and p.quote_id is not None)
