@@ -12,9 +12,11 @@ from mcp.types import ElicitRequestParams, ElicitResult
 
 from kie_mcp.apps import CARD_KEY
 
-from .conftest import text_of
+from .conftest import answering, text_of
+from .test_live_wiring import offer_counted
 
 IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2"}  # 8 credits by the price table
+LIVE_ONLY = {"model": "brand/new-image", "prompt": "a red fox", "wait_seconds": 20}  # priced by KIE's live list alone
 APPS = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
 
 
@@ -132,3 +134,47 @@ async def test_a_task_kie_reports_0_for_is_said_unread_by_generate_as_by_check_t
     assert "KIE's charge for this task could not be read" in cost, cost
     assert "does not report" not in cost, cost
     assert "KIE's charge for this task could not be read" in text_of(checked), text_of(checked)
+
+
+async def a_live_only_price_quoted_at_4_then_raised_to_500(connect, controls, transport, workspace) -> dict:
+    """A model only KIE's live list prices (4 credits an image) quoted by a server whose per-call cap is 600 (the
+    caps count that whole cap as a stand-in); KIE's live list then says 500. Returns the quote."""
+    await controls.post("balance", {"credits": 100000})
+    await offer_counted(controls, transport, workspace, "num_images", "4 credits per image.", charged=4)
+    async with connect(max_credits_per_call=600, max_credits_per_day=5000) as client:
+        quote = (await client.call_tool("estimate_cost", LIVE_ONLY)).structured_content["quote"]
+    assert (quote["credits_total"], quote["credits_counted"]) == (4, 600), quote
+    await offer_counted(controls, transport, workspace, "num_images", "500 credits per image.", charged=500)
+    return quote
+
+
+async def test_a_quote_of_a_live_only_price_never_approves_its_rise_once_the_per_call_cap_changed(
+    connect, controls, transport, tmp_path
+):
+    """The person approved 4 credits; a server with another per-call cap (the .env edited and the server started
+    again, or a second server on the workspace) took the old quote's stand-in of 600 for an "up to 600" that was
+    asked, and spent the 500 KIE's live list says now, unasked."""
+    quote = await a_live_only_price_quoted_at_4_then_raised_to_500(connect, controls, transport, tmp_path)
+    async with connect(max_credits_per_call=1000, max_credits_per_day=5000) as client:
+        used = await client.call_tool("generate_image", {**LIVE_ONLY, "quote_id": quote["quote_id"]})
+    said = text_of(used)
+    assert used.structured_content["status"] == "confirmation_required", said
+    assert f"The price changed since quote {quote['quote_id']} was given: it said 4 credits" in said, said
+    assert "now costs 500 credits" in said, said
+    assert await controls.creates() == []
+
+
+async def test_a_live_only_price_s_rise_past_its_quote_is_asked_of_the_person_after_the_per_call_cap_changed(
+    connect, controls, transport, tmp_path
+):
+    """As above on a client that shows forms: the agent's quote of 4 credits does not approve the 500 KIE's live
+    list says now; the person is asked, the question saying why, and their yes to it spends the 500 they read."""
+    quote = await a_live_only_price_quoted_at_4_then_raised_to_500(connect, controls, transport, tmp_path)
+    seen: list[str] = []
+    async with connect(answering(seen=seen), max_credits_per_call=1000, max_credits_per_day=5000) as client:
+        made = await client.call_tool("generate_image", {**LIVE_ONLY, "quote_id": quote["quote_id"]})
+    assert len(seen) == 1, seen
+    assert seen[0].startswith(f"The price changed since quote {quote['quote_id']} was given: it said 4 credits"), seen
+    assert "Spend 500 credits" in seen[0], seen  # the price, never the stand-in of 1000 the caps count
+    assert made.structured_content["status"] == "completed", text_of(made)
+    assert len(await controls.creates()) == 1

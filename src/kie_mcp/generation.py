@@ -107,7 +107,15 @@ from kie_mcp.spend.ledger import (
     readable_charge,
     reported_charge,
 )
-from kie_mcp.spend.quotes import CHARGED_HERE, DECLINED, AskedInputs, Bound, seen_charging, staleness
+from kie_mcp.spend.quotes import (
+    CHARGED_HERE,
+    DECLINED,
+    AskedInputs,
+    Bound,
+    asked_credits,
+    seen_charging,
+    staleness,
+)
 from kie_mcp.stopping import CREATES
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.tasks.follower import saving_words
@@ -1725,10 +1733,15 @@ def refused_answer(rt: Runtime, quote_id: str, refusal: QuoteError) -> Declined 
 
 
 def approved_figure(rt: Runtime, quote: Quote, p: Plan) -> float | None:
-    """What the question or quote that ``quote`` stands for asked the person to approve (``cost_asked``): the figure
-    the caps counted (``Quote.credits_counted``) when it was asked as "up to" it, else the price. A price only KIE's
-    live list gives is counted at the whole per-call cap as a stand-in (``live_only_counted``) but asked at its
-    price, so its stand-in is never taken for what was approved. None for an unknown price."""
+    """What the question or quote that ``quote`` stands for asked the person to approve (``cost_asked``): what it
+    kept when it was issued (``Quote.credits_asked``): the figure the caps counted (``Quote.credits_counted``) when it
+    was asked as "up to" it, else the price; None for an unknown price. A price only KIE's live list gives is counted
+    at the whole per-call cap as a stand-in (``live_only_counted``) but asked at its price, so its stand-in is never
+    taken for what was approved, whatever per-call cap the server reading the yes has (the .env edited since, or
+    another server on the workspace). A quote an older kie-mcp issued kept no such figure: its stand-in is told by
+    this server's per-call cap."""
+    if quote.asked_kept:
+        return quote.credits_asked
     total, counted = quote.credits_total, quote.credits_counted
     if total is None or counted is None or counted <= total + 1e-9:
         return total
@@ -1739,12 +1752,10 @@ def approved_figure(rt: Runtime, quote: Quote, p: Plan) -> float | None:
 
 
 def asked_now(p: Plan) -> float | None:
-    """What ``p`` would be asked to approve now (``cost_asked``'s figure): "up to" the figure the caps count when it
-    is higher than the price (never a live-only price's stand-in, ``Plan.ceiling_weighed``), else the price."""
-    if p.total is None:
-        return None
-    weighed = p.ceiling_weighed
-    return weighed if weighed is not None and weighed > p.total + 1e-9 else p.total
+    """What ``p`` would be asked to approve now (``cost_asked``'s figure, as a quote issued now keeps it,
+    ``asked_credits``): "up to" the figure the caps count when it is higher than the price (never a live-only price's
+    stand-in, ``Plan.ceiling_weighed``), else the price."""
+    return asked_credits(p.price, p.variations)
 
 
 def price_change(rt: Runtime, p: Plan, *, asked: bool = False) -> str | None:

@@ -12,10 +12,10 @@ from contextlib import asynccontextmanager
 from datetime import date
 from typing import Any, Literal, NamedTuple
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from kie_mcp.catalog import ItemPrice, usd
-from kie_mcp.catalog.pricing import CATALOGUE_FLOOR, CHARGED_HERE, credits_figure, provenance
+from kie_mcp.catalog.pricing import CATALOGUE_FLOOR, CHARGED_HERE, LIVE_ONLY, credits_figure, provenance
 from kie_mcp.journal import JOURNAL_ERRORS, SEND_LIMIT, Journal, JournalLocked, is_locked
 from kie_mcp.processes import owner_gone, this_process
 from kie_mcp.redact import redact_secrets
@@ -197,6 +197,60 @@ class Quote(BaseModel, defer_build=True):
         "the caps, the auto-approve limit and today's spend count until KIE reports its charge. Null when "
         "credits_total is all that counts.",
     )
+    # What the person was asked to approve (``asked_credits``), as the quote was issued: kept in its journaled body
+    # (``ASKED``), never in the tools' output. ``_asked_kept`` is False for a quote an older kie-mcp wrote.
+    _asked: float | None = PrivateAttr(default=None)
+    _asked_kept: bool = PrivateAttr(default=False)
+
+    @property
+    def asked_kept(self) -> bool:
+        """Whether the quote kept what it asked (``credits_asked``): an older kie-mcp's did not."""
+        return self._asked_kept
+
+    @property
+    def credits_asked(self) -> float | None:
+        """What the question or quote asked the person to approve (``asked_credits``, as it was issued): "up to" the
+        figure the caps counted when it was asked so, else the price; None for an unknown price (and for a quote
+        that did not keep it, ``asked_kept``)."""
+        return self._asked
+
+
+def asked_credits(price: ItemPrice, variations: int) -> float | None:
+    """What a person is asked to approve for ``variations`` tasks at ``price``: "up to" the figure the caps count when
+    it is higher than the price (KIE seen charging more, the catalogue's figure under a lower live price, a link's
+    higher tier), else the price; never the whole per-call cap a price only KIE's live list gives is counted at as a
+    stand-in (``up_to_source`` ``LIVE_ONLY``), which no one saw charged. None for an unknown price."""
+    if price.credits is None:
+        return None
+    total = round(price.credits * variations, 4)
+    if price.up_to_source == LIVE_ONLY:
+        return total
+    counted = round((price.counted or 0.0) * variations, 4)
+    return counted if counted > total + 1e-9 else total
+
+
+# The key of a quote's journaled body that keeps what it asked (``Quote.credits_asked``): read back by this kie-mcp
+# and ignored by an older one, so a yes approves the figure asked whatever per-call cap the server answering it has.
+ASKED = "credits_asked"
+
+
+def _body(quote: Quote) -> str:
+    """The quote as the journal keeps it (``quotes.body``): its fields, and what it asked (``ASKED``) when known."""
+    kept = quote.model_dump(mode="json")
+    if quote.asked_kept:
+        kept[ASKED] = quote.credits_asked
+    return json.dumps(kept, ensure_ascii=False)
+
+
+def _loaded(body: str) -> Quote:
+    """The quote a journaled body (``_body``) keeps, with what it asked when the body says it."""
+    kept = json.loads(body)
+    quote = Quote.model_validate(kept)
+    if isinstance(kept, dict) and ASKED in kept:
+        asked = kept[ASKED]
+        quote._asked = float(asked) if isinstance(asked, (int, float)) and not isinstance(asked, bool) else None
+        quote._asked_kept = asked is None or quote._asked is not None
+    return quote
 
 
 PRICE_MAX_AGE_DAYS = 30  # KIE changes prices every few weeks: an older price gets a warning
@@ -411,13 +465,15 @@ class QuoteBook:
             if total is None or seen_charging(price, variations) is None
             else round((price.counted or 0.0) * variations, 4),
         )
+        # What it asks, kept with it: the figure a yes to it approves, judged by no per-call cap of a later moment.
+        quote._asked, quote._asked_kept = asked_credits(price, variations), True
         self.journal.execute(
             "INSERT INTO quotes (quote_id, model, digest, body, expires, used, created, kind, shape, inputs, request)"
             " VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
             quote.quote_id,
             model_id,
             digest,
-            quote.model_dump_json(),
+            _body(quote),
             expires,
             now,
             kind,
@@ -454,16 +510,21 @@ class QuoteBook:
                 " AND expires >= ? ORDER BY created DESC LIMIT 1",
                 (digest, now),
             ).fetchone()
-            asked = Quote.model_validate_json(row["body"]) if row is not None else None
-            # As ``issue`` keeps them: the price, an unknown price's ceiling, and the higher figure the caps count
-            # (the question asks "up to" it): a question at another of them is another question, with its own quote.
+            asked = _loaded(row["body"]) if row is not None else None
+            # As ``issue`` keeps them: the price, an unknown price's ceiling, the higher figure the caps count, and
+            # what it asks (the figure "up to" which, or the price): a question at another of them is another
+            # question, with its own quote. (What an older kie-mcp's question asked is not kept: its figures tell.)
             counted = None if total is None or seen_charging(price, variations) is None else price.counted or 0.0
             priced = (
                 total,
                 ceiling if total is None else None,
                 None if counted is None else round(counted * variations, 4),
             )
-            if asked is None or (asked.credits_total, asked.credits_ceiling, asked.credits_counted) != priced:
+            if (
+                asked is None
+                or (asked.credits_total, asked.credits_ceiling, asked.credits_counted) != priced
+                or (asked.asked_kept and asked.credits_asked != asked_credits(price, variations))
+            ):
                 return self.issue(
                     model_id,
                     digest,
@@ -551,7 +612,7 @@ class QuoteBook:
         rows = self.journal.query("SELECT body, digest FROM quotes WHERE quote_id = ? AND kind != 'auto'", quote_id)
         if not rows or (digest is not None and rows[0]["digest"] != digest):
             return None
-        return Quote.model_validate_json(rows[0]["body"])
+        return _loaded(rows[0]["body"])
 
     def consume(
         self,
@@ -578,7 +639,7 @@ class QuoteBook:
                 "UPDATE quotes SET used = 1, used_by = ?, used_at = ? WHERE quote_id = ?",
                 (this_process(), self._clock(), quote_id),
             )
-        return Quote.model_validate_json(row["body"])
+        return _loaded(row["body"])
 
     def decline(self, quote_id: str) -> tuple[bool, str]:
         """Void the estimate quote ``quote_id``, which the person declined (the approval card's Decline), and every
@@ -1031,10 +1092,10 @@ def _sent(quote_id: str, query: Callable[..., list[Any]]) -> bool:
 
 def _extended(db: Any, row: Any, expires: float) -> Quote:
     """The quote of ``row`` with its expiry moved to ``expires``, in the journal and in the quote it shows."""
-    quote = Quote.model_validate_json(row["body"]).model_copy(update={"expires_at": timestamp(expires)})
+    quote = _loaded(row["body"]).model_copy(update={"expires_at": timestamp(expires)})
     db.execute(
         "UPDATE quotes SET expires = ?, body = ? WHERE quote_id = ?",
-        (expires, quote.model_dump_json(), row["quote_id"]),
+        (expires, _body(quote), row["quote_id"]),
     )
     return quote
 
