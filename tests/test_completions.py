@@ -12,6 +12,7 @@ import base64
 import os
 import shutil
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +34,7 @@ TASK = ResourceTemplateReference(uri="kie://tasks/{task_id}")
 PAGES = ResourceTemplateReference(uri="kie://outputs/{session}/index.html")
 SHIPPED_PAGE = ResourceTemplateReference(uri="kie://shipped/prompting/{+path}")
 OUTPUT = ResourceTemplateReference(uri="kie://outputs/{+path}")
+PREVIEW = ResourceTemplateReference(uri="kie://previews/{+path}")
 SHIPPED = Path(__file__).resolve().parent.parent / "prompting"  # the prompt library kie-mcp ships
 
 
@@ -546,24 +548,185 @@ async def test_a_saved_result_completion_sends_the_newest_100_and_counts_the_res
     assert narrowed.total == 10 and narrowed.has_more is False
 
 
-async def test_a_saved_result_completes_in_a_linked_outputs_folder_only_to_what_kie_mcp_saved_there(connect, tmp_path):
-    """An outputs/ linked to a folder of the user's serves only what kie-mcp saved there (its sidecars list it): the
-    user's own photo in a session folder is not offered; kie-mcp's result and its sidecar are, and read."""
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks")
+@pytest.mark.parametrize(
+    ("template", "kinds"), [(OUTPUT, {"jpg", "json", "html"}), (PREVIEW, {"jpg"})], ids=["file", "preview"]
+)
+async def test_a_saved_result_and_its_preview_complete_in_a_linked_outputs_folder_only_to_what_kie_mcp_saved_there(
+    connect, tmp_path, template, kinds
+):
+    """An outputs/ linked to a folder of the user's serves (and previews) only what kie-mcp saved there (its sidecars
+    list it): the user's own photo in a session folder is not offered; kie-mcp's result, its sidecar and its page
+    are (for a preview, the result alone: a sidecar or a page has none), and each reads."""
+    read = _read_bytes if template is OUTPUT else _preview_of
     chosen = tmp_path.parent / f"{tmp_path.name}-linked"
     chosen.mkdir()
     (tmp_path / "outputs").symlink_to(chosen)
     try:
         async with connect(elicitation=answering()) as client:
             folder = await _saved_in(client, "fig")
-            _dated(chosen / folder / "my-own.png", 1_900_000_000)
-            offered = (await _values(client, OUTPUT, "path", f"{folder}/")).completion
-            reads = [await _read_bytes(client, value) for value in offered.values]
-            own = await _read_bytes(client, f"{folder}/my-own.png")
+            _picture(chosen / folder / "my-own.png", 1_900_000_000)
+            offered = (await _values(client, template, "path", f"{folder}/")).completion
+            reads = [await read(client, value) for value in offered.values]
+            own = await read(client, f"{folder}/my-own.png")
     finally:
         shutil.rmtree(chosen)
     names = {value.removeprefix(f"{folder}/").rsplit(".", 1)[-1] for value in offered.values}
-    assert {"jpg", "json"} <= names and f"{folder}/my-own.png" not in offered.values, offered
+    assert names == kinds and f"{folder}/my-own.png" not in offered.values, offered
     assert own is None and all(served is not None for served in reads)
+
+
+async def _preview_of(client: Client, path: str) -> bytes | None:
+    """The picture ``kie://previews/<path>`` serves (a JPEG or PNG), or None when the read refuses it."""
+    try:
+        served = (await client.read_resource(f"kie://previews/{path}")).contents[0]
+    except MCPError:
+        return None
+    return base64.b64decode(served.blob) if served.mime_type in ("image/jpeg", "image/png") else None
+
+
+def _picture(path: Path, when: float) -> Path:
+    """A real PNG at ``path`` (one a preview is made of; noise, so some kilobytes), modified at ``when``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.frombytes("RGB", (32, 24), os.urandom(32 * 24 * 3)).save(path, format="PNG")
+    os.utime(path, (when, when))
+    return path
+
+
+async def _saved_video_in(client: Client, folder: str) -> str:
+    """A video made in the session of ``folder`` (by its name after the date): the saved file's name."""
+    made = await client.call_tool(
+        "generate_video",
+        {"model": "veo3_fast", "prompt": "waves at dusk", "session": folder[11:], "wait_seconds": 30},
+    )
+    [saved] = [f for f in made.structured_content["tasks"][0]["files"] if f.endswith(".mp4")]
+    assert saved.split("/")[1] == folder, saved
+    return saved.rsplit("/", 1)[-1]
+
+
+async def test_a_saved_results_preview_completes_folder_by_folder_to_exactly_the_previews_its_read_serves(
+    connect, tmp_path
+):
+    """``kie://previews/{+path}`` offered nothing, though a host completing resource templates (MCP Inspector,
+    VS Code) completes ``kie://outputs/{+path}``. Its ``path`` offers, folder by folder and newest first, the saved
+    results that read makes a preview of: in outputs/ its session folders (no gallery page: no preview), in a session
+    folder its pictures, videos and folders, never a sidecar or page (the read refuses them: no preview), a dotfile
+    (a kept preview), a link, or anything in a folder that is no session folder. Every value offered reads a
+    picture; a name holding ``#`` is offered percent-encoded, and reads."""
+    outputs = tmp_path / "outputs"
+    async with connect(elicitation=answering()) as client:
+        folder = await _saved_in(client, "pear")
+        video = await _saved_video_in(client, folder)
+        here = outputs / folder
+        image = next(name for name in os.listdir(here) if name.endswith(".jpg") and name[:1] != ".")
+        os.utime(here / image, (1_700_000_000, 1_700_000_000))
+        os.utime(here / video, (1_700_000_001, 1_700_000_001))
+        _picture(here / "hash#1.png", 1_700_000_002)
+        _picture(here / ".hidden.png", 1_900_000_000)
+        (here / "in.png").symlink_to(here / "hash#1.png")
+        _picture(here / "cuts" / "take-1.png", 1_600_000_000)
+        _dated(here / "cuts" / "notes.txt", 1_600_000_001)
+        os.utime(here / "cuts", (1_600_000_000, 1_600_000_000))
+        _picture(outputs / "holiday" / "beach.png", 1_800_000_000)  # no session folder: nothing in it is served
+        (outputs / ".kie-mcp").mkdir()
+        top = (await _values(client, PREVIEW, "path")).completion
+        inside = (await _values(client, PREVIEW, "path", f"{folder}/")).completion
+        typed = (await _values(client, PREVIEW, "path", f"{folder}/HASH")).completion
+        deeper = (await _values(client, PREVIEW, "path", f"{folder}/cuts/")).completion
+        elsewhere = [
+            (await _values(client, PREVIEW, "path", typed)).completion
+            for typed in ("holiday/", ".kie-mcp/", f"{folder}/.hidden.png/", "../", "/", "a//")
+        ]
+        files = [value for value in inside.values + deeper.values if not value.endswith("/")]
+        reads = {value: await _preview_of(client, value) for value in files}
+        refused = {name: await _preview_of(client, f"{folder}/{name}") for name in ("index.html", "cuts/notes.txt")}
+    assert top.values == [f"{folder}/"] and top.total == 1 and top.has_more is False, top
+    assert inside.values == [f"{folder}/{name}" for name in ("hash%231.png", video, image)] + [f"{folder}/cuts/"]
+    assert inside.total == 4 and inside.has_more is False, inside
+    assert typed.values == [f"{folder}/hash%231.png"] and deeper.values == [f"{folder}/cuts/take-1.png"]
+    assert all(answer.values == [] and answer.total == 0 for answer in elsewhere), elsewhere
+    assert all(served is not None for served in reads.values()), reads  # what is offered is served
+    assert all(served is None for served in refused.values()), refused  # and what the read refuses is not offered
+
+
+async def test_a_video_is_offered_for_its_preview_only_while_a_poster_can_be_served(connect, tmp_path, monkeypatch):
+    """The read serves a video's poster kept beside it, or one ffmpeg makes: without ffmpeg, a video whose poster is
+    kept (made as it was saved) is offered and reads, a copy without one is not (its read says it has no preview);
+    with ffmpeg a copy without one is offered, and reads (ffmpeg makes its poster)."""
+    from kie_mcp.media import stitch
+
+    found = stitch.find_ffmpeg
+
+    def no_ffmpeg() -> str:
+        raise stitch.StitchError("no ffmpeg here")
+
+    async with connect(elicitation=answering()) as client:
+        folder = await _saved_in(client, "waves")
+        video = await _saved_video_in(client, folder)
+        here = tmp_path / "outputs" / folder
+        shutil.copy(here / video, here / "copy.mp4")  # no poster kept for it
+        monkeypatch.setattr(stitch, "find_ffmpeg", no_ffmpeg)
+        without = (await _values(client, PREVIEW, "path", f"{folder}/")).completion
+        unserved = await _preview_of(client, f"{folder}/copy.mp4")
+        kept = [await _preview_of(client, value) for value in without.values]
+        monkeypatch.setattr(stitch, "find_ffmpeg", found)
+        shutil.copy(here / video, here / "copy2.mp4")
+        withit = (await _values(client, PREVIEW, "path", f"{folder}/copy2")).completion
+        made = [await _preview_of(client, value) for value in withit.values]
+    names = [value.removeprefix(f"{folder}/") for value in without.values]
+    assert video in names and "copy.mp4" not in names, names
+    assert unserved is None and all(served is not None for served in kept), names
+    assert withit.values == [f"{folder}/copy2.mp4"] and made[0] is not None, withit
+
+
+async def test_a_saved_results_preview_is_never_offered_for_what_its_read_refuses_but_is_for_a_result_too_large_to_send(
+    connect, controls, tmp_path, monkeypatch
+):
+    """The refusals of ``kie://outputs/`` hold for previews: a FIFO, a link to a folder elsewhere, a result this
+    server saw hold the API key are not offered. A result larger than a resource is sent is: the read sends its small
+    preview, not the file. In an outputs/ linked to a folder of the user's, only what kie-mcp saved there."""
+    from kie_mcp import references
+
+    monkeypatch.setattr(references, "MAX_RESOURCE_BYTES", 1_000)
+    outputs = tmp_path / "outputs"
+    await controls.fault("files", kind="tagged", text=f"made for {SANDBOX_API_KEY}")
+    async with connect(elicitation=answering()) as client:
+        folder = await _saved_in(client, "plum")
+        keyed = next(name for name in os.listdir(outputs / folder) if name.endswith(".jpg") and name[:1] != ".")
+        await controls.http.delete("/__sim/faults")
+        here = outputs / folder
+        large = _picture(here / "large.png", 1_900_000_000)
+        (here / "away").symlink_to(tmp_path, target_is_directory=True)
+        os.mkfifo(here / "pipe.png")
+        offered = (await _values(client, PREVIEW, "path", f"{folder}/")).completion
+        reads = {value: await _preview_of(client, value) for value in offered.values}
+        full = await _read_bytes(client, f"{folder}/large.png")
+    names = [value.removeprefix(f"{folder}/") for value in offered.values]
+    assert names == ["large.png"] and keyed not in names, (names, keyed)
+    assert large.stat().st_size > 1_000 and full is None  # too large to send itself
+    assert all(served is not None for served in reads.values()), reads
+
+
+async def test_a_saved_results_preview_completion_sends_the_newest_100_and_lists_one_folder(connect, tmp_path):
+    """A session folder of 130 pictures: the newest 100 are sent, ``total`` counts all 130 and ``hasMore`` is set;
+    only that folder is listed (``os.scandir``), in a worker thread, never outputs/' whole tree."""
+    folder = "2026-03-01-batch"
+    for n in range(130):
+        _picture(tmp_path / "outputs" / folder / f"shot-{n:03d}.png", 1_700_000_000 + n)
+    _picture(tmp_path / "outputs" / "2026-03-02-other" / "shot-000.png", 1_800_000_000)
+    listed: list[tuple[str, bool]] = []
+
+    def watch(event: str, args: tuple) -> None:
+        if event == "os.scandir" and sys._getframe(2).f_code.co_filename == completions.__file__:
+            listed.append((os.fspath(args[0]), threading.current_thread() is threading.main_thread()))
+
+    async with connect() as client:
+        await _values(client, PREVIEW, "path", "2026")  # the runtime opened, its start-up done
+        with audits(watch):
+            every = (await _values(client, PREVIEW, "path", f"{folder}/")).completion
+    assert listed == [(str(tmp_path / "outputs" / folder), False)], listed
+    assert every.values == [f"{folder}/shot-{n:03d}.png" for n in range(129, 29, -1)], every.values[:3]
+    assert every.total == 130 and every.has_more is True
 
 
 async def test_other_workflow_arguments_get_no_values(connect):

@@ -17,8 +17,9 @@
   in a worker thread, bounded); ``kie://shipped/prompting/{+path}``: the paths of the prompt-library pages kie-mcp
   ships (``library.shipped_pages``), matched as a picture's path is; ``kie://outputs/{+path}``: what that read serves
   in the one folder of outputs/ the typed path names, newest first (``_served_entries``, in a worker thread: one
-  ``os.scandir``, never the whole tree).
-- Any other argument (a script, a description) or variable (a saved result's preview): no values.
+  ``os.scandir``, never the whole tree); ``kie://previews/{+path}``: the same, folder by folder, but only the saved
+  results that read makes a preview of (``_previewed_entries``: an image, a video with ffmpeg or a kept poster).
+- Any other argument (a script, a description): no values.
 
 Model ids match by their start, or by the start of a word of the model's title or other names ("veo" offers the Veo
 models, "kling" the Kling ones): the id typed first, then ids it starts, then title words, and within each the
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 
     from kie_mcp.catalog import Catalog
     from kie_mcp.catalog.spec import ModelSpec
+    from kie_mcp.config import Settings
     from kie_mcp.media.sniff import Sniffed
     from kie_mcp.prompts import Fit
     from kie_mcp.references import Found
@@ -67,6 +69,7 @@ TASKS = "kie://tasks/{task_id}"
 SESSION_PAGES = "kie://outputs/{session}/index.html"
 SHIPPED_PAGES = "kie://shipped/prompting/{path}"
 SAVED_RESULTS = "kie://outputs/{path}"
+SAVED_PREVIEWS = "kie://previews/{path}"
 
 
 async def complete(
@@ -157,7 +160,9 @@ async def _template_variable(
         return _shipped_paths(typed)
     if _bare(template) == SAVED_RESULTS:
         return await _in_outputs(typed, runtime, _served_entries)
-    return NONE  # a saved result's preview (previews/): not suggested
+    if _bare(template) == SAVED_PREVIEWS:
+        return await _in_outputs(typed, runtime, _previewed_entries)
+    return NONE
 
 
 REFERENCES = {"ref/prompt": ("name", "the prompt's name"), "ref/resource": ("uri", "the resource template's URI")}
@@ -398,21 +403,25 @@ def _pictures(files: Sequence[Found], wanted: str, formats: Sequence[Sniffed], s
 
 
 async def _in_outputs(
-    typed: str, runtime: Callable[[], Awaitable[Runtime | None]], look: Callable[[Path, str], tuple[list[str], bool]]
+    typed: str,
+    runtime: Callable[[], Awaitable[Runtime | None]],
+    look: Callable[[Settings, str], tuple[list[str], bool]],
 ) -> Completion:
     """What ``look`` finds in the workspace's outputs/ for ``typed`` (``_session_pages``: the session folders whose
     gallery page ``kie://outputs/{session}/index.html`` serves; ``_served_entries``: the paths
-    ``kie://outputs/{+path}`` reads), in a worker thread; past its bound, ``hasMore`` with no total."""
+    ``kie://outputs/{+path}`` reads; ``_previewed_entries``: those ``kie://previews/{+path}`` reads), by the
+    runtime's settings (its workspace, its preview size), in a worker thread; past its bound, ``hasMore`` with no
+    total."""
     rt = await runtime()
     if rt is None:
         return NONE  # no workspace to read
-    found, unread = await anyio.to_thread.run_sync(look, rt.settings.workspace, typed.strip())
+    found, unread = await anyio.to_thread.run_sync(look, rt.settings, typed.strip())
     answer = _answer(found)
     return Completion(values=answer.values, total=None, has_more=True) if unread else answer
 
 
-def _session_pages(workspace: Path, typed: str) -> tuple[list[str], bool]:
-    """The names of the session folders of ``workspace``'s outputs/ (``<date>-<session>``, real folders, never a link
+def _session_pages(settings: Settings, typed: str) -> tuple[list[str], bool]:
+    """The names of the session folders of the workspace's outputs/ (``<date>-<session>``, real folders, never a link
     or a hidden one, named as the session page's read takes them: ``gallery._session_folder_name``) with a gallery
     page kie-mcp wrote (``saved.is_own_page``: ``index.html``, or ``kie-mcp-gallery.html`` beside a page of the user's
     own) and a result the gallery shows (``_shows_results``), as the session page's read serves them: those whose
@@ -422,7 +431,7 @@ def _session_pages(workspace: Path, typed: str) -> tuple[list[str], bool]:
     from kie_mcp.media.gallery import _session_folder_name
     from kie_mcp.media.saved import OUTPUTS, OWN_INDEX, PAGE, SESSION_FOLDER, SESSIONS_READ, is_own_page, refusal
 
-    outputs = workspace / OUTPUTS
+    outputs = settings.workspace / OUTPUTS
     if refusal(outputs) is not None:  # a link to / or the home folder: no page is read through it
         return [], False
     try:
@@ -475,25 +484,66 @@ def _shows_results(folder: Path, linked: bool) -> bool:
         return False
 
 
-def _served_entries(workspace: Path, typed: str) -> tuple[list[str], bool]:
-    """What ``kie://outputs/{+path}`` serves in the folder of ``workspace``'s outputs/ that ``typed`` names (all of
+def _served_entries(settings: Settings, typed: str) -> tuple[list[str], bool]:
+    """What ``kie://outputs/{+path}`` serves in the folder of the workspace's outputs/ that ``typed`` names (all of
     it up to its last ``/``: ``2026-03-01-shoot/`` lists that session folder, nothing else; no ``/``: outputs/
     itself), whose name starts with the rest (case folded), newest first (by modification time); and whether any were
-    left unjudged. Listed once with ``os.scandir``: a host asks again on every key, and a large outputs/ is never
-    walked. Each is judged by the read's own rule (``surface.saved_result``): a regular file, never a link, a dotfile
-    or one in a dot-folder (the kept previews, a download in progress), served where it is (``saved.is_served``: a
-    file in a session folder, a gallery page of outputs/), not larger than a resource is sent (``MAX_RESOURCE_BYTES``),
-    not one this process saw hold the API key as it saved it (``downloads.key_held``: its bytes are never served),
-    and in an outputs/ linked to a folder of the user's only what kie-mcp saved there (``saved.lends``: sidecars read,
-    so there at most ``MOST`` + 1 are judged, the rest left unjudged). A folder that may hold such files (a session
-    folder, a folder in one; a real folder, never a link or a hidden one) is offered by its path and a ``/``, to be
-    completed further. An outputs/ ``saved.refusal`` names is not read."""
+    left unjudged. Listed once with ``os.scandir`` (``_listed_entries``): a host asks again on every key, and a large
+    outputs/ is never walked. Each is judged by the read's own rule (``surface.saved_result``): a regular file, never
+    a link, a dotfile or one in a dot-folder (the kept previews, a download in progress), served where it is
+    (``saved.is_served``: a file in a session folder, a gallery page of outputs/), not larger than a resource is sent
+    (``MAX_RESOURCE_BYTES``), not one this process saw hold the API key as it saved it (``downloads.key_held``: its
+    bytes are never served), and in an outputs/ linked to a folder of the user's only what kie-mcp saved there
+    (``saved.lends``: sidecars read, so there at most ``MOST`` + 1 are judged, the rest left unjudged). A folder that
+    may hold such files (a session folder, a folder in one; a real folder, never a link or a hidden one) is offered by
+    its path and a ``/``, to be completed further. An outputs/ ``saved.refusal`` names is not read."""
+    from kie_mcp.references import MAX_RESOURCE_BYTES
+
+    return _listed_entries(settings.workspace, typed, lambda _path, size: size <= MAX_RESOURCE_BYTES, costly=False)
+
+
+def _previewed_entries(settings: Settings, typed: str) -> tuple[list[str], bool]:
+    """What ``kie://previews/{+path}`` serves in the folder ``typed`` names, as ``_served_entries`` finds it (the same
+    folder by folder listing, the same refusals: ``surface.saved_result`` judges both reads), but only the saved
+    results that read makes a preview of, by the rule of its ``downloads.preview_of``: an image or a video by its name
+    (``downloads.kind_of_file``), a video only while ffmpeg is found (``stitch.find_ffmpeg``) or a poster is kept for
+    it as it is now (``downloads.cached_poster``, of the ``KIE_PREVIEW_PX`` the read serves). No size limit: the read
+    sends a small preview of a result too large to send itself. An image is offered by its type, not decoded (a host
+    asks on every key): one whose pixels do not decode is offered, and its read says it has no preview. Without
+    ffmpeg each video's kept poster is read, so at most ``MOST`` + 1 are judged, the rest left unjudged. Folders
+    (session folders, folders in one) are offered with a ``/``, as ``_served_entries`` offers them."""
+    from kie_mcp.media.downloads import cached_poster, kind_of_file
+    from kie_mcp.media.stitch import StitchError, find_ffmpeg
+
+    try:
+        ffmpeg = bool(find_ffmpeg())
+    except StitchError:  # none found, or a stale IMAGEIO_FFMPEG_EXE: only a kept poster is served
+        ffmpeg = False
+    side = settings.preview_px
+
+    def previewed(path: Path, _size: int) -> bool:
+        kind = kind_of_file(path)
+        if kind == "video":
+            return ffmpeg or cached_poster(path, side) is not None
+        return kind == "image"
+
+    return _listed_entries(settings.workspace, typed, previewed, costly=not ffmpeg)
+
+
+def _listed_entries(
+    workspace: Path, typed: str, fits: Callable[[Path, int], bool], *, costly: bool
+) -> tuple[list[str], bool]:
+    """The entries of the folder of ``workspace``'s outputs/ that ``typed`` names (``_served_entries`` says how) that
+    ``kie://outputs/{+path}`` serves and that ``fits`` takes (by the file's path and size), newest first, as the
+    paths a read takes (``as_read``); and whether any were left unjudged. ``fits`` is asked only of files past the
+    read's own checks (a regular file served where it is, none seen holding the key), before the sidecars of an
+    outputs/ linked elsewhere are read; a ``costly`` one (it reads a file) and those sidecars are asked of no more
+    files than give ``MOST`` + 1 values, the rest left unjudged."""
     import stat
     from pathlib import PurePosixPath
 
     from kie_mcp.media.downloads import key_held
     from kie_mcp.media.saved import OUTPUTS, SESSION_FOLDER, _lent, is_served, refusal
-    from kie_mcp.references import MAX_RESOURCE_BYTES
 
     outputs = workspace / OUTPUTS
     folder, _, start = typed.rpartition("/")
@@ -521,6 +571,7 @@ def _served_entries(workspace: Path, typed: str) -> tuple[list[str], bool]:
         return [], False
     entries.sort(key=lambda found: (-found[1].st_mtime_ns, found[0].name))
     prefix = f"{folder}/" if folder else ""
+    bounded = costly or home is not None
     found: list[str] = []
     for entry, facts in entries:
         relative = PurePosixPath(*parts, entry.name)
@@ -528,15 +579,14 @@ def _served_entries(workspace: Path, typed: str) -> tuple[list[str], bool]:
             if is_served(relative / "file"):  # a session folder, or one in it
                 found.append(f"{prefix}{as_read(entry.name)}/")
             continue
-        if not stat.S_ISREG(facts.st_mode) or facts.st_size > MAX_RESOURCE_BYTES or not is_served(relative):
+        if not stat.S_ISREG(facts.st_mode) or not is_served(relative) or key_held(here / entry.name):
             continue
-        if key_held(here / entry.name):
+        if bounded and len(found) > MOST:  # each judged by reading: no more than one answer takes
+            return found, True
+        if not fits(here / entry.name, facts.st_size):
             continue
-        if home is not None:
-            if len(found) > MOST:  # each judged by its sidecars: no more than one answer takes
-                return found, True
-            if not _lent(home, home.joinpath(*relative.parts)):
-                continue
+        if home is not None and not _lent(home, home.joinpath(*relative.parts)):
+            continue
         found.append(f"{prefix}{as_read(entry.name)}")
     return found, False
 
