@@ -30,11 +30,12 @@ An unknown prompt, template or argument is an invalid-parameters error naming it
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 
     from kie_mcp.catalog import Catalog
     from kie_mcp.catalog.spec import ModelSpec
+    from kie_mcp.journal import Journal
     from kie_mcp.media.sniff import Sniffed
     from kie_mcp.prompts import Fit
     from kie_mcp.references import Found
@@ -156,7 +158,7 @@ async def _template_variable(
     if _bare(template) == SHIPPED_PAGES:
         return _shipped_paths(typed)
     if _bare(template) == SAVED_RESULTS:
-        return await _in_outputs(typed, runtime, _served_entries)
+        return await _saved_results(typed, runtime)
     return NONE  # a saved result's preview (previews/): not suggested
 
 
@@ -475,7 +477,16 @@ def _shows_results(folder: Path, linked: bool) -> bool:
         return False
 
 
-def _served_entries(workspace: Path, typed: str) -> tuple[list[str], bool]:
+async def _saved_results(typed: str, runtime: Callable[[], Awaitable[Runtime | None]]) -> Completion:
+    """What ``kie://outputs/{+path}`` serves for ``typed`` (``_served_entries``), told by the workspace's journal
+    which saved files held the API key."""
+    rt = await runtime()
+    if rt is None:
+        return NONE  # no workspace to read
+    return await _in_outputs(typed, runtime, functools.partial(_served_entries, journal=rt.journal))
+
+
+def _served_entries(workspace: Path, typed: str, journal: Journal | None = None) -> tuple[list[str], bool]:
     """What ``kie://outputs/{+path}`` serves in the folder of ``workspace``'s outputs/ that ``typed`` names (all of
     it up to its last ``/``: ``2026-03-01-shoot/`` lists that session folder, nothing else; no ``/``: outputs/
     itself), whose name starts with the rest (case folded), newest first (by modification time); and whether any were
@@ -483,7 +494,8 @@ def _served_entries(workspace: Path, typed: str) -> tuple[list[str], bool]:
     walked. Each is judged by the read's own rule (``surface.saved_result``): a regular file, never a link, a dotfile
     or one in a dot-folder (the kept previews, a download in progress), served where it is (``saved.is_served``: a
     file in a session folder, a gallery page of outputs/), not larger than a resource is sent (``MAX_RESOURCE_BYTES``),
-    not one this process saw hold the API key as it saved it (``downloads.key_held``: its bytes are never served),
+    not one that held the API key as it was saved (``downloads.key_held``: its bytes are never served), as this
+    process saw it or as ``journal``'s rows of the folder say (``Journal.key_held_in``: one query for the folder),
     and in an outputs/ linked to a folder of the user's only what kie-mcp saved there (``saved.lends``: sidecars read,
     so there at most ``MOST`` + 1 are judged, the rest left unjudged). A folder that may hold such files (a session
     folder, a folder in one; a real folder, never a link or a hidden one) is offered by its path and a ``/``, to be
@@ -520,6 +532,7 @@ def _served_entries(workspace: Path, typed: str) -> tuple[list[str], bool]:
     except (OSError, RuntimeError, ValueError):  # no outputs/ yet, or none to read
         return [], False
     entries.sort(key=lambda found: (-found[1].st_mtime_ns, found[0].name))
+    held = _key_held_in(journal, PurePosixPath(OUTPUTS, *parts)) if parts else {}
     prefix = f"{folder}/" if folder else ""
     found: list[str] = []
     for entry, facts in entries:
@@ -530,7 +543,7 @@ def _served_entries(workspace: Path, typed: str) -> tuple[list[str], bool]:
             continue
         if not stat.S_ISREG(facts.st_mode) or facts.st_size > MAX_RESOURCE_BYTES or not is_served(relative):
             continue
-        if key_held(here / entry.name):
+        if key_held(here / entry.name, held.get(PurePosixPath(OUTPUTS, relative).as_posix())):
             continue
         if home is not None:
             if len(found) > MOST:  # each judged by its sidecars: no more than one answer takes
@@ -539,6 +552,19 @@ def _served_entries(workspace: Path, typed: str) -> tuple[list[str], bool]:
                 continue
         found.append(f"{prefix}{as_read(entry.name)}")
     return found, False
+
+
+def _key_held_in(journal: Journal | None, folder: PurePath) -> dict[str, int]:
+    """``Journal.key_held_in`` of ``folder`` (relative to the workspace): none when there is no journal to ask (not
+    open: another program holds it, a damaged one), the read scanning the bytes of what is offered all the same."""
+    from kie_mcp.journal import JOURNAL_ERRORS
+
+    if journal is None:
+        return {}
+    try:
+        return journal.key_held_in(f"{folder.as_posix()}/")
+    except JOURNAL_ERRORS:
+        return {}
 
 
 def as_read(name: str) -> str:
