@@ -233,6 +233,7 @@ async def test_every_journal_lookup_of_a_tool_call_uses_an_index(connect, contro
     journal.answers_for(task_id)
     journal.live_upload("0" * 64, 3600)
     journal.file_at("outputs/day/clip.mp4")  # a join's clip given by its saved path
+    journal.key_held_in("outputs/day/")  # a completion of kie://outputs/: the folder's files that held the key
     journal.unsettled_attempts("nano-banana-2", 0, time.time())  # a task found at KIE: the creates it may be of
     journal.close()
     queries = sorted({s for s in statements if re.match(r"\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\b", s, re.IGNORECASE)})
@@ -249,6 +250,7 @@ async def test_every_journal_lookup_of_a_tool_call_uses_an_index(connect, contro
         "FROM tasks WHERE task_id IN",  # where that page starts
         "FROM files WHERE task_id",
         "FROM files WHERE path",
+        "FROM files WHERE holds_key",
         "FROM quotes WHERE digest",
         "kind = 'auto'",  # an auto approval's hold: written, renewed, let go of
         "FROM answers",

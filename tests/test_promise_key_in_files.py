@@ -13,6 +13,8 @@ writes it into a result's bytes, each kept against the simulator through the rea
 from __future__ import annotations
 
 import base64
+import contextlib
+import sqlite3
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,10 +25,12 @@ from typing import Any
 import pytest
 from mcp import Client, MCPError
 from mcp.client import ClientRequestContext
-from mcp.types import ElicitRequestParams, ElicitResult, ImageContent
+from mcp.types import ElicitRequestParams, ElicitResult, ImageContent, ResourceTemplateReference
 from PIL import Image, PngImagePlugin
 from pydantic import SecretStr
 
+from kie_mcp.journal import journal_path
+from kie_mcp.media import downloads
 from kie_mcp.server import create_server
 
 from .conftest import answering, text_of
@@ -239,3 +243,98 @@ async def test_a_file_named_after_the_key_in_any_form_goes_up_under_another_name
     [sent] = _uploads((await controls.get("requests"))["requests"])
     assert sent["body"]["fileName"].startswith("input"), sent["body"]
     assert "photo_" not in uploaded.structured_content["url"]
+
+
+# -- what a restart knows of a result that held the key ---------------------------------------------------------------
+
+OUTPUT = ResourceTemplateReference(uri="kie://outputs/{+path}")
+PREVIEW = ResourceTemplateReference(uri="kie://previews/{+path}")
+
+
+async def _offered(client: Client, folder: str, template: ResourceTemplateReference = OUTPUT) -> list[str]:
+    """What ``kie://outputs/{+path}`` (or ``template``) completes to in the session folder ``folder``."""
+    return (await client.complete(template, {"name": "path", "value": f"{folder}/"})).completion.values
+
+
+def _saved_files(result) -> dict[str, dict]:
+    return {f["path"]: f for f in result.structured_content["saved_files"]}
+
+
+async def _saved_holding_the_key(keyed, controls, monkeypatch, session: str) -> tuple[str, str]:
+    """A picture made in ``session`` whose bytes KIE wrote the key into, saved by a server since stopped: its task id
+    and its path; then a new process (``downloads``' memory of what it saw saving, emptied)."""
+    await controls.fault("files", kind="tagged", text=f"made for {KEY}")
+    async with keyed() as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "session": session})
+    [task] = made.structured_content["tasks"]
+    assert made.structured_content["saved_files"][0]["holds_key"] is True, made.structured_content
+    monkeypatch.setattr(downloads, "_key_held", downloads._Failures())  # a new process: nothing kept in memory
+    return task["task_id"], task["files"][0]
+
+
+async def test_a_result_that_held_the_key_is_still_said_to_after_a_restart(keyed, controls, tmp_path, monkeypatch):
+    """The gap: a saved result whose bytes held the key was known as such only in the memory of the process that
+    saved it. After a restart (or on a second server sharing the workspace) check_task and list_tasks called it a
+    clean result (``holds_key`` false: the person no longer told not to share it), and the completion of
+    kie://outputs/ offered it, whose read then refused it. The journal's row for the file keeps it."""
+    task_id, saved = await _saved_holding_the_key(keyed, controls, monkeypatch, "keyrow")
+    folder, name = saved.split("/")[1:]
+    assert KEY.encode() in (tmp_path / saved).read_bytes()
+    async with keyed() as client:
+        checked = await client.call_tool("check_task", {"task_id": task_id})
+        listed = await client.call_tool("list_tasks", {})
+        offered = await _offered(client, folder)
+        previewed = await _offered(client, folder, PREVIEW)
+    for result in (checked, listed):
+        assert _saved_files(result)[saved]["holds_key"] is True, result.structured_content
+        assert "bytes hold your KIE API key" in text_of(result) and KEY not in text_of(result), text_of(result)
+    assert f"{folder}/{name}" not in offered and f"{folder}/index.html" in offered, offered
+    assert f"{folder}/{name}" not in previewed, previewed
+
+
+@pytest.mark.parametrize("mode", ["auto"])  # the disk and the journal, not the protocol era: once
+async def test_a_result_that_held_the_key_changed_since_is_judged_as_it_is_after_a_restart(
+    keyed, controls, tmp_path, monkeypatch
+):
+    """The journal's word holds for the file as it was saved: one of another size since (the person stripped its
+    metadata) is another file, said to have changed, not to hold the key; its read judges its bytes as they are."""
+    task_id, saved = await _saved_holding_the_key(keyed, controls, monkeypatch, "keyrow")
+    folder, name = saved.split("/")[1:]
+    async with keyed() as client:
+        before = await client.call_tool("check_task", {"task_id": task_id})
+        Image.new("RGB", (64, 64), (200, 30, 30)).save(tmp_path / saved, format="JPEG")  # stripped: another size
+        after = await client.call_tool("check_task", {"task_id": task_id})
+        offered = await _offered(client, folder)
+    assert _saved_files(before)[saved]["holds_key"] is True, before.structured_content
+    file = _saved_files(after)[saved]
+    assert file["holds_key"] is False and file["changed"] is True, file
+    assert "API key" not in text_of(after), text_of(after)
+    assert f"{folder}/{name}" in offered, offered
+
+
+@pytest.mark.parametrize("mode", ["auto"])  # the journal's schema, not the protocol era: once
+async def test_a_journal_of_an_older_kie_mcp_learns_which_results_held_the_key_and_still_takes_its_rows(
+    keyed, controls, tmp_path, monkeypatch
+):
+    """A journal written before the files' rows kept it is brought up to date by the first start (the column added,
+    as every other), and an older kie-mcp still running on the workspace records its files as it always did: rows
+    that say nothing of the key, never read as holding it."""
+    async with keyed() as client:
+        made = await client.call_tool("generate_image", {**IMAGE, "session": "older"})
+    [clean] = made.structured_content["tasks"][0]["files"]
+    with contextlib.closing(sqlite3.connect(str(journal_path(tmp_path)), isolation_level=None)) as older:
+        if any(column[1] == "holds_key" for column in older.execute("PRAGMA table_info(files)")):
+            older.execute("DROP INDEX files_key_held")  # as an older kie-mcp made it: neither index nor column
+            older.execute("ALTER TABLE files DROP COLUMN holds_key")
+    task_id, held = await _saved_holding_the_key(keyed, controls, monkeypatch, "older")
+    columns = "task_id, idx, path, sha256, size, mime, source_url, created"  # those an older kie-mcp knows
+    with contextlib.closing(sqlite3.connect(str(journal_path(tmp_path)), isolation_level=None)) as older:
+        older.execute(  # the clean result's row written again by an older kie-mcp (it saved the file again)
+            f"INSERT OR REPLACE INTO files ({columns}) SELECT {columns} FROM files WHERE path = ?", (clean,)
+        )
+        assert older.execute("SELECT holds_key FROM files WHERE path = ?", (clean,)).fetchone() == (None,)
+    async with keyed() as client:
+        checked = await client.call_tool("check_task", {"task_id": task_id})
+        listed = await client.call_tool("list_tasks", {})
+    assert _saved_files(checked)[held]["holds_key"] is True, checked.structured_content
+    assert _saved_files(listed)[clean]["holds_key"] is False, listed.structured_content

@@ -31,11 +31,12 @@ An unknown prompt, template or argument is an invalid-parameters error naming it
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from kie_mcp.catalog import Catalog
     from kie_mcp.catalog.spec import ModelSpec
     from kie_mcp.config import Settings
+    from kie_mcp.journal import Journal
     from kie_mcp.media.sniff import Sniffed
     from kie_mcp.prompts import Fit
     from kie_mcp.references import Found
@@ -159,9 +161,9 @@ async def _template_variable(
     if _bare(template) == SHIPPED_PAGES:
         return _shipped_paths(typed)
     if _bare(template) == SAVED_RESULTS:
-        return await _in_outputs(typed, runtime, _served_entries)
+        return await _in_outputs(typed, runtime, _served_entries, journaled=True)
     if _bare(template) == SAVED_PREVIEWS:
-        return await _in_outputs(typed, runtime, _previewed_entries)
+        return await _in_outputs(typed, runtime, _previewed_entries, journaled=True)
     return NONE
 
 
@@ -405,16 +407,20 @@ def _pictures(files: Sequence[Found], wanted: str, formats: Sequence[Sniffed], s
 async def _in_outputs(
     typed: str,
     runtime: Callable[[], Awaitable[Runtime | None]],
-    look: Callable[[Settings, str], tuple[list[str], bool]],
+    look: Callable[..., tuple[list[str], bool]],
+    *,
+    journaled: bool = False,
 ) -> Completion:
     """What ``look`` finds in the workspace's outputs/ for ``typed`` (``_session_pages``: the session folders whose
     gallery page ``kie://outputs/{session}/index.html`` serves; ``_served_entries``: the paths
     ``kie://outputs/{+path}`` reads; ``_previewed_entries``: those ``kie://previews/{+path}`` reads), by the
-    runtime's settings (its workspace, its preview size), in a worker thread; past its bound, ``hasMore`` with no
-    total."""
+    runtime's settings (its workspace, its preview size; ``journaled``: and its journal, which tells the saved files
+    that held the API key), in a worker thread; past its bound, ``hasMore`` with no total."""
     rt = await runtime()
     if rt is None:
         return NONE  # no workspace to read
+    if journaled:
+        look = functools.partial(look, journal=rt.journal)
     found, unread = await anyio.to_thread.run_sync(look, rt.settings, typed.strip())
     answer = _answer(found)
     return Completion(values=answer.values, total=None, has_more=True) if unread else answer
@@ -484,7 +490,7 @@ def _shows_results(folder: Path, linked: bool) -> bool:
         return False
 
 
-def _served_entries(settings: Settings, typed: str) -> tuple[list[str], bool]:
+def _served_entries(settings: Settings, typed: str, journal: Journal | None = None) -> tuple[list[str], bool]:
     """What ``kie://outputs/{+path}`` serves in the folder of the workspace's outputs/ that ``typed`` names (all of
     it up to its last ``/``: ``2026-03-01-shoot/`` lists that session folder, nothing else; no ``/``: outputs/
     itself), whose name starts with the rest (case folded), newest first (by modification time); and whether any were
@@ -492,17 +498,21 @@ def _served_entries(settings: Settings, typed: str) -> tuple[list[str], bool]:
     outputs/ is never walked. Each is judged by the read's own rule (``surface.saved_result``): a regular file, never
     a link, a dotfile or one in a dot-folder (the kept previews, a download in progress), served where it is
     (``saved.is_served``: a file in a session folder, a gallery page of outputs/), not larger than a resource is sent
-    (``MAX_RESOURCE_BYTES``), not one this process saw hold the API key as it saved it (``downloads.key_held``: its
-    bytes are never served), and in an outputs/ linked to a folder of the user's only what kie-mcp saved there
+    (``MAX_RESOURCE_BYTES``), not one that held the API key as it was saved (``downloads.key_held``: its bytes are
+    never served), as this process saw it or as ``journal``'s rows of the folder say (``Journal.key_held_in``: one
+    query for the folder), and in an outputs/ linked to a folder of the user's only what kie-mcp saved there
     (``saved.lends``: sidecars read, so there at most ``MOST`` + 1 are judged, the rest left unjudged). A folder that
     may hold such files (a session folder, a folder in one; a real folder, never a link or a hidden one) is offered by
     its path and a ``/``, to be completed further. An outputs/ ``saved.refusal`` names is not read."""
     from kie_mcp.references import MAX_RESOURCE_BYTES
 
-    return _listed_entries(settings.workspace, typed, lambda _path, size: size <= MAX_RESOURCE_BYTES, costly=False)
+    def fits(_path: Path, size: int) -> bool:
+        return size <= MAX_RESOURCE_BYTES
+
+    return _listed_entries(settings.workspace, typed, fits, costly=False, journal=journal)
 
 
-def _previewed_entries(settings: Settings, typed: str) -> tuple[list[str], bool]:
+def _previewed_entries(settings: Settings, typed: str, journal: Journal | None = None) -> tuple[list[str], bool]:
     """What ``kie://previews/{+path}`` serves in the folder ``typed`` names, as ``_served_entries`` finds it (the same
     folder by folder listing, the same refusals: ``surface.saved_result`` judges both reads), but only the saved
     results that read makes a preview of, by the rule of its ``downloads.preview_of``: an image or a video by its name
@@ -527,18 +537,18 @@ def _previewed_entries(settings: Settings, typed: str) -> tuple[list[str], bool]
             return ffmpeg or cached_poster(path, side) is not None
         return kind == "image"
 
-    return _listed_entries(settings.workspace, typed, previewed, costly=not ffmpeg)
+    return _listed_entries(settings.workspace, typed, previewed, costly=not ffmpeg, journal=journal)
 
 
 def _listed_entries(
-    workspace: Path, typed: str, fits: Callable[[Path, int], bool], *, costly: bool
+    workspace: Path, typed: str, fits: Callable[[Path, int], bool], *, costly: bool, journal: Journal | None
 ) -> tuple[list[str], bool]:
     """The entries of the folder of ``workspace``'s outputs/ that ``typed`` names (``_served_entries`` says how) that
     ``kie://outputs/{+path}`` serves and that ``fits`` takes (by the file's path and size), newest first, as the
     paths a read takes (``as_read``); and whether any were left unjudged. ``fits`` is asked only of files past the
-    read's own checks (a regular file served where it is, none seen holding the key), before the sidecars of an
-    outputs/ linked elsewhere are read; a ``costly`` one (it reads a file) and those sidecars are asked of no more
-    files than give ``MOST`` + 1 values, the rest left unjudged."""
+    read's own checks (a regular file served where it is, none that held the key: seen so, or so in ``journal``),
+    before the sidecars of an outputs/ linked elsewhere are read; a ``costly`` one (it reads a file) and those
+    sidecars are asked of no more files than give ``MOST`` + 1 values, the rest left unjudged."""
     import stat
     from pathlib import PurePosixPath
 
@@ -570,6 +580,7 @@ def _listed_entries(
     except (OSError, RuntimeError, ValueError):  # no outputs/ yet, or none to read
         return [], False
     entries.sort(key=lambda found: (-found[1].st_mtime_ns, found[0].name))
+    held = _key_held_in(journal, PurePosixPath(OUTPUTS, *parts)) if parts else {}
     prefix = f"{folder}/" if folder else ""
     bounded = costly or home is not None
     found: list[str] = []
@@ -579,7 +590,9 @@ def _listed_entries(
             if is_served(relative / "file"):  # a session folder, or one in it
                 found.append(f"{prefix}{as_read(entry.name)}/")
             continue
-        if not stat.S_ISREG(facts.st_mode) or not is_served(relative) or key_held(here / entry.name):
+        if not stat.S_ISREG(facts.st_mode) or not is_served(relative):
+            continue
+        if key_held(here / entry.name, held.get(PurePosixPath(OUTPUTS, relative).as_posix())):
             continue
         if bounded and len(found) > MOST:  # each judged by reading: no more than one answer takes
             return found, True
@@ -589,6 +602,19 @@ def _listed_entries(
             continue
         found.append(f"{prefix}{as_read(entry.name)}")
     return found, False
+
+
+def _key_held_in(journal: Journal | None, folder: PurePath) -> dict[str, int]:
+    """``Journal.key_held_in`` of ``folder`` (relative to the workspace): none when there is no journal to ask (not
+    open: another program holds it, a damaged one), the read scanning the bytes of what is offered all the same."""
+    from kie_mcp.journal import JOURNAL_ERRORS
+
+    if journal is None:
+        return {}
+    try:
+        return journal.key_held_in(f"{folder.as_posix()}/")
+    except JOURNAL_ERRORS:
+        return {}
 
 
 def as_read(name: str) -> str:

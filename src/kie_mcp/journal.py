@@ -74,7 +74,8 @@ CREATE TABLE IF NOT EXISTS follows (
     task_id TEXT PRIMARY KEY, owner TEXT NOT NULL, seen REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
     task_id TEXT NOT NULL, idx INTEGER NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
-    mime TEXT NOT NULL, source_url TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (task_id, idx));
+    mime TEXT NOT NULL, source_url TEXT NOT NULL, created REAL NOT NULL, holds_key INTEGER,
+    PRIMARY KEY (task_id, idx));
 """
 
 # Every lookup a tool call makes is an index search (tests/test_per_call.py checks the plans), so a call costs the
@@ -106,6 +107,8 @@ INDEXES = {
     "answers_task": "answers(task_id)",
     "files_path": "files(path)",  # which task saved a file a join names by its path (``file_at``)
     "files_source": "files(source_url)",  # a result link given back as an input: KIE's own, bound (``saved_from``)
+    # the saved files whose bytes held the API key, by path (``key_held_in``): none but those, so no insert's cost
+    "files_key_held": "files(path) WHERE holds_key = 1",
     # prompts an older kie-mcp (or a hand edit) wrote without their folded form: folded before the next text search
     "tasks_unfolded": "tasks(created) WHERE prompt_folded IS NULL AND prompt IS NOT NULL",
     # list_tasks by a session folder's name: the labels naming that folder (``session_folder_of``), and the labels an
@@ -177,6 +180,11 @@ QUOTE_COLUMNS = {
     "asked_at": "REAL",
     "declined_in": "TEXT",
 }
+# Columns of saved files added since: whether the file's bytes held the API key as it was saved (KIE echoed it into
+# its metadata): 1 so, 0 not, NULL in the rows of an older kie-mcp, which knew it only in the memory of the process
+# that saved it. A restart, or another server on the workspace, still says so of the file, and never serves it
+# (``Journal.key_held_in``, ``downloads.key_held``). An older kie-mcp names the columns it inserts: its rows go on.
+FILE_COLUMNS = {"holds_key": "INTEGER"}
 # Columns of uploads added since: until when an upload may be reused, when KIE's answer said how long it keeps it.
 UPLOAD_COLUMNS = {"expires": "REAL"}
 # Columns of spend entries added since: the moment the entry counts at against the daily cap (epoch seconds): a
@@ -1070,6 +1078,8 @@ class Journal:
                 db.execute(f"ALTER TABLE quotes ADD COLUMN {column} {QUOTE_COLUMNS[column]}")
             for column in set(UPLOAD_COLUMNS) - _columns(db, "uploads"):
                 db.execute(f"ALTER TABLE uploads ADD COLUMN {column} {UPLOAD_COLUMNS[column]}")
+            for column in set(FILE_COLUMNS) - _columns(db, "files"):  # an older kie-mcp's rows: not known (NULL)
+                db.execute(f"ALTER TABLE files ADD COLUMN {column} {FILE_COLUMNS[column]}")
             for column in set(SPEND_COLUMNS) - _columns(db, "spend"):  # an older kie-mcp's entries: counted by label
                 db.execute(f"ALTER TABLE spend ADD COLUMN {column} {SPEND_COLUMNS[column]}")
             attempt_columns = _columns(db, "attempts")
@@ -1122,6 +1132,8 @@ class Journal:
         if not set(QUOTE_COLUMNS) <= _columns(self._db, "quotes"):
             return False
         if not set(UPLOAD_COLUMNS) <= _columns(self._db, "uploads"):
+            return False
+        if not set(FILE_COLUMNS) <= _columns(self._db, "files"):
             return False
         if not set(SPEND_COLUMNS) <= _columns(self._db, "spend"):
             return False
@@ -2256,10 +2268,22 @@ class Journal:
 
     # -- files ---------------------------------------------------------------------------------
 
-    def add_file(self, task_id: str, index: int, path: str, sha256: str, size: int, mime: str, source_url: str) -> None:
+    def add_file(
+        self,
+        task_id: str,
+        index: int,
+        path: str,
+        sha256: str,
+        size: int,
+        mime: str,
+        source_url: str,
+        holds_key: bool = False,
+    ) -> None:
+        """Record task ``task_id``'s ``index``-th result, saved at ``path`` (relative to the workspace); ``holds_key``:
+        its bytes held the API key as it was saved (``FILE_COLUMNS``)."""
         self.execute(
-            "INSERT OR REPLACE INTO files (task_id, idx, path, sha256, size, mime, source_url, created)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO files (task_id, idx, path, sha256, size, mime, source_url, created, holds_key)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             task_id,
             index,
             path,
@@ -2268,6 +2292,7 @@ class Journal:
             mime,
             source_url,
             time.time(),
+            int(holds_key),
         )
 
     def remember_upload(self, sha256: str, url: str, *, reusable_for: float | None = None) -> None:
@@ -2300,6 +2325,15 @@ class Journal:
     def saved_from(self, url: str) -> bool:
         """Whether ``url`` is a result link KIE gave a task of this workspace and kie-mcp saved its file from."""
         return bool(self.query("SELECT 1 FROM files WHERE source_url = ? LIMIT 1", url))
+
+    def key_held_in(self, folder: str) -> dict[str, int]:
+        """The saved files in ``folder`` (relative to the workspace, as ``files_for`` lists them, ending in ``/``)
+        and its folders whose bytes held the API key as they were saved (``FILE_COLUMNS``), each with its size then
+        (the file is another once its size differs: ``saved.kept``). One range of their own small index, for a whole
+        folder: a completion judges every file of it."""
+        end = folder[:-1] + chr(ord(folder[-1]) + 1)  # "outputs/day/" to "outputs/day0": all it holds
+        rows = self.query("SELECT path, size FROM files WHERE holds_key = 1 AND path >= ? AND path < ?", folder, end)
+        return {row["path"]: row["size"] for row in rows}
 
     def file_at(self, path: str) -> sqlite3.Row | None:
         """The saved file at ``path`` (relative to the workspace, as ``files_for`` lists it): its task and which of

@@ -2591,7 +2591,9 @@ def _task_files(rt: Runtime, tasks: Sequence[tuple[str | None, Sequence[str]]]) 
                 file = file.model_copy(update={state: True})
             elif (damage := damage_of(rt.settings.workspace / path)) is not None:  # seen saving or previewing it
                 file = file.model_copy(update={"damaged": redact(damage)})
-            if key_held(rt.settings.workspace / path):  # seen as this process saved it
+            # as this process saved it, or as its row says (a restart, another server): the size saved, still
+            held = row["size"] if row is not None and row["holds_key"] else None
+            if key_held(rt.settings.workspace / path, held):
                 file = file.model_copy(update={"holds_key": True})
             files.append(file)
     return files

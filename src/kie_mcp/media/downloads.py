@@ -1620,18 +1620,23 @@ def _remember_damage(file: SavedFile) -> SavedFile:
     return file
 
 
-def key_held(path: Path) -> bool:
-    """Whether the saved result at ``path`` held the API key when this process saved it (as it is now: a file
-    changed since is another). Never reads it (one lstat): answers on the event loop call it; none seen, not even
-    that (a completion judges every file of a folder)."""
-    if not len(_key_held):
+def key_held(path: Path, recorded: int | None = None) -> bool:
+    """Whether the saved result at ``path`` held the API key as it was saved, as it is now (a file changed since is
+    another): as this process saved it (dated as it was then), or as the journal's row of it says, which outlives the
+    process (a restart, another server on the workspace): ``recorded``, the size it was saved at, given when its row
+    says it held the key (``Journal.add_file``'s ``holds_key``), a file of another size since being another (as
+    ``saved.kept`` judges a list's files). Never reads it (one lstat): answers on the event loop call it; none seen
+    and no row given, not even that (a completion judges every file of a folder)."""
+    if recorded is None and not len(_key_held):
         return False
     try:
         real = _in_real_folder(path)
+        found = os.lstat(real)
     except (OSError, RuntimeError):
         return False
-    mtime = _source_mtime(real)
-    return mtime is not None and (str(real), mtime) in _key_held
+    if not stat.S_ISREG(found.st_mode):  # a link or a folder in its place: not the file saved
+        return False
+    return found.st_size == recorded or (str(real), found.st_mtime_ns) in _key_held
 
 
 def damage_of(path: Path) -> str | None:

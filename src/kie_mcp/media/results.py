@@ -148,7 +148,7 @@ async def save_results(
                 problems.append(links_work)
             continue
         relative = file.path.relative_to(workspace).as_posix()
-        row = (record.task_id, index, relative, file.sha256, file.size, file.mime, url)
+        row = (record.task_id, index, relative, file.sha256, file.size, file.mime, url, file.holds_key)
         try:  # one statement: waited for in a worker thread while another program holds the journal's lock
             await journal.off_loop_when_locked(functools.partial(journal.add_file, *row))
         except JOURNAL_ERRORS as err:  # the file is on disk: named all the same, and said to be unrecorded
@@ -303,7 +303,7 @@ def sidecar(
     recorded = [dict(f) for f in journal.files_for(record.task_id or "")]
     named = {f["path"] for f in recorded}
     unrecorded = [  # saved while the journal refused their rows: the sidecar names them all the same
-        dict(zip(("task_id", "idx", "path", "sha256", "size", "mime", "source_url"), row, strict=True))
+        dict(zip(("task_id", "idx", "path", "sha256", "size", "mime", "source_url", "holds_key"), row, strict=True))
         for row in record.unrecorded_rows()
     ]
     for f in [*recorded, *(f for f in unrecorded if f["path"] not in named)]:
