@@ -26,7 +26,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client import ClientRequestContext
-from mcp.types import ElicitRequestParams, ElicitResult, ErrorData, Resource
+from mcp.types import INVALID_PARAMS, ElicitRequestParams, ElicitResult, ErrorData, Resource
 from pydantic import SecretStr
 
 from kie_mcp.config import Settings
@@ -99,6 +99,12 @@ UPLOADS = "http://upload.kie.test"
 
 
 ERAS = {"auto": "2026-07-28", "legacy": "2025-11-25"}  # the ``mode`` fixture's values, by the protocol they speak
+
+
+def not_found_code(mode: str) -> int:
+    """The code of a ``resources/read`` of a resource that does not exist, in the era ``mode`` speaks: MCP's "Resource
+    not found" (-32002) up to 2025-11-25, invalid params in 2026-07-28 (SEP-2164)."""
+    return INVALID_PARAMS if ERAS[mode] >= "2026-07-28" else -32002
 
 
 @pytest.fixture(params=list(ERAS), ids=list(ERAS.values()))

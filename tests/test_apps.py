@@ -24,7 +24,7 @@ import pytest
 from mcp import MCPError
 from mcp.client import advertise
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
-from mcp.types import INVALID_PARAMS, ElicitResult
+from mcp.types import ElicitResult
 from PIL import Image
 
 from kie_mcp.apps import APP_URI, CARD_KEY, GALLERY_KEY
@@ -34,7 +34,7 @@ from kie_mcp.media.stitch import StitchError, find_ffmpeg
 
 from .app_host import AppHost, AppView
 from .browser import save_artifact, spread
-from .conftest import answering, every_resource, refusing_forms, text_of
+from .conftest import answering, every_resource, not_found_code, refusing_forms, text_of
 
 IMAGE = {"prompt": "A red apple on a wooden table", "model": "nano-banana-2"}  # 8 credits
 VIDEO = {"prompt": "Waves rolling in at dusk, slow dolly forward", "model": "veo3_fast"}  # 60 credits
@@ -1402,7 +1402,9 @@ async def test_in_a_browser_a_right_to_left_prompt_reads_right_to_left(connect_a
     assert seen == {".tile .prompt": "rtl", ".card blockquote": "rtl", ".inputs figcaption": "rtl"}, seen
 
 
-async def test_the_preview_resource_refuses_what_the_outputs_resource_refuses(connect, tmp_path_factory, tmp_path):
+async def test_the_preview_resource_refuses_what_the_outputs_resource_refuses(
+    connect, mode, tmp_path_factory, tmp_path
+):
     """kie://previews/<path> serves the kept preview of what kie://outputs/<path> serves, judged the same way:
     nothing outside outputs/, no dotfile (the kept previews themselves are dotfiles: served only as previews), no
     link leading out; and "not found" when there is no preview to make."""
@@ -1435,11 +1437,11 @@ async def test_the_preview_resource_refuses_what_the_outputs_resource_refuses(co
             for scheme in ("outputs", "previews"):
                 with pytest.raises(MCPError) as caught:
                     await client.read_resource(f"kie://{scheme}/{path}")
-                assert caught.value.code == INVALID_PARAMS, (scheme, path, caught.value)
+                assert caught.value.code == not_found_code(mode), (scheme, path, caught.value)
                 assert "sk-live" not in str(caught.value)
         with pytest.raises(MCPError, match="No preview") as caught:  # served as a file, but not a picture
             await client.read_resource("kie://previews/2026-01-01-demo/result.json")
-        assert caught.value.code == INVALID_PARAMS
+        assert caught.value.code == not_found_code(mode)
     [content] = served.contents
     picture = Image.open(io.BytesIO(base64.b64decode(content.blob)))
     assert content.mime_type == "image/jpeg" and picture.size == (768, 512)  # KIE_PREVIEW_PX, not the 2400 px file
@@ -1475,7 +1477,7 @@ async def test_a_preview_resource_is_never_held_up_by_a_fifo_in_place_of_a_kept_
     assert served.contents[0].mime_type == "image/jpeg" and kept.is_file()  # a real kept preview took its place
 
 
-async def test_a_video_without_a_poster_has_no_preview_and_says_so(connect, tmp_path, monkeypatch):
+async def test_a_video_without_a_poster_has_no_preview_and_says_so(connect, mode, tmp_path, monkeypatch):
     """No ffmpeg: a video gets no poster frame, and its preview resource answers "not found", as a missing file."""
     from kie_mcp.media import stitch
 
@@ -1490,7 +1492,7 @@ async def test_a_video_without_a_poster_has_no_preview_and_says_so(connect, tmp_
         with pytest.raises(MCPError, match="No preview") as caught:
             await client.read_resource("kie://previews/2026-01-01-demo/clip.mp4")
         full = await client.read_resource("kie://outputs/2026-01-01-demo/clip.mp4")  # the file itself is served
-    assert caught.value.code == INVALID_PARAMS
+    assert caught.value.code == not_found_code(mode)
     assert full.contents[0].mime_type == "video/mp4"
 
 

@@ -44,7 +44,7 @@ from kie_mcp.server import create_server
 from kie_mcp.spend import SpendRefused
 from kie_mcp.spend.ledger import check_balance
 
-from .conftest import API, UPLOADS, answering, dated, eras_in_turn, text_of
+from .conftest import API, UPLOADS, answering, dated, eras_in_turn, not_found_code, text_of
 
 # Markers a test puts where a number goes; StdioWire writes them as the bare literals Python's json module writes.
 NAN = "\x00NaN\x00"
@@ -567,7 +567,7 @@ async def test_a_lone_surrogate_in_a_resource_uri_is_not_found_in_words(connect,
         with pytest.raises(MCPError) as refused:
             await client.read_resource(uri)
     error = refused.value.error
-    assert error.code == types.INVALID_PARAMS, error
+    assert error.code == not_found_code(mode), error
     assert words in error.message and "codec" not in error.message, error.message
     assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records if r.exc_info]
     requests = await controls.get("requests")

@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client, MCPError
-from mcp.types import INVALID_PARAMS, ListRootsResult, Root
+from mcp.types import ListRootsResult, Root
 from PIL import Image
 
 from kie_mcp.catalog import load_catalog
@@ -28,7 +28,7 @@ from kie_mcp.media.inputs import field_kinds
 from kie_mcp.media.sniff import describe, sniff
 from kie_mcp.server import create_server
 
-from .conftest import CREATE_PATHS, answering, eras_in_turn, every_resource, text_of
+from .conftest import CREATE_PATHS, answering, eras_in_turn, every_resource, not_found_code, text_of
 
 EDIT = {"prompt": "make it blue", "model": "google/nano-banana-edit"}  # images -> image_urls, up to 10 MB
 TALK = {"prompt": "a woman speaking", "model": "infinitalk/from-audio"}  # images -> image_url; options audio_url
@@ -624,14 +624,14 @@ async def test_master_context_linked_to_a_file_it_may_not_serve_is_refused(conne
     assert "OUTSIDE-SECRET" not in message and "sk-live" not in message
 
 
-async def test_a_resource_that_is_not_there_is_not_found_not_a_server_fault(connect):
-    """A model or saved result that does not exist is the reader's mistake (invalid params, as the SDK answers an
-    unknown resource), never "internal error", which clients show as the server failing."""
+async def test_a_resource_that_is_not_there_is_not_found_not_a_server_fault(connect, mode):
+    """A model or saved result that does not exist is the reader's mistake ("not found", as an unknown resource is
+    answered), never "internal error", which clients show as the server failing."""
     async with connect() as client:
         for uri in ("kie://models/no-such-model", "kie://outputs/missing.jpg", "kie://outputs/2026-01-01-x/a.png"):
             with pytest.raises(MCPError) as caught:
                 await client.read_resource(uri)
-            assert caught.value.code == INVALID_PARAMS, (uri, caught.value)
+            assert caught.value.code == not_found_code(mode), (uri, caught.value)
 
 
 async def test_outputs_resource_refuses_symlink_escapes_and_dotfiles(connect, tmp_path, outside):

@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from kie_mcp.server import create_server
 
-from .conftest import text_of
+from .conftest import not_found_code, text_of
 
 KEY = "kie-live-key-3f9a2c7e1b8d4a60"
 
@@ -86,13 +86,13 @@ async def test_the_key_given_to_a_workflow_is_never_written_into_its_plan_or_ech
         f"kie://nothing/{KEY}",
     ],
 )
-async def test_a_resource_uri_holding_the_key_is_never_echoed_by_its_error(keyed, uri):
+async def test_a_resource_uri_holding_the_key_is_never_echoed_by_its_error(keyed, mode, uri):
     """The audit: a not-found model, saved result, gallery session or reference, and the SDK's "Unknown resource:
     ...", named the URI with the key in it, in the message and in the error's data."""
     async with keyed() as client:
         with pytest.raises(MCPError) as refused:
             await client.read_resource(uri)
-    assert refused.value.error.code == INVALID_PARAMS
+    assert refused.value.error.code == not_found_code(mode)
     assert not leaks(said(refused.value)), said(refused.value)
     assert "[redacted]" in refused.value.error.message
 

@@ -19,7 +19,7 @@ from kie_mcp import references
 from kie_mcp.config import Settings
 from kie_mcp.server import create_server
 
-from .conftest import eras_in_turn, every_resource, text_of
+from .conftest import eras_in_turn, every_resource, not_found_code, text_of
 from .test_promise_inputs_judged import after, release_fifo_readers_after
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
@@ -259,11 +259,9 @@ async def test_a_key_in_a_utf16_reference_note_is_never_served(transport, mode, 
     assert KEY not in note.text and "voice: warm" in note.text and "[redacted]" in note.text
 
 
-async def test_a_reference_deleted_after_it_was_listed_is_not_found_like_one_never_listed(connect, tmp_path):
+async def test_a_reference_deleted_after_it_was_listed_is_not_found_like_one_never_listed(connect, mode, tmp_path):
     """The audit: a listed reference deleted was an internal error (-32603 "No file at ... Nothing was read."),
-    while one never listed, or a deleted saved result, is "not found" (invalid params)."""
-    from mcp.types import INVALID_PARAMS
-
+    while one never listed, or a deleted saved result, is "not found"."""
     (tmp_path / "references").mkdir()
     (tmp_path / "references" / "brand.txt").write_text("brand")
     async with connect() as client:
@@ -273,7 +271,7 @@ async def test_a_reference_deleted_after_it_was_listed_is_not_found_like_one_nev
             await client.read_resource("kie://workspace/references/brand.txt")
         with pytest.raises(MCPError) as never:
             await client.read_resource("kie://workspace/references/never.txt")
-    assert deleted.value.error.code == never.value.error.code == INVALID_PARAMS, deleted.value.error
+    assert deleted.value.error.code == never.value.error.code == not_found_code(mode), deleted.value.error
     assert "references/brand.txt" in deleted.value.error.message and "resources/list" in deleted.value.error.message
 
 
@@ -451,7 +449,7 @@ async def test_a_reference_named_with_the_key_is_left_out_of_the_listing_and_sai
     shown = json.dumps([resource.model_dump(mode="json") for resource in (*first, *again)])
     assert KEY[:16] not in shown and KEY[-16:] not in shown and "[redacted]" not in shown
     assert "kie://workspace/references/influencers/maya.png" in {str(resource.uri) for resource in first}
-    assert isinstance(read, MCPError) and read.error.code == -32602 and KEY[:16] not in read.error.message
+    assert isinstance(read, MCPError) and read.error.code == not_found_code(mode) and KEY[:16] not in read.error.message
     said = [record.getMessage() for record in caplog.records if "left out of the listing" in record.getMessage()]
     assert len(said) == 2, said  # once for each of the two files, however often the folder is listed
     assert all(KEY[:16] not in line and "[redacted]" in line for line in said), said

@@ -34,7 +34,7 @@ from jsonschema import Draft202012Validator, ValidationError
 from mcp import MCPError
 from mcp.types import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
 
-from .conftest import CREATE_PATHS, answer_from, text_of
+from .conftest import CREATE_PATHS, answer_from, not_found_code, text_of
 from .test_deep_json import _kie_requests, _script, _server_env, hello
 
 ANSWER_WITHIN = 20  # seconds: a dropped line is never answered, so a test of one fails here instead of hanging
@@ -317,7 +317,7 @@ async def test_an_unknown_resource_uri_is_repeated_at_most_200_characters_long(c
     ],
     ids=["accented", "spaces", "percent-encoded", "saved-result", "preview"],
 )
-async def test_an_unknown_resource_uri_is_repeated_at_most_200_characters_long_in_every_form(connect, uri):
+async def test_an_unknown_resource_uri_is_repeated_at_most_200_characters_long_in_every_form(connect, mode, uri):
     """The audit: a reference's URI is looked up in its listed form (percent-encoded), which the SDK's "Unknown
     resource: ..." then repeated whole (30,000 ``é`` became a 180,045-character error over stdio), as a saved
     result's error repeated its path whole; only the URI as sent was cut."""
@@ -325,7 +325,7 @@ async def test_an_unknown_resource_uri_is_repeated_at_most_200_characters_long_i
         with pytest.raises(MCPError) as refused:
             await client.read_resource(uri)
     error = refused.value.error
-    assert error.code == INVALID_PARAMS
+    assert error.code == not_found_code(mode)
     assert len(error.message) < 400, (len(error.message), error.message[:300])
     assert "characters)" in error.message, error.message
     assert len(error.data.get("uri", "") if isinstance(error.data, dict) else "") <= 300

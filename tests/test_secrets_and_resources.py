@@ -13,7 +13,6 @@ from pathlib import Path
 import anyio
 import pytest
 from mcp import Client, MCPError
-from mcp.types import INVALID_PARAMS
 from pydantic import SecretStr
 
 from kie_mcp.catalog import load_catalog
@@ -21,7 +20,7 @@ from kie_mcp.media.stitch import find_ffmpeg
 from kie_mcp.sandbox import SANDBOX_API_KEY, SandboxTransport, SimConfig, Simulator
 from kie_mcp.server import create_server
 
-from .conftest import answering, dated, every_resource, text_of
+from .conftest import answering, dated, every_resource, not_found_code, text_of
 from .test_redaction import KIE_KEY, key_in_every_form, key_leaks, kie_echoing_in_answers, leaks_in_workspace
 from .test_stitch import _make
 
@@ -169,17 +168,16 @@ async def test_task_resource(connect, controls):
 @pytest.mark.parametrize(
     ("task_id", "said"), [("does-not-exist", "KIE knows no task"), ("q_0123456789abcdef", "is a quote id")]
 )
-async def test_unknown_task_resource_is_not_found_saying_why(connect, task_id, said):
+async def test_unknown_task_resource_is_not_found_saying_why(connect, mode, task_id, said):
     """The audit: an unknown task id (or a quote id) was a successful read of {"task_id", "error"}: a client or app
-    could not tell it from a task without parsing it. It is "not found" (invalid params), as a model or saved result
-    that does not exist is, with the reason."""
+    could not tell it from a task without parsing it. It is "not found" (the code of the connection's revision), as
+    a model or saved result that does not exist is, with the reason."""
     from mcp import MCPError
-    from mcp.types import INVALID_PARAMS
 
     async with connect() as client:
         with pytest.raises(MCPError) as refused:
             await client.read_resource(f"kie://tasks/{task_id}")
-    assert refused.value.error.code == INVALID_PARAMS
+    assert refused.value.error.code == not_found_code(mode)
     assert said in refused.value.error.message
 
 
@@ -198,7 +196,9 @@ SECRET_TASK_IDS = {"the configured key": SANDBOX_API_KEY, "a bearer-shaped token
 
 
 @pytest.mark.parametrize("task_id", list(SECRET_TASK_IDS.values()), ids=list(SECRET_TASK_IDS))
-async def test_a_task_id_holding_a_credential_is_refused_unrepeated_and_never_sent_to_kie(connect, controls, task_id):
+async def test_a_task_id_holding_a_credential_is_refused_unrepeated_and_never_sent_to_kie(
+    connect, controls, mode, task_id
+):
     """The audit: a credential used as a task id (in ``kie://tasks/{id}``, ``check_task`` or as the clip
     ``continue_video`` continues) was sent to KIE as the taskId of six status URLs (one per family), kept in KIE's
     logs and any proxy's, though the answer showed it redacted. An id the redactor would change is refused before
@@ -213,7 +213,7 @@ async def test_a_task_id_holding_a_credential_is_refused_unrepeated_and_never_se
     read = refused.value.error
     assert checked.is_error and "holds a credential" in text_of(checked), text_of(checked)
     assert continued.is_error and "holds a credential" in text_of(continued), text_of(continued)
-    assert read.code == INVALID_PARAMS and "holds a credential" in read.message, read
+    assert read.code == not_found_code(mode) and "holds a credential" in read.message, read
     assert "nothing was asked of KIE" in read.message
     answers = text_of(checked) + text_of(continued) + read.message + json.dumps(read.data)
     assert task_id not in answers.replace(f"kie://tasks/{task_id}", "")  # the SDK's data names the URI asked

@@ -20,6 +20,7 @@ pasted into a note is never shown back. A file's description names the path to p
 
 from __future__ import annotations
 
+import inspect
 import logging
 import mimetypes
 import os
@@ -479,6 +480,7 @@ class ReferenceListing(KeptScan):
             uri=GUIDE_URI,
             name="references/README.md",
             title="references/README.md",
+            description=inspect.cleandoc(references_guide.__doc__ or ""),  # as the server's own resources are
             mime_type="text/markdown",
         )
         return self._shipped_guide

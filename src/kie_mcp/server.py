@@ -307,7 +307,11 @@ class _Server(MCPServer):
       a cursor to a listing that is never paged is refused; a second initialize is refused, changing nothing; an
       initialized notification before any initialize succeeded is ignored; a tool's
       answer to a client of 2024-11-05 or 2025-03-26 goes without resource links (its revision has none).
-    - A tool's description is its docstring without the source's indentation (``add_tool``).
+    - A tool's, resource's and template's description is its docstring without the source's indentation
+      (``add_tool``, ``resource``).
+    - A ``resources/read`` of a resource that does not exist is answered "Resource not found" (-32002) on a
+      handshake-era connection, as MCP up to 2025-11-25 says; invalid params (-32602), the SDK's, in the 2026-07-28
+      era, as its revision says (``_not_found_code``).
     - A tool's own error (its ``ToolError``, a resolver's) reaches the client in its words, without the SDK's
       "Error executing tool <name>: " before them.
     - A surface that cannot load (a Python without ``_sqlite3``, a broken install) is a start that failed, said as
@@ -587,7 +591,8 @@ class _Server(MCPServer):
         from kie_mcp.references import canonical_uri
 
         self._register_deferred()
-        uri = canonical_uri(str(uri))  # a reference's path percent-encoded as listed, or written plainly
+        asked = str(uri)
+        uri = canonical_uri(asked)  # a reference's path percent-encoded as listed, or written plainly
         await self._bring_up_to_date(reading=uri)
         try:
             await self._open_runtime(context)
@@ -598,9 +603,11 @@ class _Server(MCPServer):
         token = SERVING.set(_serving(context))  # the model tables are this server's: KIE's live list and prices
         try:
             return await super().read_resource(uri, context)
-        except ResourceNotFoundError:
+        except ResourceNotFoundError as err:
             if uri in self._resource_manager._resources:  # a listed file removed since: listed no more
                 await self._bring_up_to_date(reading=uri, gone=True)
+            if (code := _not_found_code(context)) is not None:
+                raise MCPError(code=code, message=str(err), data={"uri": asked}) from None
             raise
         finally:
             SERVING.reset(token)
@@ -642,6 +649,16 @@ class _Server(MCPServer):
             return await super().get_prompt(name, _without_blank_optionals(prompt, arguments), context)
         finally:
             SERVING.reset(token)
+
+    def resource(self, uri: str, *, description: str | None = None, **options: Any) -> Callable[[Any], Any]:
+        """As the SDK's decorator, a resource or template without a description of its own described by its
+        docstring without the source's indentation, as a tool is (``add_tool``)."""
+
+        def register(fn: Any) -> Any:
+            described = description or (inspect.cleandoc(fn.__doc__) if fn.__doc__ else None)
+            return super(_Server, self).resource(uri, description=described, **options)(fn)
+
+        return register
 
     def add_tool(self, fn: Any, name: str | None = None, **options: Any) -> None:
         """Register now, build on first need (``_build``). A tool without a description of its own is described by
@@ -750,6 +767,27 @@ class _Server(MCPServer):
             raise ToolError(
                 f"{name}: some arguments do not fit; nothing was sent or spent. Fix these and call again:\n{problems}"
             ) from cause
+
+
+# MCP's "Resource not found" code, which its revisions up to 2025-11-25 name for a read of a resource that does not
+# exist; 2026-07-28 (SEP-2164) makes that invalid params (-32602), the code the SDK answers in every era.
+RESOURCE_NOT_FOUND = -32002
+
+
+def _not_found_code(context: Context[Any, Any] | None) -> int | None:
+    """The code of the answer to a ``resources/read`` of a resource that does not exist, where it is not the SDK's
+    invalid params: ``RESOURCE_NOT_FOUND`` on a handshake-era connection, whose revisions name it. None (invalid
+    params, as the SDK answers) in the 2026-07-28 era, whose revision says so, and for a read made for another
+    request (``resources/subscribe`` judging a URI, a tool reading a resource)."""
+    from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+    try:
+        request = context.request_context if context is not None else None
+    except ValueError:  # a read outside any request (code embedding the server)
+        return None
+    if request is None or request.method != "resources/read" or request.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        return None
+    return RESOURCE_NOT_FOUND
 
 
 def _listed(resource: Resource) -> MCPResource:
