@@ -588,18 +588,19 @@ def pinned_resolution(spec: ModelSpec, wire: dict[str, Any], operation: str) -> 
 
 
 async def existing_result(
-    rt: Runtime, p: FollowupPlan, *, wait_seconds: float = 0, progress: gen.Progress | None = None
+    rt: Runtime, p: FollowupPlan, *, wait: gen.Wait, progress: gen.Progress | None = None
 ) -> gen.GenerationResult:
     """The earlier follow-up, returned instead of a new request: nothing asked, sent or charged. Still running, it
-    is waited on for ``wait_seconds`` as a new one would be (by whichever server on the workspace follows it)."""
+    is waited on for what is left of ``wait`` as a new one would be (by whichever server on the workspace follows
+    it)."""
     assert p.existing is not None
     assert p.source is not None
     record, problems = p.existing, []
     if not record.finished and rt.kie is not None:
         record = await rt.follower.follow(record)
-        if wait_seconds > 0 and not record.finished:
+        if (seconds := wait.left()) > 0 and not record.finished:
             reporter = gen.ProgressReporter(progress, 1) if progress is not None else None
-            [record], problems = await rt.follower.wait([record], wait_seconds, reporter)
+            [record], problems = await rt.follower.wait([record], seconds, reporter)
     note = (
         f"Task {p.source.task_id} already has this ({p.spec.title}): task {record.task_id}. Nothing new was "
         "requested or charged."

@@ -2089,19 +2089,37 @@ def confirmation_required(
 # -- after the gate ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Wait:
+    """How long a spending call waits for its tasks' results: ``seconds`` (its ``wait_seconds``) counted from the
+    moment the call arrived (``since``, ``time.monotonic()``), never from its approval. The person's time in the
+    confirmation form and the input files' uploads come out of it, so the call answers within about ``seconds`` (and
+    its creates) of its arrival: a host gives a request 60 s of its own (the TypeScript SDK's default, which progress
+    does not extend), and a call answered after it timed out there has created and charged tasks whose ids it never
+    showed. The one place the wait left is reckoned (``left``), wherever a call of this request waits."""
+
+    seconds: float
+    since: float = field(default_factory=time.monotonic)
+
+    def left(self) -> float:
+        """What is left of the wait now, never below 0: nothing left, the tasks are answered as they are (their ids,
+        their state, how to follow them), at once."""
+        return max(0.0, self.seconds - (time.monotonic() - self.since))
+
+
 async def execute(
     rt: Runtime,
     p: Plan,
     decision: Approved | Declined | NeedsConfirmation | Replay,
     *,
     tool: str,
-    wait_seconds: float,
+    wait: Wait,
     progress: Progress,
 ) -> GenerationResult:
     claim = decision.claim if isinstance(decision, Approved) else None  # an auto approval's hold on its request
     try:
         if isinstance(decision, Replay):
-            return await replayed(rt, p, tool, decision, wait_seconds=wait_seconds, progress=progress)
+            return await replayed(rt, p, tool, decision, wait=wait, progress=progress)
         if isinstance(decision, Declined) and decision.said_no:  # the person's No in the form: it holds a while
             decision = await record_no(rt, p, decision)
         if not isinstance(decision, Approved):
@@ -2123,7 +2141,7 @@ async def execute(
         approved_at = decision.claim.started if decision.claim is not None else time.time()
         decision = use_approval(rt, p, decision)
         if isinstance(decision, Replay):  # the same approval used at once by another call here: what it made
-            return await replayed(rt, p, tool, decision, wait_seconds=wait_seconds, progress=progress)
+            return await replayed(rt, p, tool, decision, wait=wait, progress=progress)
         if not isinstance(decision, Approved):
             return without_spending(rt, p, tool, decision)
         # The call of this request it was warned of at planning (still on its way then) may have settled since,
@@ -2150,7 +2168,7 @@ async def execute(
         renewed = rt.quotes.holding(None if claim is None else claim.hold)
         async with rt.spending.spending(p.digest, *once_key(p), claimed=decision.claim), renewed:
             wanted = still_wanted(rt, p, decision.quote_id, approved_at)
-            return await _spend(rt, p, decision, wanted, tool=tool, wait_seconds=wait_seconds, progress=progress)
+            return await _spend(rt, p, decision, wanted, tool=tool, wait=wait, progress=progress)
     finally:  # its spend took the hold over and ended, or the call ended without one: the request is free again
         if claim is not None:
             rt.spending.release(claim)
@@ -2208,7 +2226,7 @@ async def _spend(
     wanted: Callable[[], bool],
     *,
     tool: str,
-    wait_seconds: float,
+    wait: Wait,
     progress: Progress,
 ) -> GenerationResult:
     """Reserve, upload, create and follow: the spend of an approval ``execute`` used. ``wanted``: whether a create
@@ -2337,11 +2355,12 @@ async def _spend(
         # waits on it (progress notifications go out while it does) and gets the problems it met.
         ended = {r.task_id for r in records if r.task_id and r.state == "succeeded" and r.unsaved_links}
         earlier = {r.task_id for r in records if r.earlier and r.task_id}  # the follower's records carry no mark
-        records, followed = await rt.follower.wait(records, wait_seconds, reporter)
+        # What is left of the call's wait once its creates are answered: the form and the uploads took the rest.
+        records, followed = await rt.follower.wait(records, wait.left(), reporter)
         for record in records:  # ended before it was followed (a done 4K KIE answered with its links): saved here
             if record.task_id in ended:
                 try:
-                    followed += (await rt.follower.save_now(record, wait_seconds))[0]
+                    followed += (await rt.follower.save_now(record, wait.left()))[0]
                 finally:  # what this call did not save, the follower saves in the background
                     rt.follower.save_later(record)
         charged = [record.credits_charged for record in records]
@@ -3189,7 +3208,7 @@ def _refund(rt: Runtime, problems: list[str], p: Plan, reason: str, ref: str | N
 
 
 async def replayed(
-    rt: Runtime, p: Plan, tool: str, replay: Replay, *, wait_seconds: float, progress: Progress
+    rt: Runtime, p: Plan, tool: str, replay: Replay, *, wait: Wait, progress: Progress
 ) -> GenerationResult:
     """A confirmation answered again (a retried request), a used quote_id back, or a call sent again after its
     answer was cut off: what was approved and made, never a new create. Every create attempt counts, whatever
@@ -3198,7 +3217,7 @@ async def replayed(
     same request sent after this one is a new request.
 
     A create still on its way is waited for first (``landed_here``), and the tasks made are waited on as the first
-    call would have (up to ``wait_seconds``, with progress): a host that retries at once after cancelling gets its
+    call would have (for what is left of ``wait``, with progress): a host that retries at once after cancelling gets its
     results, never an instant "still generating"."""
     await landed_here(rt, p, replay)
     if replay.attempts:
@@ -3225,7 +3244,7 @@ async def replayed(
     else:
         followed: list[str] = []
         if any(record.task_id for record in records):  # followed, settled and saved by the follower meanwhile
-            records, followed = await rt.follower.wait(records, wait_seconds, ProgressReporter(progress, len(records)))
+            records, followed = await rt.follower.wait(records, wait.left(), ProgressReporter(progress, len(records)))
         lead = used if replay.attempts else f"{used} This is the request it approved."
         notes = (lead, *_never_sent(rt, p, attempts), *dict.fromkeys(followed))
         result = summarise(rt, p.spec, records, notes, p.wire)

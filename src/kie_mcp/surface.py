@@ -344,7 +344,9 @@ SAVED_ELSEWHERE = (
 NotPriced = Annotated[str | None, BLANK_MEANS_UNSET, Field(description=NOT_PRICED)]
 VideoWait = Annotated[
     float,
-    Field(ge=0, le=50, allow_inf_nan=False, description="How long to wait (videos take minutes)."),
+    Field(
+        ge=0, le=50, allow_inf_nan=False, description="How long to wait from the call's arrival (videos take minutes)."
+    ),
     Strict(),
     NUMBER,
 ]
@@ -606,7 +608,7 @@ def register(mcp: "_Server", settings: Settings) -> None:
 # -- tools --------------------------------------------------------------------------------------
 
 
-_HIDDEN_PARAMETERS = {"ctx", "plan", "approval", "roots"}
+_HIDDEN_PARAMETERS = {"ctx", "arrived", "plan", "approval", "roots"}
 _ACCEPTED: dict[str, list[str]] = {}  # tool name -> the arguments it takes, filled at registration
 
 
@@ -744,6 +746,7 @@ def _define_tools(mcp: _ToolRecorder) -> None:
 
     async def generate_image(
         ctx: Context,
+        arrived: Arrived,
         plan: Annotated[gen.Plan, Resolve(image_prepare)],
         approval: Annotated[ElicitationResult[ConfirmSpend], Resolve(image_approve)],
         prompt: Prompt = "",
@@ -761,7 +764,9 @@ def _define_tools(mcp: _ToolRecorder) -> None:
         max_credits: MaxCredits = None,
         wait_seconds: Annotated[
             float,
-            Field(ge=0, le=50, allow_inf_nan=False, description="How long to wait for results."),
+            Field(
+                ge=0, le=50, allow_inf_nan=False, description="How long to wait for results, from the call's arrival."
+            ),
             Strict(),
             NUMBER,
         ] = 45,
@@ -769,11 +774,13 @@ def _define_tools(mcp: _ToolRecorder) -> None:
         """Make images with a KIE model. COSTS CREDITS. The cost must be approved first: the server asks the user
         through a confirmation form when the client supports it; otherwise it answers
         status=confirmation_required with a quote, and after the user approves that cost the call is repeated
-        with quote_id. Waits up to wait_seconds (default 45) for the results, reporting progress."""
-        return await _generate(ctx, plan, approval, "generate_image", wait_seconds)
+        with quote_id. Answers within about wait_seconds (default 45) of the call, the confirmation included, waiting
+        for the results with progress."""
+        return await _generate(ctx, plan, approval, "generate_image", gen.Wait(wait_seconds, arrived))
 
     async def generate_video(
         ctx: Context,
+        arrived: Arrived,
         plan: Annotated[gen.Plan, Resolve(video_prepare)],
         approval: Annotated[ElicitationResult[ConfirmSpend], Resolve(video_approve)],
         prompt: Prompt = "",
@@ -798,7 +805,7 @@ def _define_tools(mcp: _ToolRecorder) -> None:
         first: the server asks the user through a confirmation form when the client supports it; otherwise it
         answers status=confirmation_required with a quote, and after the user approves that cost the call is
         repeated with quote_id. Returns task ids at once with an estimated time; follow them with check_task."""
-        return await _generate(ctx, plan, approval, "generate_video", wait_seconds)
+        return await _generate(ctx, plan, approval, "generate_video", gen.Wait(wait_seconds, arrived))
 
     for tool_fn, prepare in ((generate_image, image_prepare), (generate_video, video_prepare)):
         _bind_to_tool_arguments(prepare, tool_fn)
@@ -1179,6 +1186,7 @@ def _define_tools(mcp: _ToolRecorder) -> None:
         ],
         operation: FollowupOperation,
         ctx: Context,
+        arrived: Arrived,
         plan: Annotated[followups.FollowupPlan, Resolve(followup_prepare)],
         approval: Annotated[ElicitationResult[ConfirmSpend], Resolve(followup_approve)],
         prompt: Annotated[
@@ -1228,18 +1236,19 @@ def _define_tools(mcp: _ToolRecorder) -> None:
         1080p or 4K version is made once per clip: asked again, the earlier one comes back free. The new task names
         its source (parent_task_id); stitch_videos with chain=true joins a chain in order. Returns at once; follow
         the task with check_task."""
+        wait = gen.Wait(wait_seconds, arrived)
         if plan.existing is not None:  # made once per clip, and already made: returned, nothing asked or spent
             rt = _runtime(ctx)
             rt.follower.attach_client(ctx)
             with _user_errors():
-                result = await followups.existing_result(rt, plan, wait_seconds=wait_seconds, progress=_progress(ctx))
+                result = await followups.existing_result(rt, plan, wait=wait, progress=_progress(ctx))
             await _thumbnails_ready(result.tasks, rt.settings.workspace, rt.settings.preview_px)
             output = GenerationOutput(**{name: getattr(result, name) for name in gen.GenerationResult.model_fields})
             call = await _tasks_result(output, result.message, rt, result.tasks)
             if client_supports_apps(ctx):  # MCP Apps hosts: the gallery
                 call.meta = gallery_meta(rt, result.tasks)
             return call
-        return await _generate(ctx, plan, approval, "continue_video", wait_seconds)
+        return await _generate(ctx, plan, approval, "continue_video", wait)
 
     bound_followup = {*followups.FollowupArgs.model_fields, "bind_quote_id"}
     _bind_to_tool_arguments(followup_prepare, continue_video, bound_followup, OptionRoots)
@@ -1279,6 +1288,17 @@ InputRoots = roots_resolver("images", "options")
 PathRoots = roots_resolver("path")
 ClipRoots = roots_resolver("clips", paths=frozenset())  # a clip that looks like a path, not a task id
 OptionRoots = roots_resolver("options")
+
+
+async def _arrival() -> float:
+    """The moment a spending call arrived (``time.monotonic()``), its wait's start (``gen.Wait``): the first of its
+    resolved parameters (``Arrived``, named before ``plan``), so it is taken before the request is priced, the
+    confirmation form is asked or the input files go up. In the 2026-07-28 era each request of the call (the retried
+    one that carries the person's yes) arrives anew, as a host's timeout counts each."""
+    return time.monotonic()
+
+
+Arrived = Annotated[float, Resolve(_arrival)]
 
 
 def _gate(kind: str) -> tuple[Any, Any]:
@@ -1534,7 +1554,7 @@ def _bind_to_tool_arguments(
 
 
 async def _generate(
-    ctx: Context, plan: gen.Plan, approval: ElicitationResult[ConfirmSpend], tool: str, wait_seconds: float
+    ctx: Context, plan: gen.Plan, approval: ElicitationResult[ConfirmSpend], tool: str, wait: gen.Wait
 ) -> CallToolResult:
     rt = _runtime(ctx)
     rt.follower.attach_client(ctx)  # updates of the tasks this call creates reach this client
@@ -1546,7 +1566,7 @@ async def _generate(
         decision = replace(decision, answered_at=time.time())
         await _cancel_with_the_yes()
     with _user_errors():
-        result = await gen.execute(rt, plan, decision, tool=tool, wait_seconds=wait_seconds, progress=_progress(ctx))
+        result = await gen.execute(rt, plan, decision, tool=tool, wait=wait, progress=_progress(ctx))
     try:
         # Previews (scaled images, video posters) are made in a worker thread, never on the loop.
         await _thumbnails_ready(result.tasks, rt.settings.workspace, rt.settings.preview_px)
