@@ -729,6 +729,87 @@ async def test_a_saved_results_preview_completion_sends_the_newest_100_and_lists
     assert every.total == 130 and every.has_more is True
 
 
+def _png_claiming(width: int, height: int) -> bytes:
+    """A small PNG whose header claims ``width`` x ``height`` pixels (its pixels are not there)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b"")
+    )
+
+
+async def test_a_saved_results_preview_is_never_offered_for_a_file_whose_bytes_the_read_makes_no_preview_of(
+    connect, tmp_path, ffmpeg
+):
+    """Offered by its name alone, a file whose bytes are no preview the read makes was suggested, and its read said
+    "No preview": a ``.mp4`` holding only an ``ftyp`` box and zeros (no movie box: ffmpeg opens nothing), a ``.png``
+    holding text, a ``.png`` whose header claims 30000 x 30000 pixels (past Pillow's limit) or 9000 x 9000 (past the
+    pixels a preview decodes). Each value that may be sent is judged by its first bytes, as the read judges them: those
+    are not offered, and a real picture and a real video beside them are, and read."""
+    async with connect(elicitation=answering()) as client:
+        folder = await _saved_in(client, "junk")
+        video = await _saved_video_in(client, folder)
+        here = tmp_path / "outputs" / folder
+        for name in os.listdir(here):
+            if name[:1] != "." and not name.endswith(".mp4"):
+                os.remove(here / name)  # the saved picture, the sidecar and the page: only the video stays
+        _picture(here / "good.png", 1_700_000_000)
+        _dated(here / "clip.mp4", 1_700_000_001, b"\0\0\0\x18ftypmp42" + b"\0" * 100)
+        _dated(here / "notimg.png", 1_700_000_002, b"hello, not a picture")
+        _dated(here / "huge.png", 1_700_000_003, _png_claiming(30_000, 30_000))
+        _dated(here / "large.png", 1_700_000_004, _png_claiming(9_000, 9_000))
+        offered = (await _values(client, PREVIEW, "path", f"{folder}/")).completion
+        reads = {value: await _preview_of(client, value) for value in offered.values}
+        refused = {n: await _preview_of(client, f"{folder}/{n}") for n in ("clip.mp4", "notimg.png", "huge.png")}
+        refused["large.png"] = await _preview_of(client, f"{folder}/large.png")
+    names = sorted(value.removeprefix(f"{folder}/") for value in offered.values)
+    assert names == sorted(["good.png", video]), names
+    assert offered.total == 2 and offered.has_more is False, offered
+    assert all(served is not None for served in reads.values()), reads
+    assert all(served is None for served in refused.values()), refused  # the read makes no preview of them
+
+
+@pytest.mark.parametrize(("template", "linked"), [(PREVIEW, False), (OUTPUT, True)], ids=["preview", "linked-file"])
+async def test_a_completion_judges_at_most_101_files_of_a_folder_of_thousands_that_give_no_value(
+    connect, tmp_path, monkeypatch, template, linked
+):
+    """The bound counted the values found, not the files judged: without ffmpeg, a session folder of videos with no
+    poster kept had every video's kept poster looked for (20,000 videos: 4.4 s a key) and answered no value and no
+    more; in an outputs/ linked to a folder of the user's, every file's sidecars were read, for a preview and for the
+    file itself. At most 101 files are judged: past them ``hasMore`` is set, with no ``total``, and the oldest are
+    never looked at."""
+    from kie_mcp.media import stitch
+
+    def no_ffmpeg() -> str:
+        raise stitch.StitchError("no ffmpeg here")
+
+    monkeypatch.setattr(stitch, "find_ffmpeg", no_ffmpeg)
+    folder = "2026-03-01-batch"
+    outputs = tmp_path / "outputs"
+    if linked:
+        (tmp_path / "chosen").mkdir()
+        outputs.symlink_to(tmp_path / "chosen", target_is_directory=True)
+    for n in range(150):  # videos without a poster; in a linked outputs/, the user's own (no sidecar lists them)
+        _dated(outputs / folder / f"clip-{n:03d}.mp4", 1_700_000_000 + n)
+    looked: list[str] = []
+
+    def watch(event: str, args: tuple) -> None:
+        if event == "open" and isinstance(args[0], str | Path) and "clip-000" in os.fspath(args[0]):
+            looked.append(os.fspath(args[0]))
+
+    async with connect() as client:
+        await _values(client, template, "path", "2026")  # the runtime opened, its start-up done
+        with audits(watch):
+            answer = (await _values(client, template, "path", f"{folder}/")).completion
+    assert answer.values == [] and answer.has_more is True and answer.total is None, answer
+    assert looked == [], looked  # the oldest never judged
+
+
 async def test_other_workflow_arguments_get_no_values(connect):
     async with connect() as client:
         answers = [

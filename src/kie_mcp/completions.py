@@ -18,7 +18,8 @@
   ships (``library.shipped_pages``), matched as a picture's path is; ``kie://outputs/{+path}``: what that read serves
   in the one folder of outputs/ the typed path names, newest first (``_served_entries``, in a worker thread: one
   ``os.scandir``, never the whole tree); ``kie://previews/{+path}``: the same, folder by folder, but only the saved
-  results that read makes a preview of (``_previewed_entries``: an image, a video with ffmpeg or a kept poster).
+  results that read makes a preview of (``_previewed_entries``: an image, a video with ffmpeg or a kept poster; those
+  that may be sent judged by their first bytes too, ``_previewed``).
 - Any other argument (a script, a description): no values.
 
 Model ids match by their start, or by the start of a word of the model's title or other names ("veo" offers the Veo
@@ -518,10 +519,14 @@ def _previewed_entries(settings: Settings, typed: str, journal: Journal | None =
     results that read makes a preview of, by the rule of its ``downloads.preview_of``: an image or a video by its name
     (``downloads.kind_of_file``), a video only while ffmpeg is found (``stitch.find_ffmpeg``) or a poster is kept for
     it as it is now (``downloads.cached_poster``, of the ``KIE_PREVIEW_PX`` the read serves). No size limit: the read
-    sends a small preview of a result too large to send itself. An image is offered by its type, not decoded (a host
-    asks on every key): one whose pixels do not decode is offered, and its read says it has no preview. Without
-    ffmpeg each video's kept poster is read, so at most ``MOST`` + 1 are judged, the rest left unjudged. Folders
-    (session folders, folders in one) are offered with a ``/``, as ``_served_entries`` offers them."""
+    sends a small preview of a result too large to send itself. Each value that may be sent (and the one more that
+    says there are more) is also judged by its first bytes, as the read judges them (``_previewed``): a kept preview,
+    or a picture Pillow opens within the read's pixel limit, or a video with a picture track. A picture is not
+    decoded (a host asks on every key): one whose pixels are damaged past its header is offered, and its read says it
+    has no preview; so is a video whose frames ffmpeg cannot decode. Without ffmpeg each video's kept poster is
+    read, so at most ``MOST`` + 1 files are judged, the rest left unjudged; with it, the files past the values sent
+    are counted by their names. Folders (session folders, folders in one) are offered with a ``/``, as
+    ``_served_entries`` offers them."""
     from kie_mcp.media.downloads import cached_poster, kind_of_file
     from kie_mcp.media.stitch import StitchError, find_ffmpeg
 
@@ -537,18 +542,80 @@ def _previewed_entries(settings: Settings, typed: str, journal: Journal | None =
             return ffmpeg or cached_poster(path, side) is not None
         return kind == "image"
 
-    return _listed_entries(settings.workspace, typed, previewed, costly=not ffmpeg, journal=journal)
+    return _listed_entries(
+        settings.workspace,
+        typed,
+        previewed,
+        costly=not ffmpeg,
+        journal=journal,
+        served=functools.partial(_previewed, side=side, ffmpeg=ffmpeg),
+    )
+
+
+def _previewed(path: Path, *, side: int, ffmpeg: bool) -> bool:
+    """Whether the read of ``kie://previews/`` serves a preview of the saved result ``path`` (an image or a video by
+    its name), judged by its head, never decoded (``downloads.preview_of``'s own steps, on the one file it opens,
+    ``downloads.opened_source``): the preview kept beside it for this very file (``cached_thumbnail``,
+    ``cached_poster``), else, for a picture, bytes of an image type (``sniff_mime``) that Pillow opens within the
+    pixels a preview decodes (``_too_many_pixels`` of its ``_drafted`` size, as ``scaled_copy`` judges it), and, for
+    a video while ffmpeg is found, bytes of a video type (an MP4 or MOV with a picture track: ``duration.tracks``, its
+    box headers only). Reads a few kilobytes: a worker thread, and a bounded number of files."""
+    from kie_mcp.media.downloads import (
+        BOXED,
+        SNIFF_BYTES,
+        _drafted,
+        _in_real_folder,
+        _too_many_pixels,
+        cached_poster,
+        cached_thumbnail,
+        kind_of,
+        kind_of_file,
+        opened_source,
+        sniff_mime,
+    )
+    from kie_mcp.media.duration import tracks
+    from kie_mcp.media.sniff import pillow
+
+    named = kind_of_file(path)
+    kept = cached_poster if named == "video" else cached_thumbnail
+    if kept(path, side) is not None:
+        return True  # the read serves the kept one, whatever the file's bytes
+    if named == "video" and not ffmpeg:
+        return False
+    try:
+        with opened_source(_in_real_folder(path)) as source:
+            head = source.read(SNIFF_BYTES)
+            mime = sniff_mime(head)
+            if kind_of(mime) != named:
+                return False
+            source.seek(0)
+            if named == "video":
+                found = tracks(source, os.fstat(source.fileno()).st_size) if mime in BOXED else None
+                return mime not in BOXED or (found is not None and found.video)
+            with pillow().open(source) as image:  # its header only: nothing is decoded
+                return not _too_many_pixels(image, size=_drafted(image, side))
+    except Exception:  # a link or a FIFO in its place, unreadable, a header Pillow refuses: the read has no preview
+        return False
 
 
 def _listed_entries(
-    workspace: Path, typed: str, fits: Callable[[Path, int], bool], *, costly: bool, journal: Journal | None
+    workspace: Path,
+    typed: str,
+    fits: Callable[[Path, int], bool],
+    *,
+    costly: bool,
+    journal: Journal | None,
+    served: Callable[[Path], bool] | None = None,
 ) -> tuple[list[str], bool]:
     """The entries of the folder of ``workspace``'s outputs/ that ``typed`` names (``_served_entries`` says how) that
     ``kie://outputs/{+path}`` serves and that ``fits`` takes (by the file's path and size), newest first, as the
     paths a read takes (``as_read``); and whether any were left unjudged. ``fits`` is asked only of files past the
     read's own checks (a regular file served where it is, none that held the key: seen so, or so in ``journal``),
-    before the sidecars of an outputs/ linked elsewhere are read; a ``costly`` one (it reads a file) and those
-    sidecars are asked of no more files than give ``MOST`` + 1 values, the rest left unjudged."""
+    before the sidecars of an outputs/ linked elsewhere are read; ``served`` (it reads the file) only of those that
+    may be sent, while fewer than ``MOST`` + 1 values are found: the files past them are counted without it. Each file
+    a costly check reads (a ``costly`` ``fits``, those sidecars, ``served``) is judged, and no more than ``MOST`` + 1
+    files are: past them the rest is left unjudged, whatever those judged gave (a folder of 20,000 videos, none with a
+    kept poster, is never read whole)."""
     import stat
     from pathlib import PurePosixPath
 
@@ -584,6 +651,7 @@ def _listed_entries(
     prefix = f"{folder}/" if folder else ""
     bounded = costly or home is not None
     found: list[str] = []
+    judged = 0  # files a costly check read
     for entry, facts in entries:
         relative = PurePosixPath(*parts, entry.name)
         if stat.S_ISDIR(facts.st_mode):
@@ -594,11 +662,16 @@ def _listed_entries(
             continue
         if key_held(here / entry.name, held.get(PurePosixPath(OUTPUTS, relative).as_posix())):
             continue
-        if bounded and len(found) > MOST:  # each judged by reading: no more than one answer takes
-            return found, True
+        checked = served is not None and len(found) <= MOST  # it may be sent: judged by its bytes too
+        if bounded or checked:
+            if judged > MOST or len(found) > MOST:  # each judged by reading: no more than one answer takes
+                return found, True
+            judged += 1
         if not fits(here / entry.name, facts.st_size):
             continue
         if home is not None and not _lent(home, home.joinpath(*relative.parts)):
+            continue
+        if checked and served is not None and not served(here / entry.name):
             continue
         found.append(f"{prefix}{as_read(entry.name)}")
     return found, False
