@@ -1442,7 +1442,7 @@ DECLINED_LATELY = (
 # What the form says when it asks again about a request the person said no to a moment ago (``decide_approval``):
 # the agent sent it again (with its own quote_id, perhaps), which approves nothing on its own meanwhile.
 ASKED_AGAIN = "You declined this same request {where} at {at}; it was sent again, so you are asked again."
-# What an estimate of such a request says (``surface._estimate``): it is not auto-approved meanwhile ...
+# What an estimate of such a request says (``estimates.estimate``): it is not auto-approved meanwhile ...
 SAID_NO_ESTIMATE = (
     "The user declined this very request {where} at {at}: until {until} it is not auto-approved. Do not run it unless "
     "the user asks for it again."

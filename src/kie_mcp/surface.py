@@ -39,7 +39,7 @@ from mcp.types import CallToolResult, ElicitResult, ImageContent, ResourceLink, 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError
 from pydantic_core import PydanticCustomError
 
-from kie_mcp import followups
+from kie_mcp import estimates, followups
 from kie_mcp import generation as gen
 from kie_mcp.apps import app_only_meta, card_meta, client_supports_apps, gallery_meta, made_card_meta, ui_meta
 from kie_mcp.bundled import bundled_path
@@ -50,7 +50,7 @@ from kie_mcp.catalog import (
     WithdrawnModelError,
     usd,
 )
-from kie_mcp.catalog.pricing import TypicalPrice, credits_figure, credits_text, typical_prices
+from kie_mcp.catalog.pricing import TypicalPrice, credits_text, typical_prices
 from kie_mcp.catalog.tables import (
     Offer,
     model_document,
@@ -60,7 +60,8 @@ from kie_mcp.catalog.tables import (
     typical_text,
 )
 from kie_mcp.clientroots import root_folders, roots_resolver
-from kie_mcp.config import Settings, no_key_advice
+from kie_mcp.config import Settings
+from kie_mcp.estimates import EstimateResult
 from kie_mcp.journal import (
     ATTEMPT_ID,
     JOURNAL_ERRORS,
@@ -91,10 +92,8 @@ from kie_mcp.media.downloads import (
 from kie_mcp.media.inputs import (
     UPLOAD_ACCEPTS,
     UPLOAD_LIMIT_BYTES,
-    Accepts,
     ChangedFile,
     MissingFile,
-    NotRegularFile,
     OutsideAllowedFolders,
     RefusedInput,
     TooLarge,
@@ -105,8 +104,7 @@ from kie_mcp.media.inputs import (
     remember_own_upload,
     snapshot,
 )
-from kie_mcp.media.results import write_joined_sidecar
-from kie_mcp.media.saved import CHANGED, changed_file, kept
+from kie_mcp.media.saved import CHANGED, kept
 from kie_mcp.redact import redact
 from kie_mcp.runtime import SERVING, NoKeyError, Runtime
 from kie_mcp.spend import (
@@ -122,7 +120,7 @@ from kie_mcp.spend import (
 )
 from kie_mcp.spend.account import account
 from kie_mcp.spend.ledger import readable_charge, reported_charge
-from kie_mcp.spend.quotes import QUOTE_ID, seen_charging
+from kie_mcp.spend.quotes import QUOTE_ID
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.tasks.follower import Asking, saving_words
 from kie_mcp.tasks.listing import (
@@ -403,28 +401,6 @@ class DeclineResult(_Result):
         "kept then: no call of the request sends a further create, and no quote of it approves it again (the message "
         "says so)."
     )
-    message: str
-
-
-class EstimateResult(_Result):
-    quote: Quote | None = Field(
-        description="The price, and the quote_id that approves exactly this request once, while it is within the "
-        "caps (within_caps; over one it approves nothing and cap_problem says what would let it through). Null when "
-        "nothing would be made or charged (a follow-up the clip already has: continue_video returns it; the message "
-        "names it)."
-    )
-    within_caps: bool
-    cap_problem: str | None = None
-    auto_approved: bool = Field(
-        description="True when this price is at or under KIE_AUTO_APPROVE_CREDITS and within the caps: generating "
-        "runs it without asking. Never for a price only KIE's live catalogue gives (a model kie-mcp's own lacks), "
-        "nor while the same request may be paid twice (a call of it still under way, made minutes ago, or of "
-        "unknown outcome: the message warns first)."
-    )
-    balance_credits: float | None = None
-    spent_today: float
-    max_credits_per_call: float
-    max_credits_per_day: float
     message: str
 
 
@@ -735,7 +711,7 @@ def _define_tools(mcp: _ToolRecorder) -> None:
                     )
                 plan = await gen.plan(rt, gen.GenerationArgs(**_args(given)), shared=shared, outputs_checked=True)
                 tool = f"generate_{plan.spec.kind}"
-            result = await _estimate(rt, plan, can_ask=_can_elicit(ctx))
+            result = await estimates.estimate(rt, plan, can_ask=_can_elicit(ctx))
         call = _tool_result(result, result.message, rt)
         if client_supports_apps(request):  # MCP Apps hosts: the quote as an approval card
             if isinstance(plan, followups.FollowupPlan) and plan.existing is not None:  # made: nothing to approve
@@ -928,53 +904,26 @@ def _define_tools(mcp: _ToolRecorder) -> None:
         replaced: the join then gets the next free name (name-2.mp4). Dotfiles, .env, .kie-mcp/ and logs/ are never
         read. Local and free: needs ffmpeg (kie-mcp's video extra, or ffmpeg on PATH)."""
         _reject_unknown_arguments(ctx, "stitch_videos")
-        from kie_mcp.media import gallery as pages  # the gallery and ffmpeg's plumbing load on first use
-        from kie_mcp.media import stitch as stitching
+        from kie_mcp import joining  # the join, the gallery and ffmpeg's plumbing load on first use
+        from kie_mcp.media.stitch import StitchError
 
         rt = _runtime(ctx)
-        with _user_errors(stitching.StitchError):
-            if chain:  # a follow-up stands for the chain that ends with it (followups.chain_clips)
-                chains = [(clip, followups.chain_clips(rt, clip) or [clip]) for clip in clips]
-                if (overlap := followups.chain_overlap(chains)) is not None:  # two chains sharing a clip
-                    raise stitching.StitchError(overlap)
-                clips = [link for _, links in chains for link in links]
-            overlap, notes = followups.join_check(rt, clips, chained=chain)  # footage twice, an extension left out
-            if overlap is not None:
-                raise stitching.StitchError(overlap)
-            stitching.check_clip_count(len(clips))  # chains can grow past the argument's limit
-            allowed = (*rt.settings.input_roots, *root_folders(roots))  # the client's roots too, as upload_file
-            if chain and len(clips) == 1 and not captions:  # the chain is one video already: nothing to join
-                return await _chain_in_one(rt, clips[0], await _clip_path(rt, clips[0], allowed), notes)
-            # output_file_name refuses paths, NUL and overlong names
-            name = stitching.output_file_name(output_name, f"stitched-{len(clips)}-clips")
-            paths = [await _clip_path(rt, clip, allowed) for clip in clips]
-            parts = [stitching.Caption(c.start, c.end, c.text) for c in captions or []]
-            # what is refused of the clips and captions alone, and no ffmpeg, before the session folder is made:
-            # such a join makes none (never removed after: another call may be about to write there)
-            await anyio.to_thread.run_sync(stitching.check_request, paths, parts or None)
-            stitching.find_ffmpeg()
-            # a session named as its folder is: said, as found before the join makes it
-            named = await anyio.to_thread.run_sync(stitching.session_note, rt.settings.workspace, session)
-            # the session's folder, else the clips' own; never through a link (a real one beside it instead)
-            folder = await anyio.to_thread.run_sync(
-                stitching.join_folder, rt.settings.workspace, paths, session, output_name
+        with _user_errors(StitchError):
+            joined = await joining.join(
+                rt,
+                clips,
+                output_name=output_name,
+                session=session,
+                captions=[(c.start, c.end, c.text) for c in captions or []],
+                chain=chain,
+                roots=root_folders(roots),
             )
-            done = await stitching.stitch(paths, folder / name, captions=parts or None)
-        # Named from the folder asked for: stitch resolves its target, which in an outputs/ linked to another disk
-        # lies outside the workspace.
-        placed = folder / done.path.name
-        sidecar = functools.partial(write_joined_sidecar, sandbox=rt.settings.sandbox)  # its card's badge
-        await anyio.to_thread.run_sync(sidecar, placed, rt.settings.workspace, session, clips)
-        joined_video = [(placed, "video")]
-        await pages.refresh(rt.settings.workspace, rt.settings.preview_px, joined_video)  # joins the gallery
-        relative = placed.relative_to(rt.settings.workspace).as_posix()
-        renamed = stitching.name_note(output_name, name)  # final.mov as final.mp4, 夏季广告 as its hash: said
-        joined_text = f"Joined {len(paths)} clip(s) into {relative}. {done.note}"
-        message = " ".join([*notes, joined_text, renamed, named]).strip()
-        result = StitchedVideo(path=relative, duration=done.duration, reencoded=done.reencoded, message=message)
-        seconds = await anyio.to_thread.run_sync(_video_seconds, placed, "video/mp4")  # its header: off the loop
-        joined = _saved_file(rt.settings.workspace, relative, None, "video/mp4", seconds)
-        return _tool_result(result, message, rt, saved=[joined])
+        result = StitchedVideo(
+            path=joined.path, duration=joined.duration, reencoded=joined.reencoded, message=joined.message
+        )
+        file = joined.saved
+        shown = [_saved_file(rt.settings.workspace, joined.path, file.task_id, file.mime, file.seconds)] if file else []
+        return _tool_result(result, result.message, rt, saved=shown)
 
     @mcp.tool(title="List tasks", annotations=READ_LOCAL, meta=ui_meta())
     @_accepts
@@ -1640,128 +1589,6 @@ def _decision(outcome: ElicitationResult[Any]) -> Approved | Declined | NeedsCon
             return NeedsConfirmation(CANCELLED, dismissed=True)
 
 
-def _quote_use(rt: Runtime, quote_id: str, until: str) -> str:
-    """What an estimate's quote_id is for: the approval of this request once the user agreed to its cost, or, with
-    KIE_APPROVAL=form, only its binding (the user approves in the confirmation form on a client that shows one)."""
-    if rt.settings.approval == "form":
-        return (
-            f"quote_id={quote_id} binds the generate call to exactly this request until {until}; the user approves "
-            "the spend in the confirmation form (a client without forms approves with the quote_id once the user "
-            "agreed to this cost)."
-        )
-    return (
-        f"quote_id={quote_id} approves exactly this request once, until {until}: pass it to the generate call only "
-        "after the user agreed to this cost."
-    )
-
-
-async def _estimate(rt: Runtime, plan: gen.Plan, *, can_ask: bool) -> EstimateResult:
-    """The estimate of ``plan`` with its quote; ``can_ask``: the client asking shows forms (what its quote_id does
-    meanwhile after the person's No to the request is said for that client alone)."""
-    from kie_mcp.spend.balance import balance_cache
-
-    if isinstance(plan, followups.FollowupPlan) and plan.existing is not None:
-        return _already_made(rt, plan)
-    # Its one write: at once while no other writer holds the journal's lock, else off the event loop once it is free.
-    quote = await rt.journal.unless_locked(
-        lambda: rt.quotes.issue(
-            plan.spec.id,
-            plan.digest,
-            plan.price,
-            plan.variations,
-            ceiling=plan.reserved,
-            measured=plan.estimate,
-            request=plan.bound,
-        )
-    )
-    spent = rt.ledger.spent_today()
-    try:
-        gen.check_plan_caps(rt, plan, spent)
-        cap_problem = None
-    except SpendRefused as err:
-        cap_problem = str(err)
-    try:  # read at most every few seconds; an estimate is free and offline-safe, so a failed read is no error
-        balance = await balance_cache(rt).current() if rt.kie is not None else None
-        unread = None
-    except KieError as err:
-        balance = None
-        unread = f"The balance could not be read ({err.message}); generating reads it first, or spends nothing."
-    said_no = rt.quotes.declined_lately(plan.digest)  # the person said no to it a moment ago: never run unasked
-    auto = (  # over a cap nothing runs, so nothing is auto-approved either
-        cap_problem is None
-        and said_no is None
-        and quote.price_known
-        and 0 < (plan.counted or 0) <= gen.auto_approve_limit(rt, plan)
-    )
-    cost = (
-        gen.cost_asked(plan)  # as the form's question leads: "up to" the figure the caps count when it is higher
-        if quote.credits_total is not None
-        else "UNKNOWN before it runs (never auto-approved): "
-        + gen.unknown_cost(plan, refused=cap_problem is not None).rstrip(".")
-    )
-    left = max(rt.ledger.caps.per_day - spent, 0)
-    parts = [
-        f"{plan.spec.title} ({plan.spec.id}) x{plan.variations}: {cost}.",
-        *filter(None, [seen_charging(plan.price, plan.variations)]),
-        *plan.notes,
-        f"Breakdown: {quote.breakdown.rstrip('.')}. Price source: {quote.price_source}.",
-        *([f"Price note: {quote.note.rstrip('.')}."] if quote.note else []),
-        f"Spent today: {credits_text(spent)}; {credits_figure(left)} left of the "
-        f"{credits_figure(rt.ledger.caps.per_day)} per day (per call at most "
-        f"{credits_figure(rt.ledger.caps.per_call)}).",
-        gen.settings_text(plan) + ".",
-        # Over a cap the quote approves nothing (generating with it is refused): the cap's message says what would
-        # let the request through, as the generate call would
-        _quote_use(rt, quote.quote_id, quote.expires_at)
-        if cap_problem is None
-        else f"quote_id={quote.quote_id} (until {quote.expires_at}) approves nothing while the request is over a "
-        f"cap: {cap_problem}",
-    ]
-    if said_no is not None:
-        no = {"where": said_no.where, "at": timestamp(said_no.at), "until": timestamp(said_no.at + rt.quotes.ttl)}
-        if cap_problem is None and can_ask and rt.settings.approval != "form":  # the quote asks: said in its place
-            parts[-1] = gen.SAID_NO_QUOTE_ASKS.format(quote_id=quote.quote_id, expires=quote.expires_at, **no)
-        else:
-            parts.append(gen.SAID_NO_ESTIMATE.format(**no))
-    if balance is not None and quote.credits_total is not None and balance < quote.credits_total:
-        parts.append(f"The balance ({credits_text(balance)}) is too low for this request.")
-    elif balance is not None and quote.credits_counted is not None and balance < quote.credits_counted:
-        parts.append(
-            f"The balance ({credits_text(balance)}) covers KIE's list price but not the {quote.credits_counted:g} "
-            f"counted ({plan.price.counted_why}): KIE may refuse the task for too few credits (a refusal costs "
-            "nothing)."
-        )
-    if unread:
-        parts.append(unread)
-    if rt.kie is None:  # the quote is real, but nothing can run until a key is set
-        parts.append(f"Nothing can be generated yet: {no_key_advice(rt.settings.context_folder)}")
-    return EstimateResult(
-        quote=quote,
-        within_caps=cap_problem is None,
-        cap_problem=cap_problem,
-        auto_approved=auto,
-        balance_credits=balance,
-        spent_today=spent,
-        max_credits_per_call=rt.ledger.caps.per_call,
-        max_credits_per_day=rt.ledger.caps.per_day,
-        message=" ".join(parts),
-    )
-
-
-def _already_made(rt: Runtime, plan: followups.FollowupPlan) -> EstimateResult:
-    """The estimate of a follow-up the clip already has: 0 credits and no quote (nothing to approve), so no cap is
-    in the way and nothing is auto-approved."""
-    return EstimateResult(
-        quote=None,
-        within_caps=True,
-        auto_approved=False,
-        spent_today=rt.ledger.spent_today(),
-        max_credits_per_call=rt.ledger.caps.per_call,
-        max_credits_per_day=rt.ledger.caps.per_day,
-        message=followups.existing_estimate(plan),
-    )
-
-
 def _usable_task_id(task_id: str) -> str:
     """``task_id`` as the rule a create answer's id meets takes it (``usable_task_id``), or refused before anything
     is read or asked of KIE: an empty one would ask about nothing, and one holding a credential (the API key, a
@@ -1820,128 +1647,6 @@ async def _find_record(rt: Runtime, task_id: str, *, reading: bool = False) -> t
     # As old as KIE says (the 14-day limit applies); the task of a create whose answer was lost when surely that one's
     taken = await followups.found_elsewhere(rt, task_id, status)
     return taken.record, taken.words
-
-
-async def _chain_in_one(rt: Runtime, clip: str, path: Path, notes: list[str]) -> CallToolResult:
-    """stitch_videos' answer when chain=true leaves one clip and there are no captions: that clip's video (``path``,
-    judged as a clip) is already the whole chain, so nothing is joined or written; the answer names it and says why.
-    Its name and length are read in a worker thread (``stitch.chain_video``): its header read on the event loop held
-    up every other request meanwhile, seconds on a slow or network disk.
-    """
-    from kie_mcp.media.stitch import chain_video  # loaded by stitch_videos already
-
-    record = followups.clip_task(rt, clip)
-    saved = [f for f in rt.journal.files_for(clip) if f["idx"] == followups.MAIN_RESULT]
-    if record is not None and record.parent_task_id and record.operation == "extend":
-        why = f"{clip} is an extension whose video already holds the whole video so far, from the first clip on"
-    elif record is not None and record.parent_task_id:
-        why = f"{clip} upgrades {record.parent_task_id}, and its video already holds that clip's whole chain"
-    else:
-        why = f"{clip} is the only clip of its chain (it continues no earlier clip)"
-    found = saved[0]["path"] if saved else None  # else a file of the user's own (chain=true of a path)
-    relative, duration = await anyio.to_thread.run_sync(chain_video, rt.settings.workspace, path, found)
-    message = " ".join([*notes, f"Nothing was joined: {why}, so it is the video: {relative}."])
-    result = StitchedVideo(path=relative, duration=duration, reencoded=False, message=message)
-    shown = [_saved_file(rt.settings.workspace, relative, clip, saved[0]["mime"], duration)] if saved else []
-    return _tool_result(result, message, rt, saved=shown)
-
-
-# stitch_videos' clips: any video by its bytes, of any size (nothing is uploaded, so no upload limit applies, and a
-# refusal says nothing was joined); a still is animated first.
-_ANIMATE_FIRST = (
-    "To put this still in the video, animate it first: estimate_cost, then generate_video(images=[{path}], prompt= "
-    "its motion and sound), and join that clip's task id."
-)
-_CLIP_ACCEPTS = Accepts(
-    frozenset({"video"}),
-    "stitch_videos",
-    limit_mb=float("inf"),
-    urls=False,
-    nothing="Nothing was joined.",
-    instead=(("image", _ANIMATE_FIRST),),
-)
-
-
-async def _clip_path(rt: Runtime, clip: str, allowed: tuple[Path, ...]) -> Path:
-    """A clip by task id (its saved video) or by path, judged by upload_file's rules before ffmpeg sees it: inside
-    the allowed folders (``allowed``: the workspace, KIE_ALLOWED_DIRS and the client's MCP roots), never private
-    (.env, dotfiles, .kie-mcp/, logs/), and a video by its bytes; the stitched file lands in outputs/, which
-    kie://outputs/ serves, so anything read here could otherwise leak through it."""
-    videos = [f for f in rt.journal.files_for(clip) if f["mime"].startswith("video/")]
-    # Its main video only: a Veo extension's later file is only its new part, which would stand for the whole clip.
-    saved = [f for f in videos if f["idx"] == followups.MAIN_RESULT]
-    if videos and not saved:
-        raise ToolError(
-            f"Task {clip}'s main video (its first result) was not saved in this workspace; its other file holds only "
-            f"part of it (a Veo extension's new part). Call check_task(task_id='{clip}') to save it again from KIE "
-            "(its files are kept about 14 days), then join again."
-        )
-    if not saved and (task := rt.tasks.get(clip)) is not None:
-        raise ToolError(_no_clip(task, rt.settings.download))
-    given = str(rt.settings.workspace / saved[0]["path"]) if saved else clip  # a saved file is judged the same way
-    try:  # reads the file's first bytes: in a worker thread
-        path, _ = await anyio.to_thread.run_sync(
-            inspect_local, given, rt.settings.input_bases, allowed, _CLIP_ACCEPTS, rt.settings.started_in
-        )
-    except NotRegularFile as err:  # something is there (a folder, a FIFO): said as what it is, never "missing"
-        raise ToolError(f"stitch_videos refused the clip {clip!r}. {err}") from None
-    except MissingFile as err:
-        if saved:
-            raise ToolError(_clip_gone(clip, saved[0]["path"])) from None
-        raise ToolError(
-            f"{clip!r} is neither a task id with a saved video nor a video file in the workspace."
-            + (f" {err.elsewhere}" if err.elsewhere else "")
-        ) from None
-    except RefusedInput as err:
-        # The clip is never followed by ": ": "'../etc/passwd': '../etc..." reads as a password, redacted in the answer
-        raise ToolError(f"stitch_videos refused the clip {clip!r}. {err}") from None
-    if saved:  # never a file changed since it was saved in the task's place (read here, as it is about to be used)
-        state = await anyio.to_thread.run_sync(
-            kept, rt.settings.workspace / saved[0]["path"], saved[0]["size"], saved[0]["sha256"]
-        )
-        if state == "missing":  # gone since it was looked at
-            raise ToolError(_clip_gone(clip, saved[0]["path"]))
-        if state != "kept":
-            edited = "give its path in clips in place of the task id, then join again."
-            raise ToolError(changed_file(clip, saved[0]["path"], edited))
-    return path
-
-
-def _clip_gone(task_id: str, relative: str) -> str:
-    """What to say of a task's saved video that is not there any more (deleted, moved)."""
-    return (
-        f"Task {task_id}'s saved video {relative} is not there any more. Call check_task(task_id='{task_id}') to "
-        "save it again from KIE (its files are kept about 14 days), then join again."
-    )
-
-
-def _no_clip(task: TaskRecord, downloads: bool) -> str:
-    """Why a task of this workspace gives stitch_videos no clip, and what to do instead."""
-    name = task.task_id
-    if task.kind is not None and task.kind != "video":
-        still = (
-            " To put its still in the video, animate it first: estimate_cost, then generate_video(images=[its saved "
-            "path]), and join that clip's task id."
-            if task.kind == "image"
-            else ""
-        )
-        return (
-            f"Task {name} is an {task.kind} task, not a video: give a video task's id, or a video file. Nothing was "
-            f"joined.{still}"
-        )
-    if task.state in ("failed", "unknown"):
-        return (
-            f"Task {name} {'failed' if task.state == 'failed' else 'has an unknown outcome'} and has no video to join; "
-            "leave it out, or make the clip again."
-        )
-    if not downloads:
-        return (
-            f"Task {name}'s video is not saved: downloads are off (KIE_DOWNLOAD=never), and stitch_videos joins saved "
-            "files only. Set KIE_DOWNLOAD=always and call check_task to save it, or join files you saved yourself."
-        )
-    if task.finished:
-        return f"Task {name} finished without a saved video; check_task(task_id='{name}') saves it, then join again."
-    return f"Task {name} has no saved video yet; check_task saves it once it has finished."
 
 
 def _task_message(record: TaskRecord, typical: tuple[int, int] | None = None, asking: Asking | None = None) -> str:

@@ -1,0 +1,227 @@
+"""Joining saved clips into one video (stitch_videos): which clips a request stands for, each judged before ffmpeg
+sees it, the folder the join goes in, the join, its sidecar and its place in the gallery, and what the answer says.
+
+The surface's ``stitch_videos`` parses its arguments, calls ``join`` and shapes its answer from the ``Joined`` it
+returns. A chain (``chain=true``: a task id standing for its whole chain of follow-ups, ``followups.chain_clips``)
+is expanded and checked here; a clip is a task id (its saved main video) or a path, read by upload_file's rules
+(``_clip_path``). What ffmpeg does is ``media/stitch.py``'s.
+
+Loaded by the tool on its first call, with ffmpeg's plumbing and the gallery it imports: never at start-up.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.to_thread
+
+from kie_mcp import followups
+from kie_mcp.media import gallery as pages
+from kie_mcp.media import stitch as stitching
+from kie_mcp.media.duration import video_seconds
+from kie_mcp.media.inputs import Accepts, MissingFile, NotRegularFile, RefusedInput, inspect_local
+from kie_mcp.media.results import write_joined_sidecar
+from kie_mcp.media.saved import changed_file, kept
+from kie_mcp.media.stitch import StitchError
+
+if TYPE_CHECKING:
+    from kie_mcp.runtime import Runtime
+    from kie_mcp.tasks import TaskRecord
+
+
+@dataclass(frozen=True)
+class JoinedFile:
+    """The answer's saved file: the video ``Joined.path`` names, as its saved-file entry shows it."""
+
+    task_id: str | None  # the task whose saved video it is (a chain that is one video already); None for a join
+    mime: str
+    seconds: float | None  # its length as its header says
+
+
+@dataclass(frozen=True)
+class Joined:
+    """What a join made (or, for a chain that is one video already, named): stitch_videos' answer, unshaped."""
+
+    path: str  # relative to the workspace
+    duration: float | None
+    reencoded: bool
+    message: str
+    saved: JoinedFile | None  # None: a file of the user's own, named but not a saved file
+
+
+async def join(
+    rt: Runtime,
+    clips: list[str],
+    *,
+    output_name: str | None,
+    session: str | None,
+    captions: Sequence[tuple[float, float, str]],
+    chain: bool,
+    roots: tuple[Path, ...],
+) -> Joined:
+    """Join ``clips`` (task ids or video paths, in order) with ``captions`` (start, end, text) burned in, into the
+    session's folder (else the clips' own, else a folder of the day named after ``output_name``), as
+    stitch_videos asks; ``roots``: the local folders the client shares as MCP roots, read as upload_file reads them.
+    Refusals are ``StitchError``s saying what to do; a refused join writes nothing and makes no folder."""
+    if chain:  # a follow-up stands for the chain that ends with it (followups.chain_clips)
+        chains = [(clip, followups.chain_clips(rt, clip) or [clip]) for clip in clips]
+        if (overlap := followups.chain_overlap(chains)) is not None:  # two chains sharing a clip
+            raise StitchError(overlap)
+        clips = [link for _, links in chains for link in links]
+    overlap, notes = followups.join_check(rt, clips, chained=chain)  # footage twice, an extension left out
+    if overlap is not None:
+        raise StitchError(overlap)
+    stitching.check_clip_count(len(clips))  # chains can grow past the argument's limit
+    allowed = (*rt.settings.input_roots, *roots)  # the client's roots too, as upload_file
+    if chain and len(clips) == 1 and not captions:  # the chain is one video already: nothing to join
+        return await _chain_in_one(rt, clips[0], await _clip_path(rt, clips[0], allowed), notes)
+    # output_file_name refuses paths, NUL and overlong names
+    name = stitching.output_file_name(output_name, f"stitched-{len(clips)}-clips")
+    paths = [await _clip_path(rt, clip, allowed) for clip in clips]
+    parts = [stitching.Caption(start, end, text) for start, end, text in captions]
+    # what is refused of the clips and captions alone, and no ffmpeg, before the session folder is made:
+    # such a join makes none (never removed after: another call may be about to write there)
+    await anyio.to_thread.run_sync(stitching.check_request, paths, parts or None)
+    stitching.find_ffmpeg()
+    # a session named as its folder is: said, as found before the join makes it
+    named = await anyio.to_thread.run_sync(stitching.session_note, rt.settings.workspace, session)
+    # the session's folder, else the clips' own; never through a link (a real one beside it instead)
+    folder = await anyio.to_thread.run_sync(stitching.join_folder, rt.settings.workspace, paths, session, output_name)
+    done = await stitching.stitch(paths, folder / name, captions=parts or None)
+    # Named from the folder asked for: stitch resolves its target, which in an outputs/ linked to another disk
+    # lies outside the workspace.
+    placed = folder / done.path.name
+    sidecar = functools.partial(write_joined_sidecar, sandbox=rt.settings.sandbox)  # its card's badge
+    await anyio.to_thread.run_sync(sidecar, placed, rt.settings.workspace, session, clips)
+    joined_video = [(placed, "video")]
+    await pages.refresh(rt.settings.workspace, rt.settings.preview_px, joined_video)  # joins the gallery
+    relative = placed.relative_to(rt.settings.workspace).as_posix()
+    renamed = stitching.name_note(output_name, name)  # final.mov as final.mp4, 夏季广告 as its hash: said
+    joined_text = f"Joined {len(paths)} clip(s) into {relative}. {done.note}"
+    message = " ".join([*notes, joined_text, renamed, named]).strip()
+    seconds = await anyio.to_thread.run_sync(video_seconds, placed, "video/mp4")  # its header: off the loop
+    return Joined(relative, done.duration, done.reencoded, message, JoinedFile(None, "video/mp4", seconds))
+
+
+async def _chain_in_one(rt: Runtime, clip: str, path: Path, notes: list[str]) -> Joined:
+    """stitch_videos' answer when chain=true leaves one clip and there are no captions: that clip's video (``path``,
+    judged as a clip) is already the whole chain, so nothing is joined or written; the answer names it and says why.
+    Its name and length are read in a worker thread (``stitch.chain_video``): its header read on the event loop held
+    up every other request meanwhile, seconds on a slow or network disk.
+    """
+    record = followups.clip_task(rt, clip)
+    saved = [f for f in rt.journal.files_for(clip) if f["idx"] == followups.MAIN_RESULT]
+    if record is not None and record.parent_task_id and record.operation == "extend":
+        why = f"{clip} is an extension whose video already holds the whole video so far, from the first clip on"
+    elif record is not None and record.parent_task_id:
+        why = f"{clip} upgrades {record.parent_task_id}, and its video already holds that clip's whole chain"
+    else:
+        why = f"{clip} is the only clip of its chain (it continues no earlier clip)"
+    found = saved[0]["path"] if saved else None  # else a file of the user's own (chain=true of a path)
+    relative, duration = await anyio.to_thread.run_sync(stitching.chain_video, rt.settings.workspace, path, found)
+    message = " ".join([*notes, f"Nothing was joined: {why}, so it is the video: {relative}."])
+    shown = JoinedFile(clip, saved[0]["mime"], duration) if saved else None
+    return Joined(relative, duration, False, message, shown)
+
+
+# stitch_videos' clips: any video by its bytes, of any size (nothing is uploaded, so no upload limit applies, and a
+# refusal says nothing was joined); a still is animated first.
+_ANIMATE_FIRST = (
+    "To put this still in the video, animate it first: estimate_cost, then generate_video(images=[{path}], prompt= "
+    "its motion and sound), and join that clip's task id."
+)
+_CLIP_ACCEPTS = Accepts(
+    frozenset({"video"}),
+    "stitch_videos",
+    limit_mb=float("inf"),
+    urls=False,
+    nothing="Nothing was joined.",
+    instead=(("image", _ANIMATE_FIRST),),
+)
+
+
+async def _clip_path(rt: Runtime, clip: str, allowed: tuple[Path, ...]) -> Path:
+    """A clip by task id (its saved video) or by path, judged by upload_file's rules before ffmpeg sees it: inside
+    the allowed folders (``allowed``: the workspace, KIE_ALLOWED_DIRS and the client's MCP roots), never private
+    (.env, dotfiles, .kie-mcp/, logs/), and a video by its bytes; the stitched file lands in outputs/, which
+    kie://outputs/ serves, so anything read here could otherwise leak through it."""
+    videos = [f for f in rt.journal.files_for(clip) if f["mime"].startswith("video/")]
+    # Its main video only: a Veo extension's later file is only its new part, which would stand for the whole clip.
+    saved = [f for f in videos if f["idx"] == followups.MAIN_RESULT]
+    if videos and not saved:
+        raise StitchError(
+            f"Task {clip}'s main video (its first result) was not saved in this workspace; its other file holds only "
+            f"part of it (a Veo extension's new part). Call check_task(task_id='{clip}') to save it again from KIE "
+            "(its files are kept about 14 days), then join again."
+        )
+    if not saved and (task := rt.tasks.get(clip)) is not None:
+        raise StitchError(_no_clip(task, rt.settings.download))
+    given = str(rt.settings.workspace / saved[0]["path"]) if saved else clip  # a saved file is judged the same way
+    try:  # reads the file's first bytes: in a worker thread
+        path, _ = await anyio.to_thread.run_sync(
+            inspect_local, given, rt.settings.input_bases, allowed, _CLIP_ACCEPTS, rt.settings.started_in
+        )
+    except NotRegularFile as err:  # something is there (a folder, a FIFO): said as what it is, never "missing"
+        raise StitchError(f"stitch_videos refused the clip {clip!r}. {err}") from None
+    except MissingFile as err:
+        if saved:
+            raise StitchError(_clip_gone(clip, saved[0]["path"])) from None
+        raise StitchError(
+            f"{clip!r} is neither a task id with a saved video nor a video file in the workspace."
+            + (f" {err.elsewhere}" if err.elsewhere else "")
+        ) from None
+    except RefusedInput as err:
+        # The clip is never followed by ": ": "'../etc/passwd': '../etc..." reads as a password, redacted in the answer
+        raise StitchError(f"stitch_videos refused the clip {clip!r}. {err}") from None
+    if saved:  # never a file changed since it was saved in the task's place (read here, as it is about to be used)
+        state = await anyio.to_thread.run_sync(
+            kept, rt.settings.workspace / saved[0]["path"], saved[0]["size"], saved[0]["sha256"]
+        )
+        if state == "missing":  # gone since it was looked at
+            raise StitchError(_clip_gone(clip, saved[0]["path"]))
+        if state != "kept":
+            edited = "give its path in clips in place of the task id, then join again."
+            raise StitchError(changed_file(clip, saved[0]["path"], edited))
+    return path
+
+
+def _clip_gone(task_id: str, relative: str) -> str:
+    """What to say of a task's saved video that is not there any more (deleted, moved)."""
+    return (
+        f"Task {task_id}'s saved video {relative} is not there any more. Call check_task(task_id='{task_id}') to "
+        "save it again from KIE (its files are kept about 14 days), then join again."
+    )
+
+
+def _no_clip(task: TaskRecord, downloads: bool) -> str:
+    """Why a task of this workspace gives stitch_videos no clip, and what to do instead."""
+    name = task.task_id
+    if task.kind is not None and task.kind != "video":
+        still = (
+            " To put its still in the video, animate it first: estimate_cost, then generate_video(images=[its saved "
+            "path]), and join that clip's task id."
+            if task.kind == "image"
+            else ""
+        )
+        return (
+            f"Task {name} is an {task.kind} task, not a video: give a video task's id, or a video file. Nothing was "
+            f"joined.{still}"
+        )
+    if task.state in ("failed", "unknown"):
+        return (
+            f"Task {name} {'failed' if task.state == 'failed' else 'has an unknown outcome'} and has no video to join; "
+            "leave it out, or make the clip again."
+        )
+    if not downloads:
+        return (
+            f"Task {name}'s video is not saved: downloads are off (KIE_DOWNLOAD=never), and stitch_videos joins saved "
+            "files only. Set KIE_DOWNLOAD=always and call check_task to save it, or join files you saved yourself."
+        )
+    if task.finished:
+        return f"Task {name} finished without a saved video; check_task(task_id='{name}') saves it, then join again."
+    return f"Task {name} has no saved video yet; check_task saves it once it has finished."
