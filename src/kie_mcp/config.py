@@ -189,9 +189,10 @@ class Settings:
     # are served, and its files may be inputs; its journal, outputs and logs are never touched.
     real_workspace: Path | None = None
     workspace_reason: str = ""  # how the workspace was chosen, for the start-up line
-    # The folder the server was started in (in Claude Code and Cursor, the project), which need not be the workspace: a
-    # relative input path with nothing at it in the workspace that names a file there is refused saying so, with
-    # how to work in that folder (``media.inputs.found_elsewhere``); never read from. None: not known.
+    # The folder the server was started in (in Claude Code, the project; Cursor starts servers in the home folder),
+    # which need not be the workspace: a relative input path with nothing at it in the workspace that names a file
+    # there is refused saying so, with how to work in that folder (``media.inputs.found_elsewhere``); never read
+    # from. None: not known.
     started_in: Path | None = field(default=None, compare=False)
     config_error: str | None = None  # a broken setting: every tool answers with it (see ``config_problem``)
     config_fix_in: tuple[str, ...] = ()  # where each broken setting was written: the env block, a .env's path
