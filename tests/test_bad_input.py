@@ -552,22 +552,27 @@ async def test_a_task_id_that_cannot_be_one_is_refused_without_asking_kie(connec
 
 
 @pytest.mark.parametrize(
-    ("uri", "words"),
-    [("kie://tasks/\ud800", "is not a task id"), ("kie://workspace/references/\ud800", "Unknown resource")],
+    ("uri", "words", "refused_input"),
+    [
+        ("kie://tasks/\ud800", "is not a task id", True),
+        ("kie://workspace/references/\ud800", "Unknown resource", False),
+    ],
     ids=["task", "reference"],
 )
-async def test_a_lone_surrogate_in_a_resource_uri_is_not_found_in_words(connect, controls, caplog, mode, uri, words):
+async def test_a_lone_surrogate_in_a_resource_uri_is_answered_in_words_never_a_crash(
+    connect, controls, caplog, mode, uri, words, refused_input
+):
     """The audit (a host embedding the server: over stdio a lone surrogate is read as U+FFFD first): half an emoji
     in a task's URI ended in an internal error (-32603) with a traceback on stderr, the journal's query unable to
-    encode it; in a reference's, in error code 0 with Python's codec text. Either is "not found", said in words,
-    and nothing is asked of KIE."""
+    encode it; in a reference's, in error code 0 with Python's codec text. The reference is "not found", the task id
+    refused as no task id (invalid params, never "not found"), said in words, and nothing is asked of KIE."""
     if mode != "legacy":
         pytest.skip("the SDK's 2026-07-28 client cannot send it: it names the URI in a header, encoded as UTF-8")
     async with connect() as client:
         with pytest.raises(MCPError) as refused:
             await client.read_resource(uri)
     error = refused.value.error
-    assert error.code == not_found_code(mode), error
+    assert error.code == (types.INVALID_PARAMS if refused_input else not_found_code(mode)), error
     assert words in error.message and "codec" not in error.message, error.message
     assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records if r.exc_info]
     requests = await controls.get("requests")

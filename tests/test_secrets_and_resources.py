@@ -13,6 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 from mcp import Client, MCPError
+from mcp.types import INVALID_PARAMS
 from pydantic import SecretStr
 
 from kie_mcp.catalog import load_catalog
@@ -166,18 +167,23 @@ async def test_task_resource(connect, controls):
 
 
 @pytest.mark.parametrize(
-    ("task_id", "said"), [("does-not-exist", "KIE knows no task"), ("q_0123456789abcdef", "is a quote id")]
+    ("task_id", "said", "refused_input"),
+    [("does-not-exist", "KIE knows no task", False), ("q_0123456789abcdef", "is a quote id", True)],
+    ids=["unknown", "quote id"],
 )
-async def test_unknown_task_resource_is_not_found_saying_why(connect, mode, task_id, said):
+async def test_an_unknown_task_resource_is_not_found_and_a_quote_id_refused_saying_why(
+    connect, mode, task_id, said, refused_input
+):
     """The audit: an unknown task id (or a quote id) was a successful read of {"task_id", "error"}: a client or app
-    could not tell it from a task without parsing it. It is "not found" (the code of the connection's revision), as
-    a model or saved result that does not exist is, with the reason."""
+    could not tell it from a task without parsing it. An unknown one is "not found" (the code of the connection's
+    revision), as a model or saved result that does not exist is, with the reason; a quote id is no task id at all,
+    refused as invalid params in every era (never "not found", which a client may take for "gone")."""
     from mcp import MCPError
 
     async with connect() as client:
         with pytest.raises(MCPError) as refused:
             await client.read_resource(f"kie://tasks/{task_id}")
-    assert refused.value.error.code == not_found_code(mode)
+    assert refused.value.error.code == (INVALID_PARAMS if refused_input else not_found_code(mode))
     assert said in refused.value.error.message
 
 
@@ -213,7 +219,7 @@ async def test_a_task_id_holding_a_credential_is_refused_unrepeated_and_never_se
     read = refused.value.error
     assert checked.is_error and "holds a credential" in text_of(checked), text_of(checked)
     assert continued.is_error and "holds a credential" in text_of(continued), text_of(continued)
-    assert read.code == not_found_code(mode) and "holds a credential" in read.message, read
+    assert read.code == INVALID_PARAMS and "holds a credential" in read.message, read  # a refusal, never "not found"
     assert "nothing was asked of KIE" in read.message
     answers = text_of(checked) + text_of(continued) + read.message + json.dumps(read.data)
     assert task_id not in answers.replace(f"kie://tasks/{task_id}", "")  # the SDK's data names the URI asked

@@ -311,7 +311,8 @@ class _Server(MCPServer):
       (``add_tool``, ``resource``).
     - A ``resources/read`` of a resource that does not exist is answered "Resource not found" (-32002) on a
       handshake-era connection, as MCP up to 2025-11-25 says; invalid params (-32602), the SDK's, in the 2026-07-28
-      era, as its revision says (``_not_found_code``).
+      era, as its revision says (``_not_found_code``). A read refused for its input or the workspace's setup
+      (``ResourceRefused``) is invalid params in every era: it is no "not found".
     - A tool's own error (its ``ToolError``, a resolver's) reaches the client in its words, without the SDK's
       "Error executing tool <name>: " before them.
     - A surface that cannot load (a Python without ``_sqlite3``, a broken install) is a start that failed, said as
@@ -603,6 +604,8 @@ class _Server(MCPServer):
         token = SERVING.set(_serving(context))  # the model tables are this server's: KIE's live list and prices
         try:
             return await super().read_resource(uri, context)
+        except ResourceRefused:
+            raise  # the reader's input or the workspace's setup, to fix: invalid params, as the SDK answers it
         except ResourceNotFoundError as err:
             if uri in self._resource_manager._resources:  # a listed file removed since: listed no more
                 await self._bring_up_to_date(reading=uri, gone=True)
@@ -774,11 +777,20 @@ class _Server(MCPServer):
 RESOURCE_NOT_FOUND = -32002
 
 
+class ResourceRefused(ResourceNotFoundError):
+    """A read refused for what it asked or for the workspace's setup, not for a resource that is not there: a task
+    URI whose id is no task id (malformed, holding a credential, a quote id), a model name meaning several models,
+    outputs/ a link to the workspace. Answered invalid params (-32602) in every era, as the SDK answers the
+    ``ResourceNotFoundError`` it is, never "Resource not found" (``_not_found_code``): a client may take that for
+    "gone" and drop the URI, with the words saying what to fix."""
+
+
 def _not_found_code(context: Context[Any, Any] | None) -> int | None:
     """The code of the answer to a ``resources/read`` of a resource that does not exist, where it is not the SDK's
     invalid params: ``RESOURCE_NOT_FOUND`` on a handshake-era connection, whose revisions name it. None (invalid
     params, as the SDK answers) in the 2026-07-28 era, whose revision says so, and for a read made for another
-    request (``resources/subscribe`` judging a URI, a tool reading a resource)."""
+    request (``resources/subscribe`` judging a URI, a tool reading a resource). Never asked of a ``ResourceRefused``,
+    which is invalid params in every era."""
     from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
     try:

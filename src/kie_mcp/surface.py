@@ -107,6 +107,7 @@ from kie_mcp.media.inputs import (
 from kie_mcp.media.saved import CHANGED, kept
 from kie_mcp.redact import redact
 from kie_mcp.runtime import SERVING, NoKeyError, Runtime
+from kie_mcp.server import ResourceRefused
 from kie_mcp.spend import (
     Approved,
     Ask,
@@ -1818,7 +1819,9 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
             # The catalogue, readable even with a broken setting; a follow-up (veo/extend) is documented like any
             # model: reading its document is not generating with it.
             spec = gen.resolve_model(_state(ctx), model_id, followup=True)
-        except (UnknownModelError, WithdrawnModelError, AmbiguousModelError) as err:  # the reader's mistake
+        except AmbiguousModelError as err:  # a name several models answer to: the reader picks one
+            raise ResourceRefused(str(err)) from err
+        except (UnknownModelError, WithdrawnModelError) as err:  # no such model (any more): not found
             raise ResourceNotFoundError(str(err)) from err
         return json.dumps(model_document(spec, _offer(_state(ctx))), indent=2)
 
@@ -1832,6 +1835,8 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         Its pictures are kie://previews/ URIs; its other links are relative to this page's URI."""
         try:
             return pages.read_page(outputs, side=settings.preview_px) or ""
+        except saved.OutputsRefused as err:  # outputs/ a link to the workspace: refused as every outputs/ read is
+            raise ResourceRefused(f"No gallery page is served: {err}") from err
         except (OSError, ValueError, RecursionError) as err:  # a full disk, an unreadable folder: said, not hidden
             raise ResourceError(redact(f"The gallery page could not be made ({err}).")) from err
 
@@ -1842,6 +1847,8 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         """Every saved result of one session folder, in the order they were made."""
         try:  # in a worker thread: reading the page never holds up the server
             page = await anyio.to_thread.run_sync(pages.read_page, outputs, session)
+        except saved.OutputsRefused as err:  # as for the gallery
+            raise ResourceRefused(f"No gallery page is served: {err}") from err
         except (OSError, ValueError, RecursionError) as err:  # as for the gallery: said, with what to check
             raise ResourceError(redact(f"The session's gallery page could not be read ({err}).")) from err
         if page is None:
@@ -1852,9 +1859,10 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         """The real path of the saved result ``outputs/<path>``, or ``ResourceNotFoundError``: symlinks are judged by
         their target, nothing outside outputs/ and nothing there kie-mcp does not save (``saved.is_served``: files
         of session folders, gallery pages; in an outputs/ linked elsewhere, only what ``saved.lends``), no dotfiles
-        (the kept previews among them), no unusable paths."""
+        (the kept previews among them), no unusable paths: each names nothing served, so is not found, whether a
+        file is there or not. ``ResourceRefused`` while outputs/ is a link ``saved.refusal`` names: a setup to fix."""
         if (refused := saved.refusal(outputs)) is not None:
-            raise ResourceNotFoundError(f"No saved result is served: {refused}")
+            raise ResourceRefused(f"No saved result is served: {refused}")
         home = outputs.resolve()
         try:
             target = (outputs / path).resolve()
@@ -2010,8 +2018,8 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         rt.follower.attach_client(ctx)  # a subscription to this resource is served from now on
         try:  # before anything is read or asked: an id holding a key never leaves
             task_id = _usable_task_id(task_id)
-        except RefusedHereError as err:
-            raise ResourceNotFoundError(str(err)) from None
+        except RefusedHereError as err:  # no task id at all (blank, spaces, a credential): the reader's to fix
+            raise ResourceRefused(str(err)) from None
         record = rt.follower.known(task_id)
         if record is None:
             try:
@@ -2023,7 +2031,9 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
                         log.info("kie://tasks/%s: %s", task_id, found)
             except _USER_ERRORS as err:  # an error, not a read: a client (or app) can tell it from a task
                 if isinstance(err, KieError) and err.category in (Category.INPUT, Category.NOT_FOUND):
-                    raise ResourceNotFoundError(str(err)) from None  # no such task (or no task id at all)
+                    if isinstance(err, RefusedHereError):  # a quote id, an attempt id, a link: no task id at all
+                        raise ResourceRefused(str(err)) from None
+                    raise ResourceNotFoundError(str(err)) from None  # KIE knows no such task
                 raise ResourceError(str(err)) from None  # KIE could not be asked: try again
             # The follower has it from now on: one still running is followed; one first seen finished here (made
             # elsewhere) has its results saved in the background, as nobody else would save them.
