@@ -31,6 +31,7 @@ from typing import Any
 
 import anyio
 import pytest
+from anyio.lowlevel import checkpoint
 from mcp.types import ElicitResult
 from PIL import Image
 
@@ -476,6 +477,79 @@ async def test_a_retry_while_the_cut_off_create_is_still_in_flight_never_creates
     assert not again.is_error and again.structured_content["tasks"][0]["task_id"] == task["task_id"], text_of(again)
     assert "created and charged nothing new" in text_of(again)
     assert len(asked) == (1 if approval == "form" else 0)
+
+
+@pytest.mark.parametrize("variations", [2, 3])
+async def test_a_retry_after_a_cut_off_as_its_last_create_was_answered_returns_every_task_it_made(
+    connect, controls, tmp_path, variations
+):
+    """The review: a call of ``variations`` images cut off the moment its last create's answer was recorded. That
+    create was sent and recorded (shielded), but the cut-off landed before the call counted it as its own, so only
+    the others were marked cut off: the retry answered with one task too few and said the last "were never sent ...
+    nothing was created or charged for them. To make them, ask again", while KIE had made and charged it (following
+    that advice pays twice). Here KIE answers every create but the last at once and holds the last; once it is let
+    go, the host cuts the call off at the first turn of the event loop after the journal holds its task: the retry
+    returns every task, creates nothing and never says "never sent"."""
+    await controls.fault("create", times=variations - 1, kind="slow", seconds=0)  # answered at once
+    await controls.fault("create", kind="hold", seconds=30)  # answered when the test lets it go
+    journal = tmp_path / ".kie-mcp" / "journal.sqlite3"
+    call = {**IMAGE, "variations": variations, "wait_seconds": 5}
+
+    def created() -> int:
+        with sqlite3.connect(journal) as db:
+            return int(db.execute("SELECT COUNT(*) FROM attempts WHERE state = 'created'").fetchone()[0])
+
+    async with connect(auto_approve_credits=50) as client:
+        async with anyio.create_task_group() as host:
+            host.start_soon(client.call_tool, "generate_image", call)
+            with anyio.fail_after(10):
+                while len(await controls.creates()) < variations or created() < variations - 1:  # noqa: ASYNC110
+                    await anyio.sleep(0.02)
+                await anyio.sleep(0.2)  # the creates answered are counted by their call
+                released = (await controls.post("faults/release"))["released"]
+                while created() < variations:  # each turn of the loop, until the last task is recorded
+                    await checkpoint()
+            host.cancel_scope.cancel()  # the host gives up at once
+        again = await client.call_tool("generate_image", call)
+        made = {task["task_id"] for task in (await client.call_tool("list_tasks", {})).structured_content["tasks"]}
+    assert released == 1  # the last create was on its way until then
+    assert len(await controls.creates()) == variations == len(made)  # never a second create
+    returned = {task["task_id"] for task in again.structured_content["tasks"]}
+    assert returned == made, text_of(again)
+    assert "created and charged nothing new" in text_of(again) and "never sent" not in text_of(again), text_of(again)
+
+
+async def test_a_retry_returns_every_task_its_cut_off_call_made_even_one_the_call_left_unmarked(
+    connect, controls, tmp_path
+):
+    """A journal the race above left (an older kie-mcp): a cut-off call's last create made a task but stayed marked
+    as running in this live server, so the retry, which finds the call by its cut-off creates, knew only the others.
+    The retry reads every create of that call from the journal (its request, its process, its reservation): it
+    returns both tasks, never says the second was "never sent", and creates nothing."""
+    await controls.fault("create", times=2, kind="slow", seconds=0.3)
+    journal = tmp_path / ".kie-mcp" / "journal.sqlite3"
+    call = {**IMAGE, "variations": 2, "wait_seconds": 5}
+
+    async def sent_both() -> bool:
+        return len(await controls.creates()) == 2
+
+    def marks() -> list[int]:
+        with sqlite3.connect(journal) as db:
+            return [row[0] for row in db.execute("SELECT answered FROM attempts ORDER BY created")]
+
+    async with connect(auto_approve_credits=50) as client:
+        await cut_off(lambda: client.call_tool("generate_image", call), sent_both)
+        with anyio.fail_after(10):
+            while marks() != [2, 2]:  # noqa: ASYNC110 - both creates recorded, and marked as cut off
+                await anyio.sleep(0.05)
+        with sqlite3.connect(journal) as db:  # the second as the race left it: still "running" here
+            db.execute("UPDATE attempts SET answered = 0 WHERE created = (SELECT MAX(created) FROM attempts)")
+        again = await client.call_tool("generate_image", call)
+        made = {task["task_id"] for task in (await client.call_tool("list_tasks", {})).structured_content["tasks"]}
+    assert len(await controls.creates()) == 2 == len(made)
+    assert {task["task_id"] for task in again.structured_content["tasks"]} == made, text_of(again)
+    assert "created and charged nothing new" in text_of(again) and "never sent" not in text_of(again), text_of(again)
+    assert marks() == [1, 1]  # both answered now: the same request again is a new one
 
 
 async def test_a_retry_that_cannot_wait_for_the_cut_off_create_sends_nothing(connect, controls, monkeypatch, mode):

@@ -2343,8 +2343,11 @@ async def _spend(
                             given_up,
                             wanted,
                         )
-            if attempt is not None:
-                attempts.append(attempt)
+                        # Known to this call in the same shielded unit: a cut-off landing as the unit ends (the next
+                        # await) would otherwise leave a create KIE made unmarked (``_answered``), and its retry
+                        # would answer without its task.
+                        if attempt is not None:
+                            attempts.append(attempt)
 
         async with anyio.create_task_group() as group:
             for _ in range(p.variations):
@@ -3221,9 +3224,10 @@ async def replayed(
     results, never an instant "still generating"."""
     await landed_here(rt, p, replay)
     if replay.attempts:
-        attempts = rt.journal.attempts_by_id(replay.attempts)
-        when = f"at {timestamp(attempts[0]['created'])}" if attempts else "earlier"
-        if all(row["answered"] == CALL_CUT_OFF for row in attempts):
+        cut = rt.journal.attempts_by_id(replay.attempts)
+        attempts = with_their_calls(rt, cut)
+        when = f"at {timestamp(cut[0]['created'])}" if cut else "earlier"
+        if all(row["answered"] == CALL_CUT_OFF for row in cut):
             how = "its call was cut off before its answer reached you (cancelled or timed out)"
         else:  # its server stopped before noting whether the answer went out (a full disk, a kill)
             how = "kie-mcp has no record that its answer reached you (its server stopped before noting it)"
@@ -3250,6 +3254,22 @@ async def replayed(
         result = summarise(rt, p.spec, records, notes, p.wire)
     result._attempts = [row["attempt_id"] for row in attempts]  # answered once this answer reaches the client
     return result
+
+
+def with_their_calls(rt: Runtime, cut: list[sqlite3.Row]) -> list[sqlite3.Row]:
+    """A retried call's attempts (``cut``, those its call left unanswered) and every other create of that call the
+    journal holds that KIE did not refuse (made, of unknown outcome, or still being sent), oldest first
+    (``Journal.call_attempts``): one its call did not mark with the rest (as an older kie-mcp could leave a create
+    KIE made as its call was cut off) is still that call's, its task in the answer, never counted as never sent
+    (``_never_sent``)."""
+    rows = {row["attempt_id"]: row for row in cut}
+    calls = {(row["digest"], row["owner"], row["reserved_at"]): row for row in cut}  # one read a call
+    try:
+        for row in calls.values():
+            rows.update((made["attempt_id"], made) for made in rt.journal.call_attempts(row))
+    except JOURNAL_ERRORS:
+        return cut
+    return sorted(rows.values(), key=lambda row: row["created"])
 
 
 def _never_sent(rt: Runtime, p: Plan, attempts: Sequence[sqlite3.Row]) -> list[str]:

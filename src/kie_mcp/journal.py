@@ -1776,6 +1776,22 @@ class Journal:
             since,
         )
 
+    def call_attempts(self, attempt: sqlite3.Row) -> list[sqlite3.Row]:
+        """The create attempts of the call that made ``attempt`` that KIE did not refuse (made, of unknown outcome, or
+        being sent), oldest first: those of its request, its process and its reservation (each call's creates share
+        their reservation's moment, ``reserved_at``, whatever approved them). An attempt that keeps no such moment (an
+        older kie-mcp's) stands alone."""
+        if attempt["reserved_at"] is None:
+            return [attempt]
+        return self.query(
+            "SELECT * FROM attempts WHERE digest = ? AND created >= ? AND owner IS ? AND reserved_at = ?"
+            " AND state != 'refused' ORDER BY created",
+            attempt["digest"],
+            attempt["reserved_at"],
+            attempt["owner"],
+            attempt["reserved_at"],
+        )
+
     def attempts_for_quote(self, quote_id: str) -> list[sqlite3.Row]:
         """Every create one quote (or confirmation) approved, whatever became of it: created, refused, unknown, or
         still being sent."""
