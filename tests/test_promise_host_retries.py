@@ -49,11 +49,14 @@ def picture(workspace: Path) -> None:
     (folder / "face.png").write_bytes(buffer.getvalue())
 
 
-async def cut_off(call: Callable[[], Awaitable[Any]], started: Callable[[], Awaitable[bool]]) -> None:
-    """Start ``call`` and cancel it, as a host that gives up does, once ``started`` says it reached KIE."""
+async def cut_off(
+    call: Callable[[], Awaitable[Any]], started: Callable[[], Awaitable[bool]], within: float = 10
+) -> None:
+    """Start ``call`` and cancel it, as a host that gives up does, once ``started`` says it reached KIE (or began
+    its work: ``within`` seconds at most)."""
     async with anyio.create_task_group() as group:
         group.start_soon(call)
-        with anyio.fail_after(10):
+        with anyio.fail_after(within):
             while not await started():  # noqa: ASYNC110 - the simulator's log: nothing to await but its answer
                 await anyio.sleep(0.02)
         group.cancel_scope.cancel()

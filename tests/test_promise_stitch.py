@@ -212,9 +212,9 @@ async def test_stitch_never_replaces_a_saved_result(connect, controls, tmp_path)
         paid, paid_file = await _saved_video(client, "reel")
         before = hashlib.sha256((tmp_path / paid_file).read_bytes()).hexdigest()
         name = Path(paid_file).stem
-        joins = [
-            await client.call_tool("stitch_videos", {"clips": [first, first], "session": "reel", "output_name": name})
-            for _ in range(2)
+        joins = [  # two joins (an identical request is answered with its join, never joined twice)
+            await client.call_tool("stitch_videos", {"clips": [first] * count, "session": "reel", "output_name": name})
+            for count in (2, 3)
         ]
         again = await client.call_tool("stitch_videos", {"clips": [paid, paid], "session": "reel"})  # still its file
     assert hashlib.sha256((tmp_path / paid_file).read_bytes()).hexdigest() == before

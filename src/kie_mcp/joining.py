@@ -6,16 +6,29 @@ returns. A chain (``chain=true``: a task id standing for its whole chain of foll
 is expanded and checked here; a clip is a task id (its saved main video) or a path, read by upload_file's rules
 (``_clip_path``). What ffmpeg does is ``media/stitch.py``'s.
 
+Everything refused is refused in the call, before any folder is made. The join itself (a re-encode of 50 clips with
+captions takes over a minute, 200 up to its 600 s budget) runs in the runtime's background (``Runtime.joins``), one per
+identical request (``_request_key``), never in the call: hosts end a call after 60 s (Claude Desktop, Cursor, VS
+Code, the Inspector; Codex at its tool_timeout_sec), and ending the call must not end the join. The call waits up to
+its wait_seconds with progress, then answers ``status="joining"`` with the path the join is saved at (decided as it
+starts); the same call again waits for that join, or gets what it made. Its end is told in a log message
+(``Follower.tell``). A join that fails, or that the runtime's close stops, leaves no file and no folder it made.
+
 Loaded by the tool on its first call, with ffmpeg's plumbing and the gallery it imports: never at start-up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Sequence
+import hashlib
+import json
+import math
+import os
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import anyio
 import anyio.to_thread
@@ -26,11 +39,13 @@ from kie_mcp.media import stitch as stitching
 from kie_mcp.media.duration import video_seconds
 from kie_mcp.media.inputs import Accepts, MissingFile, NotRegularFile, RefusedInput, inspect_local
 from kie_mcp.media.results import write_joined_sidecar
-from kie_mcp.media.saved import changed_file, kept
+from kie_mcp.media.saved import OUTPUTS, changed_file, kept
 from kie_mcp.media.stitch import StitchError
+from kie_mcp.redact import redact
+from kie_mcp.words import path_text
 
 if TYPE_CHECKING:
-    from kie_mcp.runtime import Runtime
+    from kie_mcp.runtime import Join, Runtime
     from kie_mcp.tasks import TaskRecord
 
 
@@ -49,9 +64,21 @@ class Joined:
 
     path: str  # relative to the workspace
     duration: float | None
-    reencoded: bool
+    reencoded: bool | None  # None while it is being joined (a copy may still fail over to a re-encode)
     message: str
-    saved: JoinedFile | None  # None: a file of the user's own, named but not a saved file
+    saved: JoinedFile | None  # None: a file of the user's own, named but not a saved file; or not joined yet
+    status: Literal["joined", "joining"] = "joined"
+
+
+class Waits(Protocol):
+    """How long a call waits for its join (``generation.Wait``: wait_seconds counted from the call's arrival)."""
+
+    def left(self) -> float: ...
+
+
+Told = Callable[[float, str], Awaitable[None]]  # a progress notification: seconds so far, and what is being done
+PROGRESS_EVERY = 1.0  # seconds between two progress notifications while a call waits for its join
+BUDGET = 600.0  # seconds a join gets (``stitch.stitch``'s timeout), whoever waits for it
 
 
 async def join(
@@ -63,11 +90,18 @@ async def join(
     captions: Sequence[tuple[float, float, str]],
     chain: bool,
     roots: tuple[Path, ...],
+    wait: Waits | None = None,
+    progress: Told | None = None,
 ) -> Joined:
     """Join ``clips`` (task ids or video paths, in order) with ``captions`` (start, end, text) burned in, into the
     session's folder (else the clips' own, else a folder of the day named after ``output_name``), as
     stitch_videos asks; ``roots``: the local folders the client shares as MCP roots, read as upload_file reads them.
-    Refusals are ``StitchError``s saying what to do; a refused join writes nothing and makes no folder."""
+    Refusals are ``StitchError``s saying what to do; a refused join writes nothing and makes no folder.
+
+    The join itself runs in the runtime's background (``Runtime.joins``), one per identical request: this call waits
+    for it up to ``wait.left()`` (None: until it ends), sending ``progress``, and answers ``status="joining"`` with
+    the path it is saved at when it has not ended by then. A call of the same request finds that join, running or
+    ended, and never joins again (a failure is answered once; its file gone, a join is made again)."""
     if chain:  # a follow-up stands for the chain that ends with it (followups.chain_clips)
         chains = [(clip, followups.chain_clips(rt, clip) or [clip]) for clip in clips]
         if (overlap := followups.chain_overlap(chains)) is not None:  # two chains sharing a clip
@@ -85,27 +119,186 @@ async def join(
     paths = [await _clip_path(rt, clip, allowed) for clip in clips]
     parts = [stitching.Caption(start, end, text) for start, end, text in captions]
     # what is refused of the clips and captions alone, and no ffmpeg, before the session folder is made:
-    # such a join makes none (never removed after: another call may be about to write there)
+    # such a join makes none
     await anyio.to_thread.run_sync(stitching.check_request, paths, parts or None)
     stitching.find_ffmpeg()
     # a session named as its folder is: said, as found before the join makes it
     named = await anyio.to_thread.run_sync(stitching.session_note, rt.settings.workspace, session)
-    # the session's folder, else the clips' own; never through a link (a real one beside it instead)
-    folder = await anyio.to_thread.run_sync(stitching.join_folder, rt.settings.workspace, paths, session, output_name)
-    done = await stitching.stitch(paths, folder / name, captions=parts or None)
+    key = await anyio.to_thread.run_sync(_request_key, clips, paths, parts, output_name, session, chain)
+    request = _Request(clips, paths, parts, output_name, name, session, [*notes], named)
+    async with rt.joins.starting:  # two identical calls at once: one join
+        found = rt.joins.get(key)
+        if found is not None and not await anyio.to_thread.run_sync(_answers_still, rt.settings.workspace, found):
+            rt.joins.forget(found)  # its failure was answered, or its file is gone: joined again
+            found = None
+        job = found or await _start(rt, key, request)
+    return await _answer(rt, job, request, wait, progress)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One stitch_videos request, checked: what its join and its answers are made of."""
+
+    clips: list[str]  # as given (a chain's expanded), for the sidecar
+    paths: list[Path]  # the clips' files, judged
+    captions: list[stitching.Caption]
+    output_name: str | None
+    name: str  # the file name asked for (``stitch.output_file_name``)
+    session: str | None
+    notes: list[str]  # footage twice, an extension left out (``followups.join_check``)
+    named: str  # a session named as its folder is (``stitch.session_note``)
+
+    def what(self) -> str:
+        count = f"{len(self.paths)} clip{'s' if len(self.paths) != 1 else ''}"
+        return f"re-encoding {count} with captions" if self.captions else f"joining {count}"
+
+
+def _request_key(
+    clips: list[str],
+    paths: list[Path],
+    captions: list[stitching.Caption],
+    output_name: str | None,
+    session: str | None,
+    chain: bool,
+) -> str:
+    """The digest that names a request's join: the clips as given and as resolved (each file by its identity, size
+    and time of change: a clip changed since is another join), the captions, the output name, the session and
+    chain. Reads the clips' metadata: a worker thread's job."""
+    files = []
+    for path in paths:
+        try:
+            found = path.stat()
+        except OSError as err:
+            raise StitchError(f"The clip {path_text(path)} cannot be read now: {err.strerror or err}.") from None
+        files.append([str(path), found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns])
+    said = [[c.start, c.end, c.text] for c in captions]
+    text = json.dumps([clips, files, said, output_name, session, chain], ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _answers_still(workspace: Path, job: Join) -> bool:
+    """Whether a repeated request is answered with ``job``: while it runs, with its failure until one answer gave it,
+    and with its video while that is there (a video deleted since is joined again). Looks at the disk."""
+    if not job.done.is_set():
+        return True
+    if job.failure is not None:
+        return not job.told
+    result = job.result
+    return isinstance(result, Joined) and os.path.lexists(workspace / result.path)
+
+
+async def _start(rt: Runtime, key: str, request: _Request) -> Join:
+    """Make the join's folder, decide its file's name (never one another join running now is saved as) and start it
+    in the runtime's background."""
+    from kie_mcp.runtime import Join
+
+    workspace = rt.settings.workspace
+    folder, made = await anyio.to_thread.run_sync(
+        _folder_for, workspace, request.paths, request.session, request.output_name
+    )
+    running = rt.joins.running()
+    held = {job.target for job in running}
+    made = made or any(job.folder == folder and job.made_folder for job in running)  # made for a join running now
+    asked = folder / request.name
+    try:
+        target = await anyio.to_thread.run_sync(stitching.free_name, asked, held)
+        why = "" if target == asked else await anyio.to_thread.run_sync(stitching.taken_words, asked, held)
+        note = f"{why}, so this join is {target.name}." if why else ""
+        relative = (folder / target.name).relative_to(workspace).as_posix()
+        job = Join(key, request.what(), relative, target, folder, made, note=note)
+        rt.joins.start(job, functools.partial(_make, rt, request), functools.partial(_ended, rt))
+    except BaseException:
+        _drop_folder(rt, folder, made)
+        raise
+    return job
+
+
+def _folder_for(workspace: Path, paths: list[Path], session: str | None, output_name: str | None) -> tuple[Path, bool]:
+    """The join's folder (``stitch.join_folder``, made now) and whether it was made for it. Lists ``outputs/``: a
+    worker thread's job."""
+    try:
+        before = set(os.listdir(workspace / OUTPUTS))
+    except OSError:
+        before = set()
+    folder = stitching.join_folder(workspace, paths, session, output_name)
+    return folder, folder.name not in before
+
+
+def _drop_folder(rt: Runtime, folder: Path, made: bool, job: Join | None = None) -> None:
+    """Remove the folder made for a join (``job``) that failed or was stopped, when it is empty and no other join
+    running now is saved in it: a failed join leaves no empty session folder behind."""
+    if not made or any(other is not job and other.folder == folder for other in rt.joins.running()):
+        return
+    with contextlib.suppress(OSError):  # not empty (a result saved there meanwhile), or gone: left as it is
+        folder.rmdir()
+
+
+async def _make(rt: Runtime, request: _Request, job: Join) -> Joined:
+    """The join, in the runtime's background: the video, its sidecar, its place in the gallery, and the answer."""
+    try:
+        done = await stitching.stitch(request.paths, job.target, captions=request.captions or None, timeout=BUDGET)
+    except BaseException:  # failed, over its budget, or stopped with the server: nothing of it is left
+        _drop_folder(rt, job.folder, job.made_folder, job)
+        raise
     # Named from the folder asked for: stitch resolves its target, which in an outputs/ linked to another disk
     # lies outside the workspace.
-    placed = folder / done.path.name
+    placed = job.folder / done.path.name
     sidecar = functools.partial(write_joined_sidecar, sandbox=rt.settings.sandbox)  # its card's badge
-    await anyio.to_thread.run_sync(sidecar, placed, rt.settings.workspace, session, clips)
+    await anyio.to_thread.run_sync(sidecar, placed, rt.settings.workspace, request.session, request.clips)
     joined_video = [(placed, "video")]
     await pages.refresh(rt.settings.workspace, rt.settings.preview_px, joined_video)  # joins the gallery
     relative = placed.relative_to(rt.settings.workspace).as_posix()
-    renamed = stitching.name_note(output_name, name)  # final.mov as final.mp4, 夏季广告 as its hash: said
-    joined_text = f"Joined {len(paths)} clip(s) into {relative}. {done.note}"
-    message = " ".join([*notes, joined_text, renamed, named]).strip()
+    renamed = stitching.name_note(request.output_name, request.name)  # final.mov as final.mp4, 夏季广告 as its hash
+    joined_text = f"Joined {len(request.paths)} clip(s) into {relative}. {done.note}"
+    message = " ".join([*request.notes, joined_text, job.note, renamed, request.named]).strip()
     seconds = await anyio.to_thread.run_sync(video_seconds, placed, "video/mp4")  # its header: off the loop
     return Joined(relative, done.duration, done.reencoded, message, JoinedFile(None, "video/mp4", seconds))
+
+
+async def _ended(rt: Runtime, job: Join) -> None:
+    """Tell the client a join ended (a log message, as a task's end is told): the call that asked for it may have
+    stopped waiting long ago (a host's 60 s timeout)."""
+    took = f"{job.what} took {job.elapsed():.0f} s"
+    if job.failure is not None:
+        line = f"The join into {job.path} failed ({took}), and nothing was saved: {redact(str(job.failure))}"
+    else:
+        line = f"Joined: {job.path} is saved ({took}); stitch_videos with the same arguments answers with it."
+    rt.follower.tell(line, waiters=job.waiting)
+
+
+async def _answer(rt: Runtime, job: Join, request: _Request, wait: Waits | None, progress: Told | None) -> Joined:
+    """Wait for ``job`` up to what is left of ``wait`` (sending ``progress`` every ``PROGRESS_EVERY``), then answer
+    with what it made, its failure (a ``StitchError``), or where it is still being made and how to get it."""
+    if not job.done.is_set():
+        job.waiting += 1
+        try:
+            with anyio.move_on_after(math.inf if wait is None else wait.left()):
+                while not job.done.is_set():
+                    if progress is not None:
+                        await progress(job.elapsed(), f"{job.what}: {job.elapsed():.0f} s so far")
+                    with anyio.move_on_after(PROGRESS_EVERY):
+                        await job.done.wait()
+        finally:
+            job.waiting -= 1
+    if job.done.is_set():
+        if job.failure is not None:
+            job.told = True
+            if isinstance(job.failure, StitchError):
+                raise StitchError(str(job.failure))
+            raise job.failure
+        if isinstance(job.result, Joined):
+            return job.result
+    next_step = (
+        "call stitch_videos again with the same arguments (it is not joined twice) to get it; it is saved as "
+        f"{job.path}."
+    )
+    doing = (
+        f"Not joined yet: {job.what}, {job.elapsed():.0f} s so far (a join gets up to {BUDGET:.0f} s). It goes on "
+        f"whether or not a call waits for it: {next_step}"
+    )
+    renamed = stitching.name_note(request.output_name, request.name)
+    message = " ".join([*request.notes, doing, job.note, renamed, request.named]).strip()
+    return Joined(job.path, None, None, message, None, status="joining")
 
 
 async def _chain_in_one(rt: Runtime, clip: str, path: Path, notes: list[str]) -> Joined:

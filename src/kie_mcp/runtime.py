@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -121,6 +123,91 @@ class RunningCalls:
             await self._ended.wait()
 
 
+@dataclass(eq=False)
+class Join:
+    """One stitch_videos join running (or ended) in the background of this runtime (``Joins``): what it does, where it
+    is saved (decided as it starts, so an answer given before it ends can name it), and how it ended."""
+
+    key: str  # the digest of the request it is the join of (joining.py: clips as resolved, captions, name, session)
+    what: str  # what it is doing, for a person ("re-encoding 50 clips with captions")
+    path: str  # where it is saved, relative to the workspace
+    target: Path  # that file, in full (its name is held for it while it runs)
+    folder: Path  # the folder it is saved in
+    made_folder: bool  # the folder was made for it (removed again when the join fails and leaves it empty)
+    note: str = ""  # why it is saved under another name than the one asked for, when it is
+    started: float = field(default_factory=time.monotonic)
+    done: anyio.Event = field(default_factory=anyio.Event)
+    result: Any = None  # what the join made (``joining.Joined``), once it succeeded
+    failure: Exception | None = None  # why it failed (its words are the answer), once it failed
+    told: bool = False  # its failure was given in an answer: an identical call after that joins again
+    waiting: int = 0  # calls waiting for it now
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+class Joins:
+    """The joins stitch_videos runs, each a task of the runtime's own (never of the call that asked for it), one per
+    identical request (``Join.key``): a host that stops waiting for a call (its 60 s timeout) never ends the join,
+    and a call repeated meanwhile waits for the same one. An ended join is kept (the last ``KEPT``), so a repeated
+    call is answered with it at once, never joined again. The runtime's close ends the joins still running (their
+    ffmpeg killed, nothing half written left: ``media/stitch.py``)."""
+
+    KEPT = 64  # ended joins remembered
+
+    def __init__(self) -> None:
+        self._group: TaskGroup | None = None  # the runtime's background tasks (``open_runtime``)
+        self._joins: OrderedDict[str, Join] = OrderedDict()
+        self.starting = anyio.Lock()  # held while a call finds or starts the join of its request
+
+    def serve_in(self, group: TaskGroup) -> None:
+        self._group = group
+
+    def close(self) -> None:
+        self._group = None
+
+    def get(self, key: str) -> Join | None:
+        return self._joins.get(key)
+
+    def forget(self, join: Join) -> None:
+        if self._joins.get(join.key) is join:
+            del self._joins[join.key]
+
+    def running(self) -> list[Join]:
+        return [join for join in self._joins.values() if not join.done.is_set()]
+
+    def start(
+        self, join: Join, work: Callable[[Join], Awaitable[Any]], ended: Callable[[Join], Awaitable[None]]
+    ) -> None:
+        """Run ``work`` (the join) in the runtime's background; ``ended`` once it succeeded or failed (not when the
+        runtime's close stopped it)."""
+        if self._group is None:
+            raise RuntimeError("kie-mcp is stopping (or did not start): nothing was joined; call stitch_videos again")
+        self._joins[join.key] = join
+        self._joins.move_to_end(join.key)
+        ended_joins = [key for key, kept in self._joins.items() if kept.done.is_set()]
+        for key in ended_joins[: max(0, len(ended_joins) - self.KEPT)]:
+            del self._joins[key]
+        self._group.start_soon(self._run, join, work, ended, name=f"join {join.path}")
+
+    async def _run(
+        self, join: Join, work: Callable[[Join], Awaitable[Any]], ended: Callable[[Join], Awaitable[None]]
+    ) -> None:
+        try:
+            join.result = await work(join)
+        except Exception as err:  # said to the calls that wait, or that repeat it
+            join.failure = err
+        except BaseException:  # the runtime's close: nobody is left to tell
+            self.forget(join)
+            join.done.set()
+            raise
+        join.done.set()
+        try:
+            await ended(join)
+        except Exception as err:  # telling the client is advisory
+            log.debug("could not tell the client of the join into %s: %s", join.path, err)
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -138,6 +225,7 @@ class Runtime:
     spending: SpendingCalls = field(default_factory=SpendingCalls)  # calls sending creates now (spend/inflight.py)
     owed: OwedWrites = field(default_factory=OwedWrites)  # creates' outcomes a full disk kept out of the journal
     calls: RunningCalls = field(default_factory=RunningCalls)  # the tool calls served now, ended by the close
+    joins: Joins = field(default_factory=Joins)  # stitch_videos' joins, run in the background, ended by the close
     # KIE's live models and prices are being read (quotes say so): set once a check found a sync due, never for a check
     # that reads nothing (a fresh cache, a failed try a moment ago).
     catalog_syncing: bool = False
@@ -482,12 +570,14 @@ async def open_runtime(
             background.start_soon(_sweep_downloads, settings.workspace / "outputs")
             background.start_soon(_forget_old_quotes, runtime)
             background.start_soon(_write_owed, runtime)
+            runtime.joins.serve_in(background)  # a join outlives the call that asked for it, never the runtime
             if kie is not None and settings.catalog_sync:
                 runtime.sync_checks()  # from now: a quote made before it has read KIE's prices waits for the check
                 background.start_soon(_keep_catalog_current, runtime, kie)  # never delays start-up or a tool call
             yield runtime
             background.cancel_scope.cancel()
     finally:
+        runtime.joins.close()  # its joins ended with the background tasks above; none starts from now on
         await runtime.calls.close()  # each ends as a cancelled call does, a create on its way recorded first
         _OPEN[:] = [other for other in _OPEN if other is not runtime]  # by identity: runtimes compare by fields
         # What the calls could not write as they ended (the journal refused it then), written now if it takes it: the

@@ -519,9 +519,14 @@ class CaptionArg(BaseModel):
 
 
 class StitchedVideo(_Result):
-    path: str = Field(description="The joined video, relative to the workspace.")
+    status: Literal["joined", "joining"] = Field(
+        "joined",
+        description="joined: the video is saved at path. joining: it is still being made, in the background, and "
+        "will be saved at path; call stitch_videos again with the same arguments to get it (it is not joined twice).",
+    )
+    path: str = Field(description="The joined video, relative to the workspace (while joining: where it will be).")
     duration: float | None
-    reencoded: bool
+    reencoded: bool | None = Field(description="Whether the clips were re-encoded; null while joining.")
     saved_files: SavedFiles = Field(default_factory=list)
     message: str
 
@@ -870,6 +875,7 @@ def _define_tools(mcp: _ToolRecorder) -> None:
             ),
         ],
         ctx: Context,
+        arrived: Arrived,  # the wait counts from here: before the client's roots are asked
         output_name: Annotated[
             str | None,
             FREE_TEXT,
@@ -896,6 +902,18 @@ def _define_tools(mcp: _ToolRecorder) -> None:
             ),
         ] = False,
         roots: ClipRoots = None,
+        wait_seconds: Annotated[
+            float,
+            Field(
+                ge=0,
+                le=50,
+                allow_inf_nan=False,
+                description="How long to wait for the join, from the call's arrival; after that the answer says "
+                "where it will be saved, and it goes on in the background.",
+            ),
+            Strict(),
+            NUMBER,
+        ] = 45,
     ) -> Annotated[CallToolResult, StitchedVideo]:
         """Join saved clips (at most 200; single video files: MP4, MOV, WebM, MKV, AVI, Ogg) into one video in the
         session folder (without session: the clips' own, when all are saved results of one session; else a folder
@@ -903,12 +921,18 @@ def _define_tools(mcp: _ToolRecorder) -> None:
         With chain=true a task id brings its whole chain of extensions, in order (a chain that is one video
         already, such as a Veo extension, is answered with that video, nothing joined). An existing file is never
         replaced: the join then gets the next free name (name-2.mp4). Dotfiles, .env, .kie-mcp/ and logs/ are never
-        read. Local and free: needs ffmpeg (kie-mcp's video extra, or ffmpeg on PATH)."""
+        read. Local and free: needs ffmpeg (kie-mcp's video extra, or ffmpeg on PATH). Answers within about
+        wait_seconds (default 45) with progress; a longer join goes on in the background and the answer says
+        status=joining with the path it will be saved at: call again with the same arguments to get it."""
         _reject_unknown_arguments(ctx, "stitch_videos")
         from kie_mcp import joining  # the join, the gallery and ffmpeg's plumbing load on first use
         from kie_mcp.media.stitch import StitchError
 
         rt = _runtime(ctx)
+
+        async def progress(seconds: float, message: str) -> None:
+            await ctx.report_progress(seconds, None, message)
+
         with _user_errors(StitchError):
             joined = await joining.join(
                 rt,
@@ -918,9 +942,16 @@ def _define_tools(mcp: _ToolRecorder) -> None:
                 captions=[(c.start, c.end, c.text) for c in captions or []],
                 chain=chain,
                 roots=root_folders(roots),
+                wait=gen.Wait(wait_seconds, arrived),
+                progress=progress,
             )
+        await rt.follower.deliver_notices(ctx)  # joins (and tasks) that ended while nobody waited
         result = StitchedVideo(
-            path=joined.path, duration=joined.duration, reencoded=joined.reencoded, message=joined.message
+            status=joined.status,
+            path=joined.path,
+            duration=joined.duration,
+            reencoded=joined.reencoded,
+            message=joined.message,
         )
         file = joined.saved
         shown = [_saved_file(rt.settings.workspace, joined.path, file.task_id, file.mime, file.seconds)] if file else []

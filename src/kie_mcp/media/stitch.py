@@ -60,7 +60,7 @@ import shutil
 import subprocess
 import tempfile
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
@@ -1194,6 +1194,26 @@ def _free_names(target: Path) -> Iterator[Path]:
     yield target
     for number in range(2, 10_000):
         yield target.with_name(f"{target.stem}-{number}{target.suffix}")
+
+
+def free_name(target: Path, held: Collection[Path] = ()) -> Path:
+    """The name a join into ``target`` is saved as, decided as it starts: the first of ``target``, ``<stem>-2``, ...
+    that no file has, nor its sidecar (as ``_place`` judges it), nor another join running now (``held``). Lists the
+    folder: a worker thread's job."""
+    for candidate in _free_names(target):
+        if candidate not in held and not os.path.lexists(candidate) and not os.path.lexists(sidecar_of(candidate)):
+            return candidate
+    raise StitchError(
+        f"{target.name} and every numbered variant up to {target.stem}-9999{target.suffix} already exist; choose "
+        "another output name."
+    )
+
+
+def taken_words(target: Path, held: Collection[Path] = ()) -> str:
+    """Why a join asked to be ``target`` is saved under another name (``free_name``): what holds that name."""
+    if target in held and not os.path.lexists(target) and not os.path.lexists(sidecar_of(target)):
+        return f"{target.name} is the name of another join being made now"
+    return f"{_taken(target).name} already exists and was kept as it was"
 
 
 def sidecar_of(video: Path) -> Path:

@@ -1181,6 +1181,18 @@ class Follower:
         elif waiters == 0:
             self._notices.append(line)
 
+    def tell(self, line: str, *, waiters: int = 0) -> None:
+        """Say ``line`` (something that ended in the background, a stitch_videos join) as a task's end is said
+        (``_announce``): logged, and sent as a log message, to a handshake-era client on its channel, else queued for
+        the next check_task when no call waits for it (``waiters``: the calls that get it in their answer)."""
+        log.info("%s", line)
+        if not self._client_hears("info"):
+            return
+        if self._client is not None:
+            self.outboxes.of(self._client).log("info", line)
+        elif waiters == 0:
+            self._notices.append(line)
+
     async def unknown_creates_changed(self) -> None:
         """A create's outcome became unknown (KIE's answer never came or could not be read, or another server died
         while sending it): ``kie://tasks`` lists it among its unknown creates, so its subscribers hear it changed.
