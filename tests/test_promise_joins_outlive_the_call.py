@@ -157,3 +157,87 @@ async def test_a_join_the_server_stops_leaves_no_partial_file(connect, slow_clip
     assert first.structured_content["status"] == "joining", text_of(first)
     assert _writing(tmp_path) == [] and _videos(tmp_path) == []
     assert not (tmp_path / first.structured_content["path"]).parent.exists()
+
+
+async def test_two_servers_on_one_workspace_never_promise_the_same_file(settings, transport, slow_clips, mode):
+    """Two servers on one workspace join other clips under one name at once: each answer names its own file, from
+    "joining" on, and each log line the file its join made (the name is claimed on disk as a join starts)."""
+    clips = _in_workspace(settings.workspace, slow_clips)
+    lines: dict[str, list[str]] = {"a": [], "b": []}
+
+    def heard(who: str) -> Any:
+        async def on_log(params: LoggingMessageNotificationParams) -> None:
+            lines[who].append(str(params.data))
+
+        return on_log
+
+    first = {"clips": clips[:2], "session": "reel", "output_name": "final", "captions": CAPTIONS}
+    second = {**first, "clips": clips[1:3]}
+    async with (
+        Client(create_server(settings, transport=transport), mode=mode, logging_callback=heard("a")) as a,
+        Client(create_server(settings, transport=transport), mode=mode, logging_callback=heard("b")) as b,
+    ):
+        a_first = await a.call_tool("stitch_videos", {**first, "wait_seconds": 0})
+        b_first = await b.call_tool("stitch_videos", {**second, "wait_seconds": 0})
+        a_done = await a.call_tool("stitch_videos", {**first, "wait_seconds": 50})
+        b_done = await b.call_tool("stitch_videos", {**second, "wait_seconds": 50})
+        if mode == "legacy":
+            with anyio.fail_after(10):
+                while not (lines["a"] and lines["b"]):  # noqa: ASYNC110 - the clients' callbacks
+                    await anyio.sleep(0.02)
+    promised = [a_first.structured_content["path"], b_first.structured_content["path"]]
+    assert a_first.structured_content["status"] == b_first.structured_content["status"] == "joining"
+    assert promised[0] != promised[1], "both servers promised one file"
+    assert [a_done.structured_content["path"], b_done.structured_content["path"]] == promised
+    assert [p.name for p in _videos(settings.workspace)] == ["final-2.json", "final-2.mp4", "final.json", "final.mp4"]
+    assert not list((settings.workspace / "outputs").rglob(".*.joining")), "no claim is left once the joins end"
+    if mode == "legacy":
+        assert f"Joined: {promised[0]} is saved" in lines["a"][0]
+        assert f"Joined: {promised[1]} is saved" in lines["b"][0]
+
+
+async def test_a_kept_join_is_not_answered_with_another_file_saved_under_its_name(connect, slow_clips, tmp_path):
+    """A join's video is deleted and another join is saved under its name: the first request again is joined
+    again, never answered with the other join's file."""
+    clips = _in_workspace(tmp_path, slow_clips)
+    first = {"clips": clips[:2], "session": "reel", "output_name": "final", "wait_seconds": 50}
+    other = {**first, "clips": clips[2:4]}
+    async with connect() as client:
+        made = await client.call_tool("stitch_videos", first)
+        video = tmp_path / made.structured_content["path"]
+        video.unlink()
+        video.with_suffix(".json").unlink()
+        replaced = await client.call_tool("stitch_videos", other)
+        again = await client.call_tool("stitch_videos", first)
+    assert replaced.structured_content["path"] == made.structured_content["path"]  # the name was free again
+    assert again.structured_content["status"] == "joined", text_of(again)
+    assert again.structured_content["path"] != replaced.structured_content["path"], "answered with the other's file"
+    assert (tmp_path / again.structured_content["path"]).is_file()
+
+
+async def test_at_most_two_joins_run_at_once_and_a_ninth_waiting_is_refused(connect, slow_clips, tmp_path):
+    """Quick calls of distinct joins: two run at once and the others wait, their answers saying behind how many;
+    with eight running or waiting, a new one is refused at once and makes nothing."""
+    clips = _in_workspace(tmp_path, slow_clips)
+    async with connect() as client:
+        answers = [
+            await client.call_tool(
+                "stitch_videos", {"clips": clips[:2], "output_name": f"x{n}", "captions": CAPTIONS, "wait_seconds": 0}
+            )
+            for n in range(9)
+        ]
+        writing = 0
+        with anyio.move_on_after(2):
+            while True:
+                writing = max(writing, len(_writing(tmp_path)))
+                await anyio.sleep(0.02)
+    for answer in answers[:8]:
+        assert answer.structured_content["status"] == "joining", text_of(answer)
+    assert "it waits behind 2 other joins (at most 2 run at once)" in answers[2].structured_content["message"]
+    assert "it waits behind 7 other joins" in answers[7].structured_content["message"]
+    refused = answers[8]
+    assert refused.is_error, text_of(refused)
+    assert "8 joins are running or waiting; ask again once one has finished" in text_of(refused)
+    assert "Traceback" not in text_of(refused)
+    assert 0 < writing <= 2, f"{writing} joins written at once"
+    assert not any(p.name.endswith("x8") for p in (tmp_path / "outputs").iterdir()), "the refused join made a folder"

@@ -129,8 +129,12 @@ async def join(
     async with rt.joins.starting:  # two identical calls at once: one join
         found = rt.joins.get(key)
         if found is not None and not await anyio.to_thread.run_sync(_answers_still, rt.settings.workspace, found):
-            rt.joins.forget(found)  # its failure was answered, or its file is gone: joined again
+            rt.joins.forget(found)  # its failure was answered, or its file is gone or another: joined again
             found = None
+        if found is None and len(rt.joins.running()) >= rt.joins.AT_MOST:  # refused before any folder is made
+            raise StitchError(
+                f"{rt.joins.AT_MOST} joins are running or waiting; ask again once one has finished. Nothing was joined."
+            )
         job = found or await _start(rt, key, request)
     return await _answer(rt, job, request, wait, progress)
 
@@ -178,18 +182,30 @@ def _request_key(
 
 def _answers_still(workspace: Path, job: Join) -> bool:
     """Whether a repeated request is answered with ``job``: while it runs, with its failure until one answer gave it,
-    and with its video while that is there (a video deleted since is joined again). Looks at the disk."""
+    and with its video while that very file is there (a video deleted since, or another file saved under its name,
+    is joined again). Looks at the disk."""
     if not job.done.is_set():
         return True
     if job.failure is not None:
         return not job.told
     result = job.result
-    return isinstance(result, Joined) and os.path.lexists(workspace / result.path)
+    if not isinstance(result, Joined) or job.identity is None:
+        return False
+    return _identity(workspace / result.path) == job.identity
+
+
+def _identity(path: Path) -> tuple[int, int, int, int] | None:
+    """A file's identity and state (device, inode, size, time of change), or None when it is not there."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
 
 
 async def _start(rt: Runtime, key: str, request: _Request) -> Join:
-    """Make the join's folder, decide its file's name (never one another join running now is saved as) and start it
-    in the runtime's background."""
+    """Make the join's folder, claim its file's name (never one another join being made now is saved as, by this
+    server or another on the workspace: ``stitch.free_name``) and start it in the runtime's background."""
     from kie_mcp.runtime import Join
 
     workspace = rt.settings.workspace
@@ -200,14 +216,17 @@ async def _start(rt: Runtime, key: str, request: _Request) -> Join:
     held = {job.target for job in running}
     made = made or any(job.folder == folder and job.made_folder for job in running)  # made for a join running now
     asked = folder / request.name
+    target: Path | None = None
     try:
         target = await anyio.to_thread.run_sync(stitching.free_name, asked, held)
-        why = "" if target == asked else await anyio.to_thread.run_sync(stitching.taken_words, asked, held)
+        why = "" if target == asked else await anyio.to_thread.run_sync(stitching.taken_words, asked)
         note = f"{why}, so this join is {target.name}." if why else ""
         relative = (folder / target.name).relative_to(workspace).as_posix()
         job = Join(key, request.what(), relative, target, folder, made, note=note)
         rt.joins.start(job, functools.partial(_make, rt, request), functools.partial(_ended, rt))
     except BaseException:
+        if target is not None:
+            stitching.unclaim(target)
         _drop_folder(rt, folder, made)
         raise
     return job
@@ -234,12 +253,22 @@ def _drop_folder(rt: Runtime, folder: Path, made: bool, job: Join | None = None)
 
 
 async def _make(rt: Runtime, request: _Request, job: Join) -> Joined:
-    """The join, in the runtime's background: the video, its sidecar, its place in the gallery, and the answer."""
+    """The join, in the runtime's background, once it has a slot (``Joins.slots``: a few at once, its budget counted
+    from then): the video, its sidecar, its place in the gallery, and the answer. Its name's claim ends with it."""
     try:
-        done = await stitching.stitch(request.paths, job.target, captions=request.captions or None, timeout=BUDGET)
-    except BaseException:  # failed, over its budget, or stopped with the server: nothing of it is left
+        async with rt.joins.slots:
+            job.begin()
+            done = await stitching.stitch(request.paths, job.target, captions=request.captions or None, timeout=BUDGET)
+    except BaseException:  # failed, over its budget, or stopped with the server (or while it waited): nothing is left
+        stitching.unclaim(job.target)  # first: the claim alone would keep the folder
         _drop_folder(rt, job.folder, job.made_folder, job)
         raise
+    await anyio.to_thread.run_sync(stitching.unclaim, job.target)  # placed: a file holds the name now
+    return await _made(rt, request, job, done)
+
+
+async def _made(rt: Runtime, request: _Request, job: Join, done: stitching.StitchResult) -> Joined:
+    """The join's video placed (``done``): its sidecar, its place in the gallery, its identity, and the answer."""
     # Named from the folder asked for: stitch resolves its target, which in an outputs/ linked to another disk
     # lies outside the workspace.
     placed = job.folder / done.path.name
@@ -250,9 +279,17 @@ async def _make(rt: Runtime, request: _Request, job: Join) -> Joined:
     relative = placed.relative_to(rt.settings.workspace).as_posix()
     renamed = stitching.name_note(request.output_name, request.name)  # final.mov as final.mp4, 夏季广告 as its hash
     joined_text = f"Joined {len(request.paths)} clip(s) into {relative}. {done.note}"
-    message = " ".join([*request.notes, joined_text, job.note, renamed, request.named]).strip()
+    message = " ".join([*request.notes, joined_text, job.note, _moved(job, relative), renamed, request.named]).strip()
     seconds = await anyio.to_thread.run_sync(video_seconds, placed, "video/mp4")  # its header: off the loop
+    job.identity = await anyio.to_thread.run_sync(_identity, placed)
     return Joined(relative, done.duration, done.reencoded, message, JoinedFile(None, "video/mp4", seconds))
+
+
+def _moved(job: Join, relative: str) -> str:
+    """What is said when a join landed elsewhere than the path its first answer named (``relative``)."""
+    if relative == job.path:
+        return ""
+    return f"It is saved as {relative}, not {job.path} as said while it was being made: that name was taken meanwhile."
 
 
 async def _ended(rt: Runtime, job: Join) -> None:
@@ -262,7 +299,11 @@ async def _ended(rt: Runtime, job: Join) -> None:
     if job.failure is not None:
         line = f"The join into {job.path} failed ({took}), and nothing was saved: {redact(str(job.failure))}"
     else:
-        line = f"Joined: {job.path} is saved ({took}); stitch_videos with the same arguments answers with it."
+        saved = job.result.path if isinstance(job.result, Joined) else job.path  # where it landed
+        line = (
+            f"Joined: {saved} is saved ({took}); stitch_videos with the same arguments answers with it. "
+            f"{_moved(job, saved)}"
+        ).strip()
     rt.follower.tell(line, waiters=job.waiting)
 
 
@@ -275,7 +316,7 @@ async def _answer(rt: Runtime, job: Join, request: _Request, wait: Waits | None,
             with anyio.move_on_after(math.inf if wait is None else wait.left()):
                 while not job.done.is_set():
                     if progress is not None:
-                        await progress(job.elapsed(), f"{job.what}: {job.elapsed():.0f} s so far")
+                        await progress(job.elapsed(), f"{job.what}: {_so_far(rt, job)}")
                     with anyio.move_on_after(PROGRESS_EVERY):
                         await job.done.wait()
         finally:
@@ -293,12 +334,23 @@ async def _answer(rt: Runtime, job: Join, request: _Request, wait: Waits | None,
         f"{job.path}."
     )
     doing = (
-        f"Not joined yet: {job.what}, {job.elapsed():.0f} s so far (a join gets up to {BUDGET:.0f} s). It goes on "
-        f"whether or not a call waits for it: {next_step}"
+        f"Not joined yet: {job.what}, {_so_far(rt, job)} (a join gets up to {BUDGET:.0f} s once it runs). It goes "
+        f"on whether or not a call waits for it: {next_step}"
     )
     renamed = stitching.name_note(request.output_name, request.name)
     message = " ".join([*request.notes, doing, job.note, renamed, request.named]).strip()
     return Joined(job.path, None, None, message, None, status="joining")
+
+
+def _so_far(rt: Runtime, job: Join) -> str:
+    """How far a join not ended is: its seconds so far, or the joins it waits behind for a slot."""
+    if job.running_now:
+        return f"{job.elapsed():.0f} s so far"
+    ahead = rt.joins.ahead_of(job)
+    return (
+        f"it waits behind {ahead} other join{'s' if ahead != 1 else ''} (at most {rt.joins.AT_ONCE} run at once) "
+        f"and starts when one ends, {job.elapsed():.0f} s so far"
+    )
 
 
 async def _chain_in_one(rt: Runtime, clip: str, path: Path, notes: list[str]) -> Joined:

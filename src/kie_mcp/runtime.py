@@ -141,9 +141,17 @@ class Join:
     failure: Exception | None = None  # why it failed (its words are the answer), once it failed
     told: bool = False  # its failure was given in an answer: an identical call after that joins again
     waiting: int = 0  # calls waiting for it now
+    # the saved video's (st_dev, st_ino, st_size, st_mtime_ns) once placed: it answers a repeated call while that
+    # file is the one there, never a file saved under its name since
+    identity: tuple[int, int, int, int] | None = None
+    running_now: bool = False  # it has one of the joins' slots (``Joins.slots``): ffmpeg may run; else it waits
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+    def begin(self) -> None:
+        """It got a slot: its time (and its budget) counts from now."""
+        self.running_now, self.started = True, time.monotonic()
 
 
 class Joins:
@@ -154,11 +162,14 @@ class Joins:
     ffmpeg killed, nothing half written left: ``media/stitch.py``)."""
 
     KEPT = 64  # ended joins remembered
+    AT_ONCE = 2  # joins whose ffmpeg runs at once (each a re-encode's CPU, up to 200 clips' descriptors)
+    AT_MOST = 8  # joins running or waiting for a slot: past that, a new join is refused at once
 
     def __init__(self) -> None:
         self._group: TaskGroup | None = None  # the runtime's background tasks (``open_runtime``)
         self._joins: OrderedDict[str, Join] = OrderedDict()
         self.starting = anyio.Lock()  # held while a call finds or starts the join of its request
+        self.slots = anyio.CapacityLimiter(self.AT_ONCE)  # taken by a join for its whole making (FIFO)
 
     def serve_in(self, group: TaskGroup) -> None:
         self._group = group
@@ -174,7 +185,15 @@ class Joins:
             del self._joins[join.key]
 
     def running(self) -> list[Join]:
+        """The joins not ended: running, or waiting for a slot (in the order they started)."""
         return [join for join in self._joins.values() if not join.done.is_set()]
+
+    def ahead_of(self, join: Join) -> int:
+        """How many joins a join waiting for a slot waits behind: those running, and those waiting since before it."""
+        others = self.running()
+        waiting = [other for other in others if not other.running_now]
+        before = waiting[: waiting.index(join)] if join in waiting else waiting
+        return sum(other.running_now for other in others) + len(before)
 
     def start(
         self, join: Join, work: Callable[[Join], Awaitable[Any]], ended: Callable[[Join], Awaitable[None]]

@@ -59,6 +59,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import unicodedata
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -86,6 +87,7 @@ from kie_mcp.media.downloads import (
 from kie_mcp.media.inputs import RefusedInput, open_judged, read_judged_head
 from kie_mcp.media.saved import OUTPUTS
 from kie_mcp.media.sniff import describe, sniff
+from kie_mcp.processes import owner_gone, this_process
 from kie_mcp.redact import redact
 from kie_mcp.words import path_text, plain
 
@@ -1196,22 +1198,82 @@ def _free_names(target: Path) -> Iterator[Path]:
         yield target.with_name(f"{target.stem}-{number}{target.suffix}")
 
 
+CLAIM_LIFE = 2400.0  # seconds a claim of another machine's join is honoured: 8 joins, 2 at a time, 600 s each
+
+
+def claim_of(target: Path) -> Path:
+    """The hidden file that claims ``target``'s name for a join being made now, by any server on the workspace:
+    ``.<name>.joining`` beside it, holding its writer's owner tag (``processes.this_process``)."""
+    return target.with_name(f".{target.name}.joining")
+
+
+def _claimed(candidate: Path) -> bool:
+    """Whether a join being made now claims ``candidate`` (``claim_of``). A claim whose writer is gone (a crashed
+    server of this machine), or that is older than any join lasts (``CLAIM_LIFE``) where its writer cannot be told,
+    is removed: it never holds a name for ever."""
+    claim = claim_of(candidate)
+    try:
+        with open(claim, "rb") as handle:
+            owner = handle.read(200).decode("utf-8", "replace").strip()
+        age = time.time() - os.stat(claim).st_mtime
+    except FileNotFoundError:
+        return False
+    except OSError:  # there and unreadable: taken
+        return True
+    gone = owner_gone(owner)
+    if gone is False or (gone is None and age <= CLAIM_LIFE):
+        return True
+    with contextlib.suppress(OSError):
+        claim.unlink()
+    return os.path.lexists(claim)
+
+
+def _taken_now(candidate: Path) -> bool:
+    """Whether ``candidate`` is taken: a file or its sidecar is there, or a join being made now claims it."""
+    return os.path.lexists(candidate) or os.path.lexists(sidecar_of(candidate)) or _claimed(candidate)
+
+
 def free_name(target: Path, held: Collection[Path] = ()) -> Path:
-    """The name a join into ``target`` is saved as, decided as it starts: the first of ``target``, ``<stem>-2``, ...
-    that no file has, nor its sidecar (as ``_place`` judges it), nor another join running now (``held``). Lists the
-    folder: a worker thread's job."""
+    """Claim the name a join into ``target`` is saved as, decided as it starts: the first of ``target``,
+    ``<stem>-2``, ... that no file has, nor its sidecar (as ``_place`` judges it), nor another join being made now,
+    by this server (``held``) or any other on the workspace (its claim). The claim (``claim_of``, created exclusively)
+    is the caller's to remove (``unclaim``) once the join is placed, failed or stopped. Lists the folder: a worker
+    thread's job."""
     for candidate in _free_names(target):
-        if candidate not in held and not os.path.lexists(candidate) and not os.path.lexists(sidecar_of(candidate)):
-            return candidate
+        if candidate in held or _taken_now(candidate):
+            continue
+        try:
+            fd = os.open(claim_of(candidate), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:  # another server claimed it just now
+            continue
+        except OSError as err:
+            raise StitchError(
+                f"Could not claim {candidate.name} in {candidate.parent.name}/ for the join: {err.strerror or err}."
+            ) from None
+        # A full disk takes the empty claim but not its writer's tag: the claim still holds the name (a claim of
+        # no known writer lasts CLAIM_LIFE), and the join says the disk is full as it writes (``_join``)
+        with contextlib.suppress(OSError):
+            os.write(fd, this_process().encode())
+        os.close(fd)
+        if os.path.lexists(candidate) or os.path.lexists(sidecar_of(candidate)):  # saved there meanwhile
+            unclaim(candidate)
+            continue
+        return candidate
     raise StitchError(
         f"{target.name} and every numbered variant up to {target.stem}-9999{target.suffix} already exist; choose "
         "another output name."
     )
 
 
-def taken_words(target: Path, held: Collection[Path] = ()) -> str:
+def unclaim(target: Path) -> None:
+    """Remove the claim ``free_name`` made of ``target``'s name."""
+    with contextlib.suppress(OSError):
+        claim_of(target).unlink()
+
+
+def taken_words(target: Path) -> str:
     """Why a join asked to be ``target`` is saved under another name (``free_name``): what holds that name."""
-    if target in held and not os.path.lexists(target) and not os.path.lexists(sidecar_of(target)):
+    if not os.path.lexists(target) and not os.path.lexists(sidecar_of(target)):
         return f"{target.name} is the name of another join being made now"
     return f"{_taken(target).name} already exists and was kept as it was"
 
@@ -1229,7 +1291,8 @@ def _place(temp: Path, target: Path) -> Path:
     claims the name atomically; where links are not supported, an exclusively created placeholder claims it
     instead."""
     for candidate in _free_names(target):
-        if os.path.lexists(sidecar_of(candidate)):
+        # another join's claim (any server's) holds a name; this join's own is the one of ``target``
+        if os.path.lexists(sidecar_of(candidate)) or (candidate != target and _claimed(candidate)):
             continue
         try:
             os.link(temp, candidate)
