@@ -37,7 +37,7 @@ from kie_mcp import followups
 from kie_mcp.media import gallery as pages
 from kie_mcp.media import stitch as stitching
 from kie_mcp.media.duration import video_seconds
-from kie_mcp.media.inputs import Accepts, MissingFile, NotRegularFile, RefusedInput, inspect_local
+from kie_mcp.media.inputs import Accepts, FileStamp, MissingFile, NotRegularFile, RefusedInput, inspect_local
 from kie_mcp.media.results import write_joined_sidecar
 from kie_mcp.media.saved import OUTPUTS, changed_file, kept
 from kie_mcp.media.stitch import StitchError
@@ -165,8 +165,8 @@ def _request_key(
     session: str | None,
     chain: bool,
 ) -> str:
-    """The digest that names a request's join: the clips as given and as resolved (each file by its identity, size
-    and time of change: a clip changed since is another join), the captions, the output name, the session and
+    """The digest that names a request's join: the clips as given and as resolved (each file by its stamp,
+    ``FileStamp``: a clip replaced or changed since is another join), the captions, the output name, the session and
     chain. Reads the clips' metadata: a worker thread's job."""
     files = []
     for path in paths:
@@ -174,7 +174,7 @@ def _request_key(
             found = path.stat()
         except OSError as err:
             raise StitchError(f"The clip {path_text(path)} cannot be read now: {err.strerror or err}.") from None
-        files.append([str(path), found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns])
+        files.append([str(path), *FileStamp.of(found)])
     said = [[c.start, c.end, c.text] for c in captions]
     text = json.dumps([clips, files, said, output_name, session, chain], ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -194,13 +194,12 @@ def _answers_still(workspace: Path, job: Join) -> bool:
     return _identity(workspace / result.path) == job.identity
 
 
-def _identity(path: Path) -> tuple[int, int, int, int] | None:
-    """A file's identity and state (device, inode, size, time of change), or None when it is not there."""
+def _identity(path: Path) -> FileStamp | None:
+    """Which file is at ``path`` now, and in which state (``FileStamp``), or None when none is there."""
     try:
-        found = os.stat(path)
+        return FileStamp.of(os.stat(path))
     except OSError:
         return None
-    return (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
 
 
 async def _start(rt: Runtime, key: str, request: _Request) -> Join:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from kie_mcp.catalog.live import LiveCatalog
+    from kie_mcp.media.inputs import FileStamp
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +142,9 @@ class Join:
     failure: Exception | None = None  # why it failed (its words are the answer), once it failed
     told: bool = False  # its failure was given in an answer: an identical call after that joins again
     waiting: int = 0  # calls waiting for it now
-    # the saved video's (st_dev, st_ino, st_size, st_mtime_ns) once placed: it answers a repeated call while that
-    # file is the one there, never a file saved under its name since
-    identity: tuple[int, int, int, int] | None = None
+    # the saved video's stamp once placed: it answers a repeated call while that file is the one there, never a file
+    # saved under its name since
+    identity: FileStamp | None = None
     running_now: bool = False  # it has one of the joins' slots (``Joins.slots``): ffmpeg may run; else it waits
 
     def elapsed(self) -> float:
