@@ -48,6 +48,7 @@ from kie_mcp import __version__, toolcache
 from kie_mcp.apps import app_only, apps_extension, client_supports_apps
 from kie_mcp.config import Settings, no_key_advice
 from kie_mcp.redact import redact, redact_value
+from kie_mcp.refusals import ResourceRefused
 from kie_mcp.stdio import UNREADABLE_METHOD, came_in_batch, refuse_batch, unreadable_error, without_batch_mark
 from kie_mcp.toolschema import compact, keep_free_text
 from kie_mcp.words import argument_problems, path_text, plain, readable_text, span_words
@@ -775,14 +776,6 @@ class _Server(MCPServer):
 # MCP's "Resource not found" code, which its revisions up to 2025-11-25 name for a read of a resource that does not
 # exist; 2026-07-28 (SEP-2164) makes that invalid params (-32602), the code the SDK answers in every era.
 RESOURCE_NOT_FOUND = -32002
-
-
-class ResourceRefused(ResourceNotFoundError):
-    """A read refused for what it asked or for the workspace's setup, not for a resource that is not there: a task
-    URI whose id is no task id (malformed, holding a credential, a quote id), a model name meaning several models,
-    outputs/ a link to the workspace. Answered invalid params (-32602) in every era, as the SDK answers the
-    ``ResourceNotFoundError`` it is, never "Resource not found" (``_not_found_code``): a client may take that for
-    "gone" and drop the URI, with the words saying what to fix."""
 
 
 def _not_found_code(context: Context[Any, Any] | None) -> int | None:

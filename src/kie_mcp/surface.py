@@ -106,8 +106,8 @@ from kie_mcp.media.inputs import (
 )
 from kie_mcp.media.saved import CHANGED, kept
 from kie_mcp.redact import redact
+from kie_mcp.refusals import ResourceRefused
 from kie_mcp.runtime import SERVING, NoKeyError, Runtime
-from kie_mcp.server import ResourceRefused
 from kie_mcp.spend import (
     Approved,
     Ask,
