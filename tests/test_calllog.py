@@ -188,7 +188,8 @@ async def test_a_fifo_in_place_of_the_call_log_neither_holds_up_the_start_nor_re
         rescue.stop()
     assert not waited, "the server waited on the FIFO"
     assert credits.structured_content["spent_today"] == 100, text_of(credits)
-    assert f"call log logs/kie-api.jsonl cannot be read ({name} is not a regular file (a FIFO))" in text_of(credits)
+    said = f"call log logs/kie-api.jsonl cannot be read ({name} is not a regular file (a named pipe (FIFO)))"
+    assert said in text_of(credits), text_of(credits)
     assert refused.is_error and "cap" in text_of(refused), text_of(refused)
     assert await controls.creates() == []
     warnings = [r.getMessage() for r in caplog.records if "call log cannot be read" in r.getMessage()]

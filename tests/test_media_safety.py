@@ -411,7 +411,7 @@ async def test_a_file_that_cannot_be_read_at_upload_time_costs_nothing_and_says_
         disk["failing"] = True
         return await answering()(context, params)
 
-    monkeypatch.setattr(inputs, "open_judged", lambda path: FailingDisk(real_open(path)))
+    monkeypatch.setattr(inputs, "open_judged", lambda path, **how: FailingDisk(real_open(path, **how)))
     asked = {**TALK, "images": ["face.png"], "options": {"audio_url": "references/voice.wav"}}
     async with connect(elicitation=approve_then_fail) as client:
         result = await client.call_tool("generate_video", asked)

@@ -60,6 +60,7 @@ from pydantic import SecretStr
 
 from kie_mcp.catalog.pricing import credits_figure, credits_text
 from kie_mcp.redact import KEY_SHAPE, MIN_SECRET_LENGTH, other_service, redact, register_secret
+from kie_mcp.regular import NotRegular, TooLong, read_regular
 from kie_mcp.words import cut_point, plain
 
 DEFAULT_BASE_URL = "https://api.kie.ai"
@@ -1497,7 +1498,7 @@ def _holds_master_context(folder: Path) -> bool:
 def is_source_checkout(folder: Path) -> bool:
     """Whether ``folder`` is kie-mcp's own source tree (its pyproject.toml names the project kie-mcp)."""
     try:
-        text = (folder / "pyproject.toml").read_text(encoding="utf-8")
+        text = read_regular(folder / "pyproject.toml", DOTENV_MOST).decode("utf-8")  # a FIFO there: not waited on
     except (OSError, UnicodeDecodeError):
         return False
     import tomllib  # only when there is a pyproject.toml to read: most starts never need a TOML parser
@@ -1549,6 +1550,9 @@ def _unquoted(value: str) -> str:
     return value
 
 
+DOTENV_MOST = 1 << 20  # a .env is a few lines; one larger than this (a link to /dev/zero, a log) is not read
+
+
 def read_dotenv(
     path: Path, unread: list[str] | None = None, every: list[tuple[str, str]] | None = None
 ) -> dict[str, str]:
@@ -1557,10 +1561,21 @@ def read_dotenv(
     line of a setting of kie-mcp's written without ``=`` (``KIE_API_KEY: <key>``, as YAML writes it, or with a
     space) is added to ``unread``: such a line is skipped, so the setting was silently not set. Each line read is
     added to ``every`` as (name, value): a name set twice has its last value in the answer, both there."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Notepad's "UTF-8 with BOM") is not text
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+    try:  # never waits: a FIFO planted as .env held the server before it answered initialize
+        text = read_regular(path, DOTENV_MOST).decode("utf-8-sig")  # a byte-order mark (Notepad's) is not text
+    except (FileNotFoundError, NotADirectoryError):
         return {}
+    except NotRegular as err:
+        if err.what == "a folder":
+            return {}
+        raise ConfigError(
+            f"{path} is {err.what}, not a file; kie-mcp reads only a regular file there. Remove it."
+        ) from None
+    except TooLong:
+        raise ConfigError(
+            f"{path} is larger than {DOTENV_MOST // (1 << 20)} MiB, far more than a .env of settings holds, so it is "
+            "not read; fix or remove it."
+        ) from None
     except (OSError, UnicodeDecodeError) as err:
         why = "is not UTF-8 text" if isinstance(err, UnicodeDecodeError) else f"cannot be read ({err.strerror or err})"
         raise ConfigError(f"{path} {why}; fix or remove it.") from None

@@ -17,6 +17,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from kie_mcp.regular import open_regular
+
 _READ_AT_MOST = 64 * 1024  # a .env is a few lines; a huge file is read no further
 _GIT_SECONDS = 5.0
 # A line that sets the key to something (not a comment, not ``KIE_API_KEY=`` left empty as in .env.example); the
@@ -31,11 +33,11 @@ def dotenv_exposure(folder: Path) -> str | None:
     when it is safe, absent, holds no key, is in no repository, or git cannot tell (not installed, too slow).
     Runs git: call it in a worker thread."""
     dotenv = folder / ".env"
-    try:
-        with dotenv.open("rb") as handle:
+    try:  # never waits: a FIFO planted as .env held check_credits in a thread no cancel stops; one is None here
+        with open_regular(dotenv) as handle:
             if not _KEY_SET.search(handle.read(_READ_AT_MOST)):
                 return None
-    except OSError:
+    except OSError:  # absent, unreadable, or not a regular file (``NotRegular``): nothing git would commit as a key
         return None
     if (found := _in_repository(folder)) is None:
         return None

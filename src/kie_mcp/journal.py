@@ -41,6 +41,7 @@ except ImportError:  # Windows: no such limit
 from kie_mcp import processes
 from kie_mcp.journaluse import JournalUse, ShareRefused, identity
 from kie_mcp.redact import redact, redact_value
+from kie_mcp.regular import kind_of
 from kie_mcp.words import shortened, timestamp
 
 if TYPE_CHECKING:
@@ -354,15 +355,7 @@ def _not_a_file(path: Path) -> str | None:
         mode = path.stat().st_mode
     except OSError:  # nothing there (a journal not made yet), or a link to nothing: SQLite's own error says
         return None
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    if stat.S_ISFIFO(mode):
-        return "a named pipe (FIFO)"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "a device"
+    return None if stat.S_ISREG(mode) else kind_of(mode)
 
 
 def unavailable_reason(workspace: Path, err: BaseException) -> str:

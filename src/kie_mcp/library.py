@@ -104,7 +104,7 @@ def heading_of(path: Path, home: Path) -> str | None:
         real = path.resolve(strict=True)
         if not real.is_relative_to(home) or private_reason(real, home, (home,)) is not None:
             return None
-        with open_judged(real) as handle:
+        with open_judged(real, one_name=True) as handle:  # a hard link's heading is another file's
             head = handle.read(HEADING_BYTES)
     except (OSError, RuntimeError, ChangedFile):
         return None

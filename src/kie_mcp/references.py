@@ -37,8 +37,16 @@ from mcp.server.mcpserver.resources import FileResource, FunctionResource, Resou
 from kie_mcp.bundled import bundled_path
 from kie_mcp.config import Settings
 from kie_mcp.kie.text import holds_credential
-from kie_mcp.media.inputs import ChangedFile, MissingFile, RefusedInput, open_judged, private_reason, read_inside
-from kie_mcp.media.sniff import KINDS, sniff
+from kie_mcp.media.inputs import (
+    ChangedFile,
+    MissingFile,
+    PrivateFile,
+    RefusedInput,
+    open_judged,
+    private_reason,
+    read_inside,
+)
+from kie_mcp.media.sniff import KINDS, holds_private_key, sniff
 from kie_mcp.redact import bytes_hold_secret, redact, redact_apart
 from kie_mcp.words import plain
 
@@ -254,9 +262,9 @@ def _mime_of(path: Path) -> str:
     (``open_judged``: never blocks): a FIFO swapped in after the scan saw a file would have held the scan, and every
     ``resources/list`` after it, for good; it is ``ChangedFile``, and left out of the listing."""
     try:
-        with open_judged(path) as handle:
+        with open_judged(path, one_name=True) as handle:
             head = handle.read(TEXT_PROBE)
-    except ChangedFile:  # no longer the regular file judged (a FIFO, a device, a link, gone): not listed
+    except RefusedInput:  # not the regular file judged (a FIFO, a device, a link, gone) or a hard link: not listed
         raise
     except OSError:  # there, but unreadable (permissions): typed by its name
         head = b""
@@ -303,7 +311,10 @@ def read_text_inside(path: Path, home: Path, encoding: str) -> str:
     ``encoding`` and redacted (megabytes of it in a child process: ``redact_apart``). Run it in a worker thread:
     tens of megabytes of text (an SVG holding a photo as base64) take seconds to search for the key, and redacted on
     the event loop every other request waited 12-16 s for it."""
-    return redact_apart(read_inside(path, home, MAX_RESOURCE_BYTES).decode(encoding))
+    text = read_inside(path, home, MAX_RESOURCE_BYTES).decode(encoding)
+    if not encoding.lower().startswith("utf-8") and holds_private_key(text.encode("utf-8", "replace")):
+        raise PrivateFile(f"{plain(path.name)} holds a PEM private key block, which kie-mcp never serves.")
+    return redact_apart(text)
 
 
 class WorkspaceFile(FileResource, defer_build=True):

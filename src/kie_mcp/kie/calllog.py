@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from kie_mcp.redact import redact, redact_value
+from kie_mcp.regular import kind_of
 
 log = logging.getLogger(__name__)
 
@@ -273,26 +274,13 @@ def _tail(path: Path, most_bytes: int) -> list[bytes]:
     found = os.fstat(fd)
     if not stat.S_ISREG(found.st_mode):
         os.close(fd)
-        raise UnreadableLog(errno.EINVAL, f"{path.name} is not a regular file ({_kind(found.st_mode)})")
+        raise UnreadableLog(errno.EINVAL, f"{path.name} is not a regular file ({kind_of(found.st_mode)})")
     with os.fdopen(fd, "rb") as handle:
         try:
             handle.seek(max(found.st_size - most_bytes, 0))
             return handle.read().splitlines()
         except OSError as err:
             raise UnreadableLog(err.errno, f"{path.name}: {err.strerror}") from None
-
-
-def _kind(mode: int) -> str:
-    """What a file that is not a regular file is, in a word."""
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a file"
 
 
 def _number(value: Any) -> float | None:

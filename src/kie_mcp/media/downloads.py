@@ -58,6 +58,7 @@ import httpx2
 
 from kie_mcp import processes
 from kie_mcp.redact import SecretWatch, bytes_hold_secret, redact, redact_apart
+from kie_mcp.regular import open_regular
 from kie_mcp.words import plain
 
 from . import saved
@@ -1019,7 +1020,7 @@ def _same_file(path: Path, size: int, sha256: str) -> bool:
 
 def _sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with open_regular(path, follow=False) as handle:  # never waits on a FIFO swapped in since it was judged
         while block := handle.read(WRITE_BATCH):
             digest.update(block)
     return digest.hexdigest()

@@ -61,7 +61,6 @@ import logging
 import math
 import os
 import re
-import stat
 import subprocess
 import tempfile
 import time
@@ -77,6 +76,7 @@ import httpx2
 from kie_mcp.catalog import ModelSpec
 from kie_mcp.catalog.pricing import input_to_measure
 from kie_mcp.catalog.validate import InvalidRequest, Problem, named_for_user
+from kie_mcp.regular import NotRegular, open_regular
 from kie_mcp.words import unseen_escaped
 
 from .addresses import PrivateAddress, kie_cannot_reach, send_checked
@@ -862,11 +862,10 @@ def _pure(r: _Reader) -> tuple[str | None, Length | None]:
 
 def _with_file(path: Path, read: Any) -> float | None:
     try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            return None  # a FIFO or device would block or never end
-        with open(path, "rb") as handle:
-            found = read(_FileReader(handle, info.st_size))
+        with open_regular(path) as handle:  # judged as opened: a FIFO or device would block or never end
+            found = read(_FileReader(handle, os.fstat(handle.fileno()).st_size))
+    except NotRegular:
+        return None
     except _TryFfmpeg:
         return None
     except Exception as exc:  # bad input never raises
@@ -926,11 +925,10 @@ def measure_local(path: Path, *, timeout: float = FFMPEG_TIMEOUT) -> float | Non
     on headers (``_HEADER_FORMATS``). Blocking: run it in a worker thread from async code. A request's input, hashed
     for its quote, is measured with ``judged_length`` instead."""
     try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            return None
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:  # judged as opened: a FIFO swapped in is never waited on
             found = _measure_open(handle, Path(path), timeout)
+    except NotRegular:
+        return None
     except Exception as exc:
         log.debug("could not measure %s: %s", path, exc)
         return None

@@ -77,6 +77,7 @@ from urllib.parse import quote, unquote_to_bytes
 import anyio.to_thread
 
 from kie_mcp.redact import redact, secrets_version
+from kie_mcp.regular import read_regular
 from kie_mcp.words import cut_point, made_of, shortened, unseen_escaped
 
 from . import saved
@@ -294,10 +295,8 @@ def _media_kind(name: str) -> str | None:
 
 def _items_of_sidecar(path: Path, media: dict[str, str]) -> list[Item]:
     """The cards a sidecar describes: its files that are in the folder (by name, so a moved folder still works)."""
-    try:
-        if path.stat().st_size > _SIDECAR_MAX_BYTES:
-            return []
-        data = json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM (an editor saved it) is not garbage
+    try:  # never waits: a sidecar swapped for a FIFO since the folder was scanned held the gallery for good
+        data = json.loads(read_regular(path, _SIDECAR_MAX_BYTES).decode("utf-8-sig"))  # a BOM (an editor's) is text
     except (OSError, ValueError, RecursionError):  # RecursionError: nesting too deep for the parser (a few KB do)
         return []
     if not isinstance(data, dict) or not isinstance(data.get("files"), list):

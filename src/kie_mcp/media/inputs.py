@@ -84,12 +84,13 @@ from kie_mcp.catalog.validate import PIXELS, when_matches
 from kie_mcp.journal import Journal
 from kie_mcp.kie import KieClient, KieError, RefusedHereError
 from kie_mcp.redact import SecretWatch, bytes_hold_secret, redact_secrets, secrets_version
+from kie_mcp.regular import READ_NOW
 from kie_mcp.words import duration_text, path_text, plain
 
 from . import saved
 from . import sniff as sniffing
 from .prepare import MIN_LONG_SIDE, Prepared, opacity_problem, prepare_image, undecodable
-from .sniff import HEAD_BYTES, KINDS, MediaKind, Sniffed, describe, pillow, sniff
+from .sniff import HEAD_BYTES, KINDS, MediaKind, Sniffed, describe, holds_private_key, pillow, sniff
 
 _REMOTE = ("http://", "https://")
 
@@ -245,6 +246,11 @@ class UnusablePath(OutsideAllowedFolders):
 
 class PrivateFile(RefusedInput):
     """A dotfile, a file in a dot-folder (``.env``, ``.kie-mcp/``) or in the workspace's ``logs/``."""
+
+
+class HardLinked(PrivateFile):
+    """A regular file with other names on disk (a hard link, ``st_nlink`` > 1): where it is in the workspace says
+    nothing of what it is (``~/.ssh/id_rsa``, the workspace's ``.env``), so it is never served or uploaded."""
 
 
 class UntextedName(RefusedInput):
@@ -559,7 +565,9 @@ def inspect_local(
         )
     try:
         is_file, is_dir = real.is_file(), real.is_dir()
-        head, size = _head_and_size(real) if is_file else (b"", 0)
+        head, size = _head_and_size(real, one_name=True) if is_file else (b"", 0)
+    except HardLinked as err:
+        raise HardLinked(f"{err} Nothing was read or uploaded.") from None
     except OSError as err:
         raise UnusablePath(_path_problem(given, err)) from None
     if not is_file:
@@ -1749,11 +1757,11 @@ def still_hashed(local: LocalFile) -> Iterator[io.BufferedReader]:
     """``local``'s file opened through the judged opener, and the very file that was hashed: what is read from it (a
     length to price, a picture to show) is what was approved. ``ChangedFile`` when it is another file or was written
     to since it was hashed, checked as it is opened and again, with its path, once the caller is done."""
-    with open_judged(local.path) as handle:
+    with open_judged(local.path, one_name=True) as handle:
         _same_as_hashed(local, handle)
         yield handle
         _same_as_hashed(local, handle)
-    with open_judged(local.path) as again:  # the path still leads to it, with no symlink swapped in
+    with open_judged(local.path, one_name=True) as again:  # the path still leads to it, with no symlink swapped in
         _same_as_hashed(local, again)
 
 
@@ -1781,7 +1789,7 @@ def read_inside(path: Path, home: Path, most: int) -> bytes:
     if reason is not None:
         raise PrivateFile(f"{plainly(path.name)} is private: {reason}.")
     try:
-        with open_judged(real) as handle:
+        with open_judged(real, one_name=True) as handle:  # a hard link is the file it links, wherever that is
             size = os.fstat(handle.fileno()).st_size
             content = handle.read(most + 1) if size <= most else b""
     except ChangedFile as err:
@@ -1790,6 +1798,8 @@ def read_inside(path: Path, home: Path, most: int) -> bytes:
         raise
     if size > most or len(content) > most:
         raise TooLarge(f"{plainly(path.name)} is larger than {most // 1024 // 1024} MB, too large to send over MCP.")
+    if holds_private_key(content):  # a second layer under the checks by location: never a private key, wherever
+        raise PrivateFile(f"{plainly(path.name)} holds a PEM private key block, which kie-mcp never serves.")
     return content
 
 
@@ -1799,17 +1809,22 @@ def read_judged_head(path: Path) -> bytes:
     return _head_and_size(path)[0]
 
 
-def _head_and_size(path: Path) -> tuple[bytes, int]:
-    """The first bytes and the size of a regular file, read without blocking on a FIFO swapped in for it."""
-    with open_judged(path) as handle:
+def _head_and_size(path: Path, *, one_name: bool = False) -> tuple[bytes, int]:
+    """The first bytes and the size of a regular file, read without blocking on a FIFO swapped in for it
+    (``one_name``: as ``open_judged``)."""
+    with open_judged(path, one_name=one_name) as handle:
         return handle.read(HEAD_BYTES), os.fstat(handle.fileno()).st_size
 
 
-def open_judged(path: Path) -> io.BufferedReader:
+def open_judged(path: Path, *, one_name: bool = False) -> io.BufferedReader:
     """``path`` opened for reading when it is still what was judged: a regular file (never a FIFO or device, which
     could block or never end), not a symlink, and the same file the path names now with no symlink in it. A file
-    swapped for a link (to ``~/.ssh/id_rsa``) in any part of its path, before or while it is opened, is refused."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    swapped for a link (to ``~/.ssh/id_rsa``) in any part of its path, before or while it is opened, is refused.
+    ``one_name``: where the file's location is what vouches for it (a resource of the workspace, an upload from an
+    allowed folder), a file with other names on disk (a hard link: ``st_nlink`` of the opened file) is
+    ``HardLinked`` too: a hard link in references/ to ``~/.ssh/id_rsa`` or the workspace's ``.env`` is that file
+    itself, wherever it lives."""
+    flags = READ_NOW | getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(path, flags)
     except OSError as err:  # a link or nothing in its place: changed; anything else (locked, no permission): OSError
@@ -1823,6 +1838,11 @@ def open_judged(path: Path) -> io.BufferedReader:
         opened = os.fstat(fd)
         if not stat.S_ISREG(opened.st_mode):
             raise ChangedFile(path, "it is not a regular file now")
+        if one_name and opened.st_nlink > 1:
+            raise HardLinked(
+                f"{plainly(path.name)} has other names on disk (a hard link), which kie-mcp never serves or sends; "
+                "copy it into references/ to use it."
+            )
         try:
             named = os.stat(path)
             unlinked = os.path.realpath(path) == os.fspath(path)

@@ -8,6 +8,7 @@ media: ``sniff`` returns None and ``describe`` says in a few words what the byte
 from __future__ import annotations
 
 import functools
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,6 +194,16 @@ _BINARY = (
     (b"Rar!", "a RAR archive"),
     (b"\x00asm", "WebAssembly"),
 )
+
+
+# The armour line that opens a PEM private key of any kind (RSA, EC, OPENSSH, ENCRYPTED, PKCS#8 "PRIVATE KEY"): a
+# resource is never served holding one (``inputs.read_inside``); an upload is refused for any PEM text (``describe``).
+_PRIVATE_KEY_BLOCK = re.compile(rb"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----")
+
+
+def holds_private_key(data: bytes) -> bool:
+    """Whether ``data`` holds the opening line of a PEM private-key block anywhere."""
+    return b"PRIVATE KEY-----" in data and _PRIVATE_KEY_BLOCK.search(data) is not None
 
 
 def describe(head: bytes) -> str:

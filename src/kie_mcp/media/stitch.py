@@ -89,6 +89,7 @@ from kie_mcp.media.saved import OUTPUTS
 from kie_mcp.media.sniff import describe, sniff
 from kie_mcp.processes import owner_gone, this_process
 from kie_mcp.redact import redact
+from kie_mcp.regular import open_regular
 from kie_mcp.words import path_text, plain
 
 # How to get the bundled ffmpeg while kie-mcp is installed from a checkout or a wheel (it is not on PyPI yet).
@@ -1212,13 +1213,13 @@ def _claimed(candidate: Path) -> bool:
     server of this machine), or that is older than any join lasts (``CLAIM_LIFE``) where its writer cannot be told,
     is removed: it never holds a name for ever."""
     claim = claim_of(candidate)
-    try:
-        with open(claim, "rb") as handle:
+    try:  # never waits: a FIFO planted as a claim held every join; it, a device or a link is taken, never read
+        with open_regular(claim, follow=False) as handle:
             owner = handle.read(200).decode("utf-8", "replace").strip()
-        age = time.time() - os.stat(claim).st_mtime
+            age = time.time() - os.fstat(handle.fileno()).st_mtime
     except FileNotFoundError:
         return False
-    except OSError:  # there and unreadable: taken
+    except OSError:  # there and unreadable, or not a regular file (``NotRegular``, a link): taken
         return True
     gone = owner_gone(owner)
     if gone is False or (gone is None and age <= CLAIM_LIFE):

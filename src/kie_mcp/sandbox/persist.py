@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kie_mcp.redact import redact, redact_value
+from kie_mcp.regular import open_regular
 
 if TYPE_CHECKING:
     from .state import Simulator, StoredUpload, Task
@@ -137,7 +138,8 @@ class SimStore:
     def load(self, sim: Simulator) -> None:
         """Fill the fresh ``sim`` from the file. Missing: nothing to do. Unreadable: moved aside, one warning."""
         try:
-            raw = self.path.read_bytes()
+            with open_regular(self.path) as handle:  # a FIFO in its place is unreadable, never waited on
+                raw = handle.read()
         except FileNotFoundError:
             return
         except OSError as err:
@@ -291,7 +293,8 @@ class SimStore:
         if not _BLOB_NAME.match(sha):
             return None
         try:
-            data = (self.blobs / sha).read_bytes()
+            with open_regular(self.blobs / sha) as handle:
+                data = handle.read()
         except OSError:
             return None
         return data if hashlib.sha256(data).hexdigest() == sha else None
