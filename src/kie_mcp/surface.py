@@ -1114,7 +1114,7 @@ def _define_tools(mcp: _ToolRecorder) -> None:
             text = f"{len(models)} model(s):\n" + "\n".join(lines) + (f"\n{UP_TO_MEANS}" if up_to else "")
         else:  # a next step, not a dead end: the capabilities there are, and the query's words no model has
             message = text = gen.no_model_matches(rt, kind=kind, capability=capability, query=query)
-        return _tool_result(ModelList(models=models, message=message), text, rt, exclude_none=True)
+        return _tool_result(ModelList(models=models, message=message), text, rt)
 
     @mcp.tool(title="Upload file", annotations=UPLOADS)
     @_accepts
@@ -2275,15 +2275,13 @@ def _tool_result(
     *,
     saved: Sequence[SavedFile] = (),
     previews: bool = True,
-    exclude_none: bool = False,
 ) -> CallToolResult:
     """Text and structured content. Every saved file (``saved``: those of ``tasks``, found by ``_tasks_result``) is
     named by absolute path and file:// URI in the text and in ``saved_files``; with ``previews`` also as a resource
     link, and the first ``PREVIEWS_PER_ANSWER`` files with a preview image (images scaled to KIE_PREVIEW_PX, a
     video's poster frame; the one kept beside each file: ``await _thumbnails_ready(tasks, workspace, side)`` first
     makes any missing one in a worker thread, so nothing is decoded here, on the event loop); the text says where the
-    others' are. A sandbox server's text starts with SANDBOX_LABEL. With ``exclude_none`` the structured content
-    leaves out null fields (for a model none of whose nullable fields is required)."""
+    others' are. A sandbox server's text starts with SANDBOX_LABEL."""
     files = list(saved)
     if files and "saved_files" in type(model).model_fields:
         model = model.model_copy(update={"saved_files": files})
@@ -2316,7 +2314,7 @@ def _tool_result(
         if small is not None:
             data, mime = small
             content.append(ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type=mime))
-    return CallToolResult(content=content, structured_content=model.model_dump(mode="json", exclude_none=exclude_none))
+    return CallToolResult(content=content, structured_content=model.model_dump(mode="json"))
 
 
 # Preview images in one answer, at most: Seedream's max_images 6 times 10 variations made 60 (about 10 MB of base64 in
