@@ -155,7 +155,7 @@ async def test_a_model_that_makes_several_images_by_default_is_listed_at_that_pr
     assert wan["price"] == "4.8 credits per image"
     assert [(p["output"], p["credits"]) for p in wan["typical"]] == [("1 image", 4.8), ("4 images", 19.2)]
     assert quote["quote"]["credits_total"] == 19.2  # what the list now shows for a default request
-    assert "4 images $0.10" in text_of(listed)
+    assert "4 images 19.2 cr ($0.10)" in text_of(listed)
 
 
 # -- no key ----------------------------------------------------------------------------------------------------------

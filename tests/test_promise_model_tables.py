@@ -68,7 +68,7 @@ async def test_the_model_tables_offer_and_price_what_the_tools_do_after_kie_s_ca
     assert cells[4:7] == [
         "12-18 credits per task",
         f"KIE live price list of {day}",
-        "1 image $0.07 (15 cr) at resolution=1K",
+        "1 image 15 cr ($0.07) at resolution=1K",
     ]
     [listed_nano] = [m for m in listed if m["id"] == "nano-banana-2"]
     assert listed_nano["price"] == "12-18 credits per task" and listed_nano["typical"][0]["credits"] == 15
@@ -83,7 +83,7 @@ async def test_the_model_tables_offer_and_price_what_the_tools_do_after_kie_s_ca
     assert (veo["quote"]["credits_total"], veo["quote"]["credits_counted"]) == (1, 250)
     veo_cells = row(table, "veo3")
     assert "the catalogue's price is what counts against the caps" in veo_cells[4]
-    assert veo_cells[6] == "8 s $0.005 (1 cr; 250 counted) at generationType=TEXT_2_VIDEO, resolution=720p"
+    assert veo_cells[6] == "8 s up to 250 cr ($1.25; KIE lists 1) at generationType=TEXT_2_VIDEO, resolution=720p"
     [listed_veo] = [m for m in listed if m["id"] == "veo3"]
     assert (listed_veo["typical"][0]["credits"], listed_veo["typical"][0]["counted"]) == (1, 250)
 
@@ -107,8 +107,8 @@ async def test_list_models_text_says_the_credits_and_what_the_caps_count_as_the_
     connect, controls, transport, tmp_path
 ):
     """An agent reading only list_models' text compares what the caps and auto-approval count: each model's line
-    says its typical outputs as kie://models' cell does, credits and "counted" figure included, never a dollar
-    figure alone. The audit: "veo3_lite 8 s clip $0.15" while the caps counted 60 credits ($0.30), and
+    says its typical outputs as kie://models' cell does, what the caps count first ("up to") with KIE's list after it,
+    never a list price alone. The audit: "veo3_lite 8 s clip $0.15" while the caps counted 60 credits ($0.30), and
     segment-map "$0.00" where 4 are counted."""
     await kie_changed_its_catalogue(controls, transport, tmp_path)
     async with connect() as client:
@@ -117,10 +117,11 @@ async def test_list_models_text_says_the_credits_and_what_the_caps_count_as_the_
     lines = {line.split(" ", 2)[1]: line for line in listing.splitlines() if line.startswith("- ")}
     cells = {model_id: row(table, model_id)[6] for model_id in lines}
     assert [model_id for model_id, cell in cells.items() if cell and f"; {cell}): " not in lines[model_id]] == []
-    assert sum("counted" in cell for cell in cells.values()) >= 3  # the figures this guards are there to compare
-    assert "; 8 s $0.15 (30 cr; 60 counted) at generationType=TEXT_2_VIDEO, resolution=720p): " in lines["veo3_lite"]
-    assert "; 8 s $0.005 (1 cr; 250 counted) at generationType=TEXT_2_VIDEO" in lines["veo3"]
-    assert "; 1 image $0.00 (0 cr; 4 counted)): " in lines["grok-imagine-image-2-0/segment-map"]
+    assert sum("up to" in cell for cell in cells.values()) >= 3  # the figures this guards are there to compare
+    lite = "; 8 s up to 60 cr ($0.30; KIE lists 30) at generationType=TEXT_2_VIDEO, resolution=720p): "
+    assert lite in lines["veo3_lite"]
+    assert "; 8 s up to 250 cr ($1.25; KIE lists 1) at generationType=TEXT_2_VIDEO" in lines["veo3"]
+    assert "; 1 image up to 4 cr ($0.02; KIE lists 0)): " in lines["grok-imagine-image-2-0/segment-map"]
 
 
 async def test_one_credit_is_said_in_the_singular_by_list_models_the_model_table_and_estimate_cost(connect, tmp_path):
@@ -168,14 +169,16 @@ async def test_one_credit_is_said_in_the_singular_when_it_is_quoted_spent_and_li
 async def test_a_model_that_sets_its_own_length_is_listed_at_one_clip_never_a_bare_number(connect):
     """The journey: list_models and the model tables said "hailuo/02-text-to-video-pro (video, 57 credits per clip;
     1 $0.28 (57 cr))", and the same for veo/extend and Veo's 1080p and 4K versions: the typical output "1 clip" lost
-    its word, as "5 s clip" is written "5 s". It reads "1 clip $0.28 (57 cr)" in list_models and kie://models."""
+    its word, as "5 s clip" is written "5 s". It reads "1 clip 57 cr ($0.28)" in list_models and kie://models."""
     async with connect() as client:
         listing = text_of(await client.call_tool("list_models", {}))
         table = (await client.read_resource("kie://models")).contents[0].text
     lines = {line.split(" ", 2)[1]: line for line in listing.splitlines() if line.startswith("- ")}
-    assert "(video, 57 credits per clip; 1 clip $0.28 (57 cr)): " in lines["hailuo/02-text-to-video-pro"]
-    assert row(table, "veo/get-4k-video")[6] == "1 clip $0.60 (120 cr)"
-    bare = re.compile(r"(?:; |\| )\d+ \$")  # a count with nothing counted after it, at a typical output's start
+    assert "(video, 57 credits per clip; 1 clip 57 cr ($0.28)): " in lines["hailuo/02-text-to-video-pro"]
+    assert row(table, "veo/get-4k-video")[6] == "1 clip 120 cr ($0.60)"
+    bare = re.compile(
+        r"(?:; |\| )\d+ (?:up to )?[\d.]+ cr"
+    )  # a count with nothing counted after it, at a typical output's start
     assert [line for line in lines.values() if bare.search(line)] == [], listing
     assert [line for line in table.splitlines() if bare.search(line)] == []
 
@@ -203,8 +206,8 @@ async def test_a_read_of_the_model_tables_after_kie_changed_a_price_shows_the_ne
                 await anyio.sleep(0.1)
         after = (await client.read_resource("kie://models")).contents[0].text
         document = json.loads((await client.read_resource("kie://models.json")).contents[0].text)
-    assert again == before and "1 image $0.04 (8 cr) at resolution=1K" in row(before, "nano-banana-2")[6]
-    assert row(after, "nano-banana-2")[6] == "1 image $0.07 (15 cr) at resolution=1K", row(after, "nano-banana-2")
+    assert again == before and "1 image 8 cr ($0.04) at resolution=1K" in row(before, "nano-banana-2")[6]
+    assert row(after, "nano-banana-2")[6] == "1 image 15 cr ($0.07) at resolution=1K", row(after, "nano-banana-2")
     [nano] = [model for model in document["models"] if model["id"] == "nano-banana-2"]
     assert nano["typical_prices"][0]["credits"] == 15
 

@@ -121,9 +121,9 @@ async def test_list_models_typical_prices_are_what_estimate_cost_quotes(connect)
                 assert (kind, quote["credits_total"], quote["usd_total"]) == (kind, shown["credits"], shown["usd"])
         table = (await client.read_resource("kie://models")).contents[0].text
         document = json.loads((await client.read_resource("kie://models.json")).contents[0].text)
-    assert "8 s $0.30 (60 cr) at generationType=TEXT_2_VIDEO, resolution=720p" in listing
-    assert "| Typical output (USD) |" in table
-    assert "| 8 s $0.30 (60 cr) at generationType=TEXT_2_VIDEO, resolution=720p |" in table
+    assert "8 s 60 cr ($0.30) at generationType=TEXT_2_VIDEO, resolution=720p" in listing
+    assert "| Typical output (credits, USD) |" in table
+    assert "| 8 s 60 cr ($0.30) at generationType=TEXT_2_VIDEO, resolution=720p |" in table
     veo = next(m for m in document["models"] if m["id"] == "veo3_fast")
     assert veo["typical_prices"] == [
         {"output": "8 s clip", "credits": 60.0, "usd": 0.3, "settings": "generationType=TEXT_2_VIDEO, resolution=720p"}

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import logging
 import math
+import re
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence, Set
@@ -1198,7 +1199,7 @@ def offered_models(
     words = (query or "").lower().split()
     found = []
     for spec in _selling(rt, kind, capability):
-        if any(w not in _searched(spec) for w in words):
+        if not all(_has_word(_searched(spec), w) for w in words):
             continue
         rate = health(rt.live, spec.id)
         found.append((spec, rate if rate is not None and rate < HEALTHY else None))
@@ -1217,7 +1218,7 @@ def no_model_matches(rt: Runtime, *, kind: str | None, capability: str | None, q
     words = (query or "").lower().split()
     if words:
         pool = _selling(rt, kind, capability) or kinds
-        missing = [word for word in words if not any(word in _searched(spec) for spec in pool)]
+        missing = [word for word in words if not any(_has_word(_searched(spec), word) for spec in pool)]
         said = (
             f"no model has {' or '.join(plain(word) for word in missing)}"
             if missing
@@ -1251,6 +1252,18 @@ def _capability_key(name: str) -> str:
 def _searched(spec: ModelSpec) -> str:
     """What list_models' query words are looked for in."""
     return " ".join([spec.id, spec.title, spec.good_for, *spec.aliases, *spec.capabilities]).lower()
+
+
+def _has_word(text: str, word: str) -> bool:
+    """Whether a query ``word`` is in ``text``: anywhere in it ("kont" finds Kontext), but a number only as a number
+    of its own, or a version's first part ("2" finds "seedance 2" and "wan 2.6"; never the 2 of "i2v", "1.2" or
+    "1024"), so "seedance 2" no longer lists Seedance 1.0's image-to-video models."""
+    if not _NUMBER.fullmatch(word):
+        return word in text
+    return re.search(rf"(?<![\w.]){re.escape(word)}(?!\w)", text) is not None
+
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)*")
 
 
 HEALTHY = 0.9  # below this recent success rate, the user hears about it before spending

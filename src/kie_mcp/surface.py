@@ -50,7 +50,7 @@ from kie_mcp.catalog import (
     WithdrawnModelError,
     usd,
 )
-from kie_mcp.catalog.pricing import TypicalPrice, credits_text, typical_prices
+from kie_mcp.catalog.pricing import UP_TO_MEANS, TypicalPrice, credits_text, typical_prices
 from kie_mcp.catalog.tables import (
     Offer,
     model_document,
@@ -171,6 +171,13 @@ UNREADABLE_ANSWER_FORM = (
     "with it asks the form again."
 )
 
+# list_models' capability values, as the catalogue's models have them (a test holds them to the data): in the tool's
+# listing, so an agent filters without first reading the whole list.
+CAPABILITIES = (
+    "audio, avatar, background-removal, character, edit, extend, first-last-frame, image-to-image, image-to-video, "
+    "inpaint, layer-decomposition, lip-sync, motion-control, multi-shot, reference, segmentation, text-to-image, "
+    "text-to-video, upscale, video-to-video"
+)
 READ_LOCAL = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 READ_KIE = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=True)
 SPENDS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
@@ -489,9 +496,9 @@ class ModelInfo(_Result):
 
 
 def _typical_text(model: "ModelInfo") -> str:
-    """'; 5 s $0.35 (70 cr), 8 s $0.56 (112 cr) at resolution=720p': what people compare, in the model's list line,
-    as the model table's cell says it: the credits too, and what the caps count when that is more ('8 s $0.15 (30 cr;
-    60 counted)'), never a dollar figure alone that the caps and auto-approval count double."""
+    """'; 5 s 70 cr ($0.35), 8 s 112 cr ($0.56) at resolution=720p': what people compare, in the model's list line,
+    as the model table's cell says it: what the caps count first when that is more ('8 s up to 60 cr ($0.30; KIE
+    lists 30)'), never a list price alone that the caps and auto-approval count double."""
     return f"; {typical_text(model.typical)}" if model.typical else ""
 
 
@@ -1075,13 +1082,16 @@ def _define_tools(mcp: _ToolRecorder) -> None:
         kind: Annotated[Literal["image", "video"] | None, Field(description="Only image or video models.")] = None,
         capability: Annotated[
             str | None,
-            Field(description="e.g. text-to-video, edit, audio, reference, lip-sync (case, '-' and '_' ignored)."),
+            Field(description=f"One of: {CAPABILITIES} (case, '-', '_' and spaces ignored)."),
         ] = None,
         query: Annotated[
-            str | None, FREE_TEXT, Field(description="Words to match in id, name or description; all must match.")
+            str | None,
+            FREE_TEXT,
+            Field(description="Words to match in id, name or description; all must match (a number as a whole word)."),
         ] = None,
     ) -> Annotated[CallToolResult, ModelList]:
-        """The KIE models kie-mcp can validate and price, with what each is good at and its price. Free."""
+        """The KIE models kie-mcp can validate and price, with what each is good at and its price. Free. The full
+        list is large (150+ models, some 30 KB): filter it with kind, capability or query."""
         _reject_unknown_arguments(ctx, "list_models")
         rt = _runtime(ctx)
         from kie_mcp.catalog.live import live_price_input  # the live catalogue loads with the first request
@@ -1098,10 +1108,13 @@ def _define_tools(mcp: _ToolRecorder) -> None:
         ]
         lines = [f"- {m.id} ({m.kind}, {m.price}{_typical_text(m)}): {m.good_for}{_health_text(m)}" for m in models]
         if models:
-            message = f"{len(models)} model(s):\n" + "\n".join(lines)
+            # The structured answer's message is a summary, not a second copy of the listing its models hold.
+            message = f"{len(models)} model(s); each one's price, typical output price and use are in models."
+            up_to = any(t.counted is not None for m in models for t in m.typical)
+            text = f"{len(models)} model(s):\n" + "\n".join(lines) + (f"\n{UP_TO_MEANS}" if up_to else "")
         else:  # a next step, not a dead end: the capabilities there are, and the query's words no model has
-            message = gen.no_model_matches(rt, kind=kind, capability=capability, query=query)
-        return _tool_result(ModelList(models=models, message=message), message, rt)
+            message = text = gen.no_model_matches(rt, kind=kind, capability=capability, query=query)
+        return _tool_result(ModelList(models=models, message=message), text, rt)
 
     @mcp.tool(title="Upload file", annotations=UPLOADS)
     @_accepts
@@ -1840,7 +1853,8 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
 
     @mcp.resource("kie://models.json", name="models-json", title="KIE model table (JSON)", mime_type="application/json")
     async def models_json() -> str:
-        """The model table as JSON, with each model's fields, rules, price table and sources."""
+        """The model table as JSON, with each model's fields, rules, price table and sources: large, about 1.3 MB
+        (kie://models, the table in Markdown, is some 50 KB). For one model read kie://models/{id}."""
         return await anyio.to_thread.run_sync(model_table_json, _offer())
 
     @mcp.resource("kie://models/{+model_id}", name="model", title="One KIE model", mime_type="application/json")

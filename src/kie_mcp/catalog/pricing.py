@@ -351,9 +351,19 @@ class TypicalPrice(BaseModel, defer_build=True):
     counted: float | None = Field(
         default=None,
         description="When the caps count more than the price (estimate_cost's credits_counted: KIE was seen charging "
-        "more, or KIE's live list is lower than kie-mcp's catalogue): that figure. Null when the price is all that "
-        "counts.",
+        "more, or KIE's live list is lower than kie-mcp's catalogue): that figure, what quotes and approvals ask "
+        '("up to"). Left out when the price is all that counts.',
     )
+    counted_usd: float | None = Field(default=None, description="About USD of counted; left out with it.")
+
+
+# What "up to" means where a typical price says it (list_models' answer, the model table's header), as estimate_cost
+# leads with the same figure.
+UP_TO_MEANS = (
+    '"up to N cr": the most kie-mcp counts for it, above "KIE lists" (KIE\'s list price): KIE was seen charging that '
+    "much (or may for such a request, or its live list is below kie-mcp's catalogue); estimate_cost's quote, the "
+    "approval and the spending caps use it."
+)
 
 
 def typical_prices(spec: ModelSpec, price: Callable[..., ItemPrice] | None = None) -> list[TypicalPrice]:
@@ -443,7 +453,12 @@ def _typical(
     settings = _condition(spec, shown, wire) if named else ""
     counted = price.counted if price.counted is not None and price.counted > price.credits else None
     return TypicalPrice(
-        output=output, credits=price.credits, usd=usd(price.credits), settings=settings, counted=counted
+        output=output,
+        credits=price.credits,
+        usd=usd(price.credits),
+        settings=settings,
+        counted=counted,
+        counted_usd=None if counted is None else usd(counted),
     )
 
 

@@ -147,12 +147,13 @@ class Catalog:
         return names
 
     def _closest(self, name: str) -> list[str]:
-        """Up to three models KIE sells whose names are like ``name``. A name nearest a withdrawn model's (an id
-        from an old guide) is answered with what KIE offers instead of it, never with the withdrawn model."""
+        """Up to three models KIE sells whose names are like ``name`` (``CLOSE_ENOUGH``: a typo, never a name that
+        only shares a few letters); none when no name is that close. A name nearest a withdrawn model's (an id from
+        an old guide) is answered with what KIE offers instead of it, never with the withdrawn model."""
         import difflib
 
         wanted = _normalise(name)
-        hits = difflib.get_close_matches(wanted, list(self._names), n=5, cutoff=0.5)
+        hits = difflib.get_close_matches(wanted, list(self._names), n=5, cutoff=CLOSE_ENOUGH)
         ids: list[str] = []
         for hit in hits:
             for model_id in sorted(self._names[hit]):
@@ -160,6 +161,12 @@ class Catalog:
                 instead = [spec.id] if spec.withdrawn is None else spec.withdrawn.alternatives
                 ids += [i for i in instead if i not in ids and i in self._models and self._models[i].withdrawn is None]
         return ids[:3]
+
+
+# How like a known name (difflib's ratio) an unknown model name must be to be suggested: "veo3_fsat" is 0.89 like
+# "veo3 fast" and "klign 3.0" 0.89 like "kling 3 0", while "nonexistent-model" was 0.55 like "wan animate move" and
+# "my-video-model" 0.62 like "wan video to video", suggestions that only sent an agent astray.
+CLOSE_ENOUGH = 0.7
 
 
 # An id's last part that reads as an id, not a word (``nano-banana``, ``veo3_fast``; never ``video``, ``upscale`` or

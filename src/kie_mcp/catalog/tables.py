@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from kie_mcp.kept import KeptPerOffer
 
 from .pricing import (
+    UP_TO_MEANS,
     ItemPrice,
     TypicalPrice,
     credits_figure,
@@ -20,6 +21,7 @@ from .pricing import (
     price_input,
     source_text,
     typical_prices,
+    usd,
     usd_text,
 )
 from .registry import Catalog, load_catalog
@@ -138,22 +140,30 @@ def _rates(
 
 
 def typical_cell(spec: ModelSpec, price: Callable[..., ItemPrice] | None = None) -> str:
-    """The table's USD column: '5 s $0.35 (70 cr), 8 s $0.56 (112 cr) at resolution=720p'; '' when unknown. What the
-    caps count, when more than the price, is said: '8 s $0.15 (30 cr; 60 counted)'."""
+    """The table's typical-output column: '5 s 70 cr ($0.35), 8 s 112 cr ($0.56) at resolution=720p'; '' when unknown.
+    When the caps count more than the price, that figure leads, as estimate_cost's quote leads with it: '8 s up to 60
+    cr ($0.30; KIE lists 30)'."""
     return typical_text(typical_prices(spec, price))
 
 
 def typical_text(prices: Sequence[TypicalPrice]) -> str:
-    """``typical_cell`` of prices already made (list_models' line says the same): each output's USD, its credits and
-    what the caps count when that is more; '' without prices."""
+    """``typical_cell`` of prices already made (list_models' line says the same): each output's credits, then its
+    USD, as estimate_cost writes a price ('60 credits (about $0.30)'); what the caps count first when that is more
+    (``UP_TO_MEANS``), never a list price alone that the caps and auto-approval count double; '' without prices."""
     if not prices:
         return ""
-    cells = ", ".join(
-        f"{_output_words(p.output)} {usd_text(p.usd)} ({credits_figure(p.credits)} cr"
-        + (f"; {credits_figure(p.counted)} counted)" if p.counted is not None else ")")
-        for p in prices
-    )
+    cells = ", ".join(f"{_output_words(p.output)} {_figure(p)}" for p in prices)
     return f"{cells} at {prices[0].settings}" if prices[0].settings else cells
+
+
+def _figure(price: TypicalPrice) -> str:
+    """'30 cr ($0.15)', or 'up to 60 cr ($0.30; KIE lists 30)' when the caps count more than KIE's list."""
+    if price.counted is None:
+        return f"{credits_figure(price.credits)} cr ({usd_text(price.usd)})"
+    return (
+        f"up to {credits_figure(price.counted)} cr ({usd_text(usd(price.counted))}; "
+        f"KIE lists {credits_figure(price.credits)})"
+    )
 
 
 def _output_words(output: str) -> str:
@@ -187,15 +197,14 @@ def _markdown(offer: Offer) -> str:
         "which of KIE's price lists each is from, and of when (kie-mcp's dated snapshot, or KIE's live list once "
         "read); estimate_cost gives the exact price of a request. *Typical output* is one image (and what a request "
         "makes by default, when that is several), or a 5 s and an 8 s clip (the model's own length when it offers "
-        'neither; "1 clip" when it sets the length itself), at the model\'s default settings, with what the caps '
-        'count when that is more ("30 cr; 60 counted": KIE was seen charging more, may charge more than its list '
-        "price for the request (a picture given as a link, every picture a layer decomposition returns), or its live "
-        "list is below kie-mcp's "
-        "catalogue); blank when the price depends on an input's length or KIE publishes none.",
+        'neither; "1 clip" when it sets the length itself), at the model\'s default settings, in credits and about USD '
+        f"(blank when the price depends on an input's length or KIE publishes none). {UP_TO_MEANS} (KIE may charge "
+        "more than its list for a picture given as a link, or for every picture a layer decomposition returns.)",
         "",
         names_text(offer.catalog, offer.live),
         "",
-        "| Model id | Kind | API family | Capabilities | Price | Price source | Typical output (USD) | Good for |",
+        "| Model id | Kind | API family | Capabilities | Price | Price source | Typical output (credits, USD) "
+        "| Good for |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for spec in offer.models():
