@@ -238,7 +238,7 @@ async def test_every_task_view_shows_the_prompt_and_session_shortened_and_redact
         assert shown["prompt"].startswith("scene 1: the woman turns and smiles"), shown
         assert len(shown["prompt"]) <= 120 and shown["prompt"].endswith("...")
         assert shown["session"] == "launch-film"
-        assert shown.get("folder") is None  # failed: nothing is saved anywhere (list_tasks leaves a null out)
+        assert shown["folder"] is None  # failed: nothing is saved anywhere
     assert views["scene2"]["prompt"] == one["prompt"] == "scene 2: she walks to the window"
     assert one["session"] == "launch-film"
     for text in (text_of(listed), text_of(checked)):
