@@ -1043,9 +1043,6 @@ def _define_tools(mcp: _ToolRecorder) -> None:
             message=message,
         )
         call = await _tasks_result(result, message, rt, found, previews=False, uri_only=True)
-        if (listed := call.structured_content) is not None:  # what an agent reads, lean: each task's set fields only
-            listed["tasks"] = _unset_left_out(listed.get("tasks"), TaskRecord)
-            listed["saved_files"] = _unset_left_out(listed.get("saved_files"), SavedFile)
         if client_supports_apps(ctx):  # MCP Apps hosts: the gallery
             call.meta = gallery_meta(rt, found)
         return call
@@ -2353,25 +2350,6 @@ async def _tasks_result(
     found = [(task.task_id, tuple(task.files)) for task in tasks if task.files]  # as they are now, read in the thread
     files = await anyio.to_thread.run_sync(_task_files, rt, found) if rt is not None and found else []
     return _tool_result(model, text, rt, tasks, saved=files, previews=previews, uri_only=uri_only)
-
-
-def _unset_left_out(items: Any, shape: type[BaseModel]) -> Any:
-    """The items of a listing (``shape``'s, dumped) without the fields that say nothing: null, or false where false
-    is the field's default. Only a field its output schema does not require is left out (absent means its default),
-    so the answer still fits the schema; the text says the same either way."""
-    if not isinstance(items, list):
-        return items
-    fields = shape.model_fields
-    return [
-        {
-            name: value
-            for name, value in item.items()
-            if name not in fields or fields[name].is_required() or (value is not None and value is not False)
-        }
-        if isinstance(item, dict)
-        else item
-        for item in items
-    ]
 
 
 def _task_files(rt: Runtime, tasks: Sequence[tuple[str | None, Sequence[str]]]) -> list[SavedFile]:
