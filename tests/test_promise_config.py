@@ -99,7 +99,7 @@ async def test_a_money_limit_written_minus_zero_is_zero_and_reads_0(transport, m
         credits = await client.call_tool("check_credits", {})
     said = text_of(credits)
     block = "(set in the client's env block)"
-    assert f"Caps: 0 per call {block}, 0 per day {block}." in said, said
+    assert f"Caps: 0 credits per call {block}, 0 per day {block}." in said, said
     assert not re.search(r"(?<![\w-])-0(?![\d.])", said + " ".join(settings.config_notes)), said
     for limit in ("max_credits_per_call", "max_credits_per_day", "auto_approve_credits"):
         assert str(getattr(settings, limit)) == "0.0", limit

@@ -243,7 +243,9 @@ async def test_caps_of_a_million_or_more_are_written_in_full_wherever_a_figure_i
         several = await client.call_tool("generate_video", {**NO_PRICE, "variations": 2})  # 2 x the cap: refused
     said = [text_of(answer) for answer in (made, credits, estimate, unpriced, several)]
     assert "auto-approved: at or under KIE_AUTO_APPROVE_CREDITS=1000000000" in said[0], said[0]
-    assert "Spent today through kie-mcp: 8. Caps: 1000000 per call, 2500000 per day." in said[1], said[1]
+    assert "Spent today through kie-mcp: 8 credits. Caps: 1000000 credits per call, 2500000 per day." in said[1], said[
+        1
+    ]
     assert "8 credits; 2499992 left of the 2500000 per day (per call at most 1000000)." in said[2], said[2]
     assert "1000000 reserved against today's cap" in said[3], said[3]
     assert several.is_error and "each counts the whole per-call cap of 1000000 " in said[4], said[4]
@@ -266,9 +268,9 @@ async def test_caps_beyond_any_spend_and_fractions_of_a_credit_are_written_witho
         for extra in ({}, {"max_credits": 0.00001}, {"max_credits": 1e-9}):
             tiny.append(text_of(await client.call_tool("estimate_cost", {**IMAGE, **extra})))
     beyond = "1,000,000,000,000,000+"
-    assert f"Caps: {beyond} per call, {beyond} per day." in huge[0], huge[0]
+    assert f"Caps: {beyond} credits per call, {beyond} per day." in huge[0], huge[0]
     assert f"{beyond} left of the {beyond} per day (per call at most {beyond})." in huge[1], huge[1]
-    assert "Caps: 0.00001 per call, 3000 per day." in tiny[0], tiny[0]
+    assert "Caps: 0.00001 credits per call, 3000 per day." in tiny[0], tiny[0]
     assert "(per call at most 0.00001)" in tiny[1], tiny[1]
     assert "over the max_credits of 0.00001 given with it" in tiny[2], tiny[2]
     assert "over the max_credits of less than 0.000001 given with it" in tiny[3], tiny[3]
@@ -775,9 +777,9 @@ async def test_a_cap_refusal_sends_the_user_to_where_the_cap_in_force_is_set(
     assert "server's configuration" not in said, said
     block = "(set in the client's env block)"
     caps = (
-        f"Caps: 5 per call (set in {dotenv}), 3000 per day {block}."
+        f"Caps: 5 credits per call (set in {dotenv}), 3000 per day {block}."
         if name == "KIE_MAX_CREDITS_PER_CALL"
-        else f"Caps: 600 per call {block}, 5 per day (set in {dotenv})."
+        else f"Caps: 600 credits per call {block}, 5 per day (set in {dotenv})."
     )
     assert caps in credits, credits
     assert await controls.creates() == []

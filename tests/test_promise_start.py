@@ -503,7 +503,9 @@ def assert_local_facts(answer: Any, schema: dict[str, Any], workspace: Path, rea
     text, data = text_of(answer), answer.structured_content
     assert answer.is_error and text.startswith("Balance unavailable: "), text
     assert f"Workspace: {workspace} (journal, outputs/ and logs/), {reason}" in text, text
-    assert "Caps: 600 per call, 3000 per day." in text and "Spent today through kie-mcp: 0." in text, text
+    assert "Caps: 600 credits per call, 3000 per day." in text and "Spent today through kie-mcp: 0 credits." in text, (
+        text
+    )
     assert data["balance_credits"] is None and data["balance_problem"] and data["workspace"] == str(workspace)
     assert data["workspace_reason"] == reason and data["max_credits_per_call"] == 600 and data["spent_today"] == 0
     validator_for(schema)(schema).validate(data)

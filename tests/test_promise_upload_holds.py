@@ -236,7 +236,9 @@ async def test_a_hold_is_renewed_while_its_file_uploads_so_it_never_lapses_under
     said = text_of(meanwhile)
     assert meanwhile.is_error and "8 held for uploads under way" in said, said
     # check_credits says the same, not only "spent" (the held credits are given back if the request fails)
-    assert "Spent today through kie-mcp: 8, 8 of it held for uploads under way" in text_of(credits), text_of(credits)
+    assert "Spent today through kie-mcp: 8 credits, 8 of it held for uploads under way" in text_of(credits), text_of(
+        credits
+    )
     [made] = answers
     assert made.structured_content["status"] == "completed", text_of(made)
     assert held(tmp_path) == [] and len(await controls.creates()) == 1

@@ -124,7 +124,7 @@ async def test_tools_list_is_lean_and_still_describes_every_argument(connect):
         undescribed = [name for name, field in tool.input_schema["properties"].items() if not field.get("description")]
         assert undescribed == [], (tool.name, undescribed)
     listing = next(t for t in tools if t.name == "list_tasks").input_schema["properties"]["limit"]
-    assert "50 by default" in listing["description"] and f"at most {listing['maximum']}" in listing["description"]
+    assert "20 by default" in listing["description"] and f"at most {listing['maximum']}" in listing["description"]
     estimate = next(t for t in tools if t.name == "estimate_cost")
     assert estimate.input_schema["properties"]["model"]["description"]
     assert estimate.input_schema["properties"]["model"]["anyOf"] == [{"type": "string"}, {"type": "null"}]

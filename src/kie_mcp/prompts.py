@@ -66,6 +66,22 @@ APPROVAL = (
     "resubmit blindly."
 )
 
+# What a workflow says in place of APPROVAL after its first time (``_approval_once``): the rule in full once a prompt.
+APPROVAL_AGAIN = "Approve it as above: estimate_cost, the user's yes, then generate with its quote_id."
+
+
+def _approval_once(workflow: Callable[..., str]) -> Callable[..., str]:
+    """``workflow``, its text saying APPROVAL in full the first time only and APPROVAL_AGAIN after: ugc_video said the
+    same 390 characters four times. Its signature stays the workflow's own (the prompt's arguments are read from it)."""
+
+    @functools.wraps(workflow)
+    def said_once(*args: Any, **kwargs: Any) -> str:
+        head, found, rest = workflow(*args, **kwargs).partition(APPROVAL)
+        return head + found + rest.replace(APPROVAL, APPROVAL_AGAIN)
+
+    return said_once
+
+
 TEXT_LIMIT = 2000  # characters of a free-text argument other than a script: a scene, a persona, a path, a model id
 SCRIPTS = ("script", "pitch")  # the arguments holding words to speak, which may be as long as a model takes
 
@@ -1744,13 +1760,13 @@ def animated_ad(product: Product, story: Story, style: Style = "3D-animated", be
 
 
 WORKFLOWS: dict[str, tuple[str, Callable[..., str]]] = {
-    "influencer_recreation": ("Influencer recreation: photo, still, video", influencer_recreation),
-    "product_showcase": ("Product showcase: a person with your product, then video", product_showcase),
-    "character_sheet": ("Character sheet: hero portrait, then angles", character_sheet),
-    "ugc_product_selfie": ("UGC product selfie: your creator holding the product", ugc_product_selfie),
-    "ugc_video": ("UGC selfie-style video with a script", ugc_video),
-    "script_to_video": ("Long script to several clips, joined", script_to_video),
-    "animated_ad": ("Animated ad: storyboard stills, then a clip per beat", animated_ad),
+    "influencer_recreation": ("Influencer recreation: photo, still, video", _approval_once(influencer_recreation)),
+    "product_showcase": ("Product showcase: a person with your product, then video", _approval_once(product_showcase)),
+    "character_sheet": ("Character sheet: hero portrait, then angles", _approval_once(character_sheet)),
+    "ugc_product_selfie": ("UGC product selfie: your creator holding the product", _approval_once(ugc_product_selfie)),
+    "ugc_video": ("UGC selfie-style video with a script", _approval_once(ugc_video)),
+    "script_to_video": ("Long script to several clips, joined", _approval_once(script_to_video)),
+    "animated_ad": ("Animated ad: storyboard stills, then a clip per beat", _approval_once(animated_ad)),
 }
 
 

@@ -125,6 +125,7 @@ from kie_mcp.spend.quotes import QUOTE_ID
 from kie_mcp.tasks import TaskRecord
 from kie_mcp.tasks.follower import Asking, saving_words
 from kie_mcp.tasks.listing import (
+    LIST_DEFAULT,
     LIST_LIMIT,
     BadDay,
     UnknownCreate,
@@ -248,7 +249,9 @@ Images = Annotated[
     list[str],
     Field(
         description="Input images: http(s) URLs, local file paths, or kie://outputs/... and kie://workspace/... "
-        "resource links (local files are uploaded to KIE after approval). Max per model."
+        "resource links (local files are uploaded to KIE after approval). How many, and what they are, depends on the "
+        "model: on some video models they are the clip's first and last frame, and reference images go in an "
+        "options field (kie://models/{id} says which)."
     ),
 ]
 AspectRatio = Annotated[
@@ -695,8 +698,9 @@ def _define_tools(mcp: _ToolRecorder) -> None:
         roots: InputRoots = None,
     ) -> Annotated[CallToolResult, EstimateResult]:
         """Price a generation exactly, without spending anything. Takes the same arguments as generate_image /
-        generate_video (or, with task_id and operation, as continue_video) and returns a quote (credits, about USD,
-        price source and date) with a quote_id that approves exactly this request once, for 10 minutes. Free."""
+        generate_video, model required (or task_id and operation: a follow-up, as continue_video takes them), and
+        returns a quote (credits, about USD, price source and date) with a quote_id that approves exactly this
+        request once, for 10 minutes. Free."""
         request = ctx.request_context  # read once (``_runtime``)
         _refuse_unknown(request, "estimate_cost")
         rt = _runtime(ctx, request)
@@ -991,10 +995,15 @@ def _define_tools(mcp: _ToolRecorder) -> None:
         ] = None,
         limit: Annotated[
             int,
-            Field(ge=1, le=LIST_LIMIT, description=f"How many tasks to list (50 by default, at most {LIST_LIMIT})."),
+            Field(
+                ge=1,
+                le=LIST_LIMIT,
+                description=f"How many tasks to list ({LIST_DEFAULT} by default, at most {LIST_LIMIT}); next_cursor "
+                "lists the rest.",
+            ),
             Strict(),
             WHOLE,
-        ] = 50,
+        ] = LIST_DEFAULT,
         cursor: Annotated[
             str | None,
             Field(
@@ -1040,7 +1049,7 @@ def _define_tools(mcp: _ToolRecorder) -> None:
             gallery_uri=shown[1],
             message=message,
         )
-        call = await _tasks_result(result, message, rt, found, previews=False)
+        call = await _tasks_result(result, message, rt, found, previews=False, uri_only=True)
         if client_supports_apps(ctx):  # MCP Apps hosts: the gallery
             call.meta = gallery_meta(rt, found)
         return call
@@ -2275,9 +2284,11 @@ def _tool_result(
     *,
     saved: Sequence[SavedFile] = (),
     previews: bool = True,
+    uri_only: bool = False,
 ) -> CallToolResult:
     """Text and structured content. Every saved file (``saved``: those of ``tasks``, found by ``_tasks_result``) is
-    named by absolute path and file:// URI in the text and in ``saved_files``; with ``previews`` also as a resource
+    named by absolute path and file:// URI in the text and in ``saved_files`` (with ``uri_only``, a listing of many:
+    by its file:// URI alone in the text, which names each file once); with ``previews`` also as a resource
     link, and the first ``PREVIEWS_PER_ANSWER`` files with a preview image (images scaled to KIE_PREVIEW_PX, a
     video's poster frame; the one kept beside each file: ``await _thumbnails_ready(tasks, workspace, side)`` first
     makes any missing one in a worker thread, so nothing is decoded here, on the event loop); the text says where the
@@ -2287,7 +2298,7 @@ def _tool_result(
         model = model.model_copy(update={"saved_files": files})
     if files:
         text += "\nSaved on this computer:" + "".join(
-            f"\n- {f.absolute_path} ({f.file_uri})"
+            (f"\n- {f.file_uri}" if uri_only else f"\n- {f.absolute_path} ({f.file_uri})")
             + (f", {f.duration_seconds:g} s" if f.duration_seconds else "")
             + (f", {CHANGED}: {CHANGED_TODO}" if f.changed else "")
             + (f", {MISSING}" if f.missing else "")
@@ -2340,13 +2351,19 @@ def _previews_elsewhere(files: Sequence[SavedFile]) -> str:
 
 
 async def _tasks_result(
-    model: BaseModel, text: str, rt: Runtime | None, tasks: Sequence[TaskRecord], *, previews: bool = True
+    model: BaseModel,
+    text: str,
+    rt: Runtime | None,
+    tasks: Sequence[TaskRecord],
+    *,
+    previews: bool = True,
+    uri_only: bool = False,
 ) -> CallToolResult:
     """``_tool_result`` of an answer naming ``tasks``: their saved files found first (``_task_files``), in one worker
     thread for the whole answer, never on the event loop, and none when no task has a file."""
     found = [(task.task_id, tuple(task.files)) for task in tasks if task.files]  # as they are now, read in the thread
     files = await anyio.to_thread.run_sync(_task_files, rt, found) if rt is not None and found else []
-    return _tool_result(model, text, rt, tasks, saved=files, previews=previews)
+    return _tool_result(model, text, rt, tasks, saved=files, previews=previews, uri_only=uri_only)
 
 
 def _task_files(rt: Runtime, tasks: Sequence[tuple[str | None, Sequence[str]]]) -> list[SavedFile]:

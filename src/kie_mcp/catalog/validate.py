@@ -20,7 +20,7 @@ from typing import Any
 from kie_mcp.toolschema import is_blank
 from kie_mcp.words import listed, plain
 
-from .spec import FieldSpec, ModelSpec, Rule, Scalar
+from .spec import FieldSpec, ImagesSpec, ModelSpec, Rule, Scalar
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def build_input(
             if (refusal := _fixed_sound(spec, value)) is not None:
                 problems.append(Problem(arg, refusal))
         elif target is None:
-            problems.append(Problem(arg, f"{spec.id} has no {arg} setting; leave it out."))
+            problems.append(Problem(arg, f"{spec.id} has no {arg} setting{_set_length(spec, arg)}; leave it out."))
         elif target.name in wire and _norm(wire[target.name]) != _norm(value):
             problems.append(
                 Problem(arg, f"given twice: {arg}={plain(value)} and options.{target.name}={plain(wire[target.name])}.")
@@ -415,6 +415,20 @@ def sound_models(spec: ModelSpec, *, switchable: bool) -> list[str]:
     return [other.id for other in sorted(found, key=lambda other: not ways & set(other.capabilities))[:3]]
 
 
+def _set_length(spec: ModelSpec, arg: str) -> str:
+    """What a follow-up with no duration setting adds all the same (a Veo extension: about 7 s), from the catalogue's
+    ``adds_seconds`` with its source's kind and date; empty for any other setting or model."""
+    followup = spec.followup
+    if arg != "duration" or followup is None or followup.adds_seconds is None:
+        return ""
+    source = spec.sources.get(followup.adds_seconds_source or "")
+    cited = f"{source.kind}, {source.date or source.read}; " if source is not None else ""
+    return (
+        f": {spec.title} adds about {followup.adds_seconds} s, a length the model sets "
+        f"({cited}kie://models/{spec.id} gives the source)"
+    )
+
+
 def such_as(names: Sequence[str]) -> str:
     """Named examples, so the agent can act on the advice without another lookup."""
     return f", such as {', '.join(names)}" if names else ""
@@ -435,9 +449,8 @@ def _place_images(spec: ModelSpec, images: Sequence[str], wire: dict[str, Any]) 
     if target is None:
         return [Problem("images", f"{spec.id} does not take input images; {_models_taking_images(spec, len(images))}")]
     if not target.min <= len(images) <= target.max:
-        return [
-            Problem("images", f"{spec.id} takes {_range_text(target.min, target.max)} image(s); got {len(images)}.")
-        ]
+        took = f"{spec.id} takes {_range_text(target.min, target.max)} image(s); got {len(images)}."
+        return [Problem("images", took + _images_elsewhere(spec, target))]
     taken = [name for name in target.to if name in wire]
     if taken:
         return [Problem("images", f"images given twice: also set in options.{taken[0]}.")]
@@ -447,6 +460,39 @@ def _place_images(spec: ModelSpec, images: Sequence[str], wire: dict[str, Any]) 
         for name, image in zip(target.to, images, strict=False):
             wire[name] = image
     return []
+
+
+def _images_elsewhere(spec: ModelSpec, target: ImagesSpec) -> str:
+    """Where a model's other images go, said when ``images`` holds too many: what ``images`` fill (Seedance 2's and
+    Wan 3.0's first and last frame) and each other image field in options, with how many it takes and whether it goes
+    with ``images`` at all (a rule that allows none of it once an ``images`` field is set). From the catalogue alone,
+    for every model alike; empty when the model has no other image field."""
+    others = {
+        name: field
+        for name, field in spec.fields.items()
+        if field.is_media and "image" in name.lower() and name not in target.to and name not in target.unless
+    }
+    if not others:
+        return ""
+    fills = ", ".join(target.to)
+    frames = len(target.to) == 2 and ("first-last-frame" in spec.capabilities or spec.frames is not None)
+    what = f"are the clip's first and last frame ({fills})" if frames else f"fill {fills}"
+    alone = "; not together with the frames" if frames else "; not together with images"
+    apart = {
+        name
+        for rule in spec.rules
+        if any(key.split("#")[0] in target.to for key in rule.when)
+        for name, (_, high) in rule.count.items()
+        if high == 0
+    }
+    places = []
+    for name, field in others.items():
+        many = f"up to {field.max_items}" if field.max_items else "several" if field.type == "urls" else "one"
+        places.append(f"options.{name} ({many}{alone if name in apart else ''})")
+    return (
+        f" Here images {what}; other images go in {' or '.join(places)}: URLs or local paths, as in images "
+        f"(kie://models/{spec.id} says what each is)."
+    )
 
 
 # What a model that makes a new picture or clip from its input images does (a prompt-only model can stand in), and what

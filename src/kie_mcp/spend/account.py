@@ -62,13 +62,13 @@ async def account(rt: Runtime) -> Account:
             None,
             [
                 head,
-                f"Spent today through kie-mcp: {credits_figure(spent)}"
+                f"Spent today through kie-mcp: {credits_text(spent)}"
                 + (
                     f", {credits_figure(held)} of it held for uploads under way (given back if their requests fail)."
                     if held
                     else "."
                 ),
-                f"Caps: {credits_figure(s.max_credits_per_call)} per call{_set_in(s.max_credits_per_call_from)}, "
+                f"Caps: {credits_text(s.max_credits_per_call)} per call{_set_in(s.max_credits_per_call_from)}, "
                 f"{credits_figure(s.max_credits_per_day)} per day{_set_in(s.max_credits_per_day_from)}.",
                 approving or "Every spend is confirmed.",
                 "On clients that show forms, only in the form (KIE_APPROVAL=form)." if s.approval == "form" else "",

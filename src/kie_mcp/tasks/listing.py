@@ -25,6 +25,7 @@ from kie_mcp.words import made_of, plain, shortened, timestamp
 from .records import PROMPT_SHOWN, Found, TaskBook, TaskRecord
 
 LIST_LIMIT = 200  # the most tasks one list_tasks call shows
+LIST_DEFAULT = 20  # ... and how many it shows unless asked: what an agent reads of it stays small (next_cursor: more)
 RESOURCE_TASKS = 100  # the latest tasks kie://tasks shows
 RESOURCE_UNKNOWN = 20  # the latest creates of unknown outcome either names (all are counted)
 EARLIEST_YEAR = 1970  # "since" a day before any task: no filter
