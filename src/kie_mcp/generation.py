@@ -1384,10 +1384,13 @@ async def check_spend(rt: Runtime, p: Plan) -> Plan:
     # account cannot pay (402, nothing charged), so a balance between the two is let through.
     from kie_mcp.spend.balance import balance_cache
 
-    read_at = time.time()
-    balance = await balance_cache(rt).for_spend(p.counted)
+    cache = balance_cache(rt)
+    balance = await cache.for_spend(p.counted)
     check_balance(p.total, balance)
-    return replace(p, balance=balance, balance_at=read_at)
+    # What a charge KIE does not report is measured from (``measure_unreported_charges``): the read as KIE answered
+    # it, kept or made now, and when it was sent, the start of the window the guards look at.
+    read = cache.last_read()
+    return replace(p, balance=read[0] if read else None, balance_at=read[1] if read else None)
 
 
 def check_plan_caps(rt: Runtime, p: Plan, spent: float) -> None:
@@ -3377,21 +3380,33 @@ def unsettled_create(rt: Runtime, p: Plan, attempt: sqlite3.Row) -> TaskRecord:
 async def measure_unreported_charges(
     rt: Runtime, p: Plan, records: list[TaskRecord], attempts: Sequence[str] = ()
 ) -> list[str]:
-    """For an unknown price that KIE does not report on the task, the balance difference around the call is the
-    charge, but only when nothing else can have moved the balance in between, so the ledger never counts less than
-    KIE charged: no other task of this workspace (this process, another call, another kie-mcp process on the same
-    journal) was being created, running, or ended while the balance was read twice (``moved_by_others``), and the
-    difference is a plausible charge (``implausible``). Otherwise the charge stays unmeasured and the reservation,
-    the request's ceiling, stays counted as spent. A measured charge is marked so (``TaskRecord.charge_measured``):
-    every answer says it was measured from the balance, never that KIE charged it. Returns the notes to show."""
+    """For a charge KIE does not report on the task, the balance difference around the call is the charge, but only
+    when nothing else can have moved the balance in between, so the ledger never counts less than KIE charged: no
+    other task of this workspace (this process, another call, another kie-mcp process on the same journal) was being
+    created, running, or ended while the balance was read twice (``moved_by_others``), and the difference is a
+    plausible charge (``implausible``). Otherwise the charge stays unmeasured and the reservation stays counted as
+    spent: for an unknown price the request's ceiling (a note says why), for a listed one its quote (or the higher
+    charge seen here that it counts). A measured charge is marked so (``TaskRecord.charge_measured``): every answer
+    says it was measured from the balance, never that KIE charged it.
+
+    An unknown price books what was measured. A listed price books it only when it is above what the task reserved
+    (KIE charged more than its list, or than the quote the call was approved with): then the ledger counts it, and
+    the journal keeps it as a charge seen here, which the next estimate leads with and a stale quote is asked about
+    again (``observed_price``), as for a charge KIE reports. A measurement at or under the reservation books nothing
+    new: the quote stays counted, never less. The balance read after the call costs one GET /chat/credit (paced as
+    every KIE call is) per call whose tasks all ended, none with a charge KIE reported. Returns the notes to show."""
     measured = [r for r in records if r.state == "succeeded" and r.credits_charged is None and not unreadable(r)]
-    if p.total is not None or not measured or p.balance is None or not all(r.finished for r in records):
+    if not measured or p.balance is None or not all(r.finished for r in records):
         return []
     try:
         after = await rt.require_kie().credits()
     except KieError:
         return []
     read_at = time.time()
+    from kie_mcp.spend.balance import balance_cache
+
+    # This read precedes this call's own records: a later call's window starting at it would see them as others'.
+    balance_cache(rt).invalidate()
     spent = p.balance - after
     each = round(spent / len(measured), 4) if math.isfinite(spent) else math.nan
     ours = [r.task_id for r in records if r.task_id]
@@ -3399,6 +3414,13 @@ async def measure_unreported_charges(
         why = moved_by_others(rt, p.balance_at, read_at, ours, list(attempts)) or implausible(rt, p, each)
     except JOURNAL_ERRORS as err:
         why = f"the journal could not be read to rule out other balance movements ({err})"
+    if p.total is not None:  # a listed price: its quote stays counted unless more was surely taken
+        if why is None and each > p.reserved_each + 1e-6:
+            for record in measured:
+                record.credits_charged, record.charge_measured = each, True
+        elif why is not None:
+            log.info("a charge KIE did not report was not measured: %s", why)
+        return []
     if why is not None:
         return [
             f"KIE does not report what it charged for {', '.join(r.task_id or '?' for r in measured)}, and its "
@@ -3480,6 +3502,11 @@ def implausible(rt: Runtime, p: Plan, each: float) -> str | None:
             f"the balance went down {credits_text(each)} per task, more than the {credits_figure(most)} each can cost "
             "by its rates, "
             "so another spend on this API key (another workspace or tool) landed meanwhile"
+        )
+    if p.total is not None and readable_charge(each, p.reserved_each) is None:  # a listed price: its rate's bound
+        return (
+            f"the balance went down {credits_text(each)} per task, more than any charge of KIE's for a task it "
+            f"lists at {credits_figure(p.reserved_each)}, so another spend on this API key landed meanwhile"
         )
     history = rt.journal.charged_before(p.spec.id, p.options_key or "")
     lowest = min((charged for charged, *_ in history if charged > 0), default=None)
