@@ -1530,7 +1530,7 @@ async def test_a_create_with_no_clear_answer_is_never_reported_as_nothing_charge
     assert await balance_spent(controls) == spent == (8 if other == "task_fail" else 16)
     if other == "task_fail":
         assert result.structured_content["status"] == "unknown" and "Unclear" in text  # nothing made, 8 maybe paid
-        assert "nothing charged for the other task (failed" in text
+        assert "nothing counted for the other task (failed" in text
     else:
         assert "8 credits charged by KIE for the other task" in text
 

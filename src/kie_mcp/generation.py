@@ -2570,7 +2570,10 @@ def cost_line(rt: Runtime, p: Plan, records: list[TaskRecord], by: ApprovedBy, e
         why = "KIE already had the task from an earlier request" if had else "KIE created nothing"
         return f"Cost: nothing charged ({why}; the reservation was released). It was {how}."
     if not unsure and all(r.state == "failed" for r in made):
-        said = failed_cost(made) or "nothing charged (the tasks failed; their reservation was returned)"
+        said = (
+            failed_cost(made)
+            or f"nothing counted (the tasks failed; {REFUNDED_BY_KIE_WITHIN}; their reservation was returned)"
+        )
         return f"Cost: {said}. It was {how}."
     parts = []
     if unsure:
@@ -2607,6 +2610,11 @@ def _reserved(record: TaskRecord) -> float:
 
 
 PENDING_CHARGE = "; KIE's charge is recorded as each task ends"
+# What a failed task with no charge reported cost: nothing counted, on KIE's word (its docs), never "refunded" as
+# if seen: no balance read confirms it (the measurement reads one only after a succeeded task, and a refund may land
+# minutes after the failure).
+REFUNDED_BY_KIE = "KIE refunds failed tasks (as its docs say)"
+REFUNDED_BY_KIE_WITHIN = "KIE refunds failed tasks, as its docs say"  # the same, inside parentheses
 UNREPORTED_CHARGE = "; KIE does not report its charge (https://kie.ai/logs shows it)"
 UNREPORTED_SANDBOX = "; the simulator does not report its charge, as KIE's task records do not"
 
@@ -2625,7 +2633,9 @@ def _made_cost(p: Plan, made: list[TaskRecord], *, others: bool) -> tuple[str, s
     task records answer live (``UNREPORTED_CHARGE``: the quote is what stays counted)."""
     them = (" for the other tasks" if len(made) > 1 else " for the other task") if others else ""
     if all(r.state == "failed" for r in made):
-        return failed_cost(made, them) or f"nothing charged{them} (failed; the reservation was returned)", ""
+        return failed_cost(
+            made, them
+        ) or f"nothing counted{them} (failed; {REFUNDED_BY_KIE_WITHIN}; the reservation was returned)", ""
     succeeded = [r for r in made if r.state == "succeeded"]
     charged = [priced(r.credits_charged) for r in succeeded]
     ended = all(r.state in ("succeeded", "failed") for r in made)
