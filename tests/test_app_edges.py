@@ -987,9 +987,12 @@ async def test_in_a_browser_a_failed_task_reads_not_charged_never_its_quote(conn
                 "document.querySelector('.tile .body').innerText",
             )  # fmt: skip
     assert checked.structured_content["task"]["state"] == "failed"
-    assert "(refunded)" in text_of(listed) and "Spent today through kie-mcp: 0 credits." in text_of(credits)
+    said = text_of(listed)
+    assert "(not counted: KIE refunds failed tasks" in said and "Spent today through kie-mcp: 0 credits." in text_of(
+        credits
+    )
     for name, tile in tiles.items():
-        assert "Credits: not charged (refunded)" in tile and "quoted" not in tile, (name, tile)
+        assert "Credits: not counted (KIE refunds failed tasks" in tile and "quoted" not in tile, (name, tile)
 
 
 @pytest.mark.parametrize("mode", ["legacy"])

@@ -50,6 +50,8 @@ async def test_two_estimates_within_the_cache_window_read_the_balance_once(conne
 
 
 async def test_a_spend_far_under_the_cached_balance_does_not_read_it_again(connect, controls):
+    # KIE reports its charge: no balance read after the call measures it (``measure_unreported_charges``)
+    await controls.post("config", {"report_credits_consumed": True})
     async with connect() as client:
         quote = (await client.call_tool("estimate_cost", IMAGE)).structured_content["quote"]
         result = await client.call_tool("generate_image", {**IMAGE, "quote_id": quote["quote_id"]})
@@ -97,6 +99,8 @@ async def test_an_unknown_price_always_reads_the_balance(connect, controls):
 
 
 async def test_a_reservation_lowers_the_cached_balance(connect, controls):
+    # KIE reports its charge: no balance read after the call measures it (that read drops the kept balance)
+    await controls.post("config", {"report_credits_consumed": True})
     async with connect(auto_approve_credits=10) as client:
         await client.call_tool("estimate_cost", IMAGE)
         made = await client.call_tool("generate_image", IMAGE)

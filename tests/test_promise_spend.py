@@ -933,6 +933,48 @@ async def test_a_charge_measured_from_the_balance_is_never_said_to_be_kie_s(conn
     )
 
 
+async def test_a_charge_above_the_list_price_kie_does_not_report_is_measured_and_holds_the_daily_cap(connect, controls):
+    """The chaos audit: KIE charged 20 for an image its list prices at 8 and reported nothing on the task (live Market
+    records report no charge): three approved images each said "8 credits quoted and counted", and a daily cap of 30
+    let 60 through. The balance read before and after measures it: today's spend counts 20, the next estimate is
+    counted at up to 20, and the next request is refused over the cap before anything is sent."""
+    await controls.post("config", {"report_credits_consumed": False})
+    await controls.post("prices", {"nano-banana-2": 20})
+    async with connect(elicitation=answering(), max_credits_per_day=30) as client:
+        first = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 20})
+        spent = await spent_today(client)
+        quoted = await estimate(client, IMAGE)
+        second = await client.call_tool("generate_image", {**IMAGE, "prompt": "a green pear", "wait_seconds": 20})
+    [task] = first.structured_content["tasks"]
+    assert (task["credits_charged"], task["charge_measured"]) == (20, True), text_of(first)
+    assert "Cost: 20 credits, measured from the KIE balance before and after" in text_of(first), text_of(first)
+    assert spent == 20
+    assert "up to 20 credits" in quoted["message"], quoted["message"]
+    assert second.is_error and "20 spent today" in text_of(second), text_of(second)
+    assert len(await controls.creates()) == 1
+
+
+async def test_a_quote_does_not_approve_a_price_a_charge_kie_did_not_report_raised(connect, controls):
+    """The chaos audit: KIE charged 12 for an 8-credit image and reported nothing; a quote of 8 issued before then
+    approved the same request again with no question, and counted 8. The charge measured from the balance raises the
+    price as a reported one does: the old quote is asked about again, and nothing is spent on it."""
+    await controls.post("config", {"report_credits_consumed": False})
+    await controls.post("prices", {"nano-banana-2": 12})
+    async with connect() as client:
+        old = (await estimate(client, IMAGE))["quote"]
+        other = {**IMAGE, "prompt": "a green pear"}
+        learn = (await estimate(client, other))["quote"]
+        learned = await client.call_tool("generate_image", {**other, "quote_id": learn["quote_id"], "wait_seconds": 20})
+        before = await spent_today(client)
+        result = await client.call_tool("generate_image", {**IMAGE, "quote_id": old["quote_id"], "wait_seconds": 0})
+        after = await spent_today(client)
+    assert learned.structured_content["tasks"][0]["credits_charged"] == 12, text_of(learned)
+    assert old["credits_total"] == 8 and before == 12
+    assert result.structured_content["status"] == "confirmation_required", text_of(result)
+    assert "now costs 12 credits" in text_of(result)
+    assert after == before and len(await controls.creates()) == 1
+
+
 # -- a price of 0 is no price; a quote approves the price it showed; a cap of 0 holds for unknown prices -------
 
 
@@ -1490,7 +1532,7 @@ async def test_a_create_with_no_clear_answer_is_never_reported_as_nothing_charge
     assert await balance_spent(controls) == spent == (8 if other == "task_fail" else 16)
     if other == "task_fail":
         assert result.structured_content["status"] == "unknown" and "Unclear" in text  # nothing made, 8 maybe paid
-        assert "nothing charged for the other task (failed" in text
+        assert "nothing counted for the other task (failed" in text
     else:
         assert "8 credits charged by KIE for the other task" in text
 

@@ -196,7 +196,11 @@ async def test_list_tasks_shows_a_failed_task_as_refunded_and_the_figure_the_cap
     )
     async with connect() as client:
         listed = text_of(await client.call_tool("list_tasks", {}))
-    assert "veo3_lite failed" in listed and "(refunded)" in listed and "(30 credits quoted)" not in listed, listed
+    assert (
+        "veo3_lite failed" in listed
+        and "(not counted: KIE refunds failed tasks" in listed
+        and "(30 credits quoted)" not in listed
+    ), listed
     assert "(30 credits quoted; 60 counted)" in listed, listed
 
 
@@ -327,10 +331,13 @@ async def test_check_task_of_a_failed_task_says_what_it_cost_and_what_to_do_next
     again = "Trying again is a new request, priced and approved on its own like the first."
     rephrase = "KIE refused the content: rephrase the prompt (or change the input pictures) before trying again"
     assert "KIE reports the task failed (code 500): Internal error." in views["500"], views["500"]
-    assert "Cost: nothing charged; the 90 credits reserved for it were given back." in views["500"], views["500"]
+    assert "(as its docs say), so the 90 credits reserved for it were given back." in views["500"], views["500"]
     assert views["500"].endswith(again) and rephrase not in views["500"], views["500"]
     for code in ("400", "501"):  # by its code, or by KIE's words
-        assert "Cost: nothing charged; the 8 credits reserved for it were given back." in views[code], views[code]
+        assert (
+            "Cost: nothing counted; KIE refunds failed tasks (as its docs say), so the 8 credits reserved"
+            in views[code]
+        ), views[code]
         assert f"{rephrase}, as the same request is refused again. {again}" in views[code], views[code]
     assert (
         "Cost: 12 credits charged by KIE for it, though it failed; the rest of the 30 credits reserved was given back."

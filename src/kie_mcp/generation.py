@@ -1397,10 +1397,13 @@ async def check_spend(rt: Runtime, p: Plan) -> Plan:
     # account cannot pay (402, nothing charged), so a balance between the two is let through.
     from kie_mcp.spend.balance import balance_cache
 
-    read_at = time.time()
-    balance = await balance_cache(rt).for_spend(p.counted)
+    cache = balance_cache(rt)
+    balance = await cache.for_spend(p.counted)
     check_balance(p.total, balance)
-    return replace(p, balance=balance, balance_at=read_at)
+    # What a charge KIE does not report is measured from (``measure_unreported_charges``): the read as KIE answered
+    # it, kept or made now, and when it was sent, the start of the window the guards look at.
+    read = cache.last_read()
+    return replace(p, balance=read[0] if read else None, balance_at=read[1] if read else None)
 
 
 def check_plan_caps(rt: Runtime, p: Plan, spent: float) -> None:
@@ -2580,7 +2583,10 @@ def cost_line(rt: Runtime, p: Plan, records: list[TaskRecord], by: ApprovedBy, e
         why = "KIE already had the task from an earlier request" if had else "KIE created nothing"
         return f"Cost: nothing charged ({why}; the reservation was released). It was {how}."
     if not unsure and all(r.state == "failed" for r in made):
-        said = failed_cost(made) or "nothing charged (the tasks failed; their reservation was returned)"
+        said = (
+            failed_cost(made)
+            or f"nothing counted (the tasks failed; {REFUNDED_BY_KIE_WITHIN}; their reservation was returned)"
+        )
         return f"Cost: {said}. It was {how}."
     parts = []
     if unsure:
@@ -2617,6 +2623,11 @@ def _reserved(record: TaskRecord) -> float:
 
 
 PENDING_CHARGE = "; KIE's charge is recorded as each task ends"
+# What a failed task with no charge reported cost: nothing counted, on KIE's word (its docs), never "refunded" as
+# if seen: no balance read confirms it (the measurement reads one only after a succeeded task, and a refund may land
+# minutes after the failure).
+REFUNDED_BY_KIE = "KIE refunds failed tasks (as its docs say)"
+REFUNDED_BY_KIE_WITHIN = "KIE refunds failed tasks, as its docs say"  # the same, inside parentheses
 UNREPORTED_CHARGE = "; KIE does not report its charge (https://kie.ai/logs shows it)"
 UNREPORTED_SANDBOX = "; the simulator does not report its charge, as KIE's task records do not"
 
@@ -2635,7 +2646,9 @@ def _made_cost(p: Plan, made: list[TaskRecord], *, others: bool) -> tuple[str, s
     task records answer live (``UNREPORTED_CHARGE``: the quote is what stays counted)."""
     them = (" for the other tasks" if len(made) > 1 else " for the other task") if others else ""
     if all(r.state == "failed" for r in made):
-        return failed_cost(made, them) or f"nothing charged{them} (failed; the reservation was returned)", ""
+        return failed_cost(
+            made, them
+        ) or f"nothing counted{them} (failed; {REFUNDED_BY_KIE_WITHIN}; the reservation was returned)", ""
     succeeded = [r for r in made if r.state == "succeeded"]
     charged = [priced(r.credits_charged) for r in succeeded]
     ended = all(r.state in ("succeeded", "failed") for r in made)
@@ -3390,21 +3403,33 @@ def unsettled_create(rt: Runtime, p: Plan, attempt: sqlite3.Row) -> TaskRecord:
 async def measure_unreported_charges(
     rt: Runtime, p: Plan, records: list[TaskRecord], attempts: Sequence[str] = ()
 ) -> list[str]:
-    """For an unknown price that KIE does not report on the task, the balance difference around the call is the
-    charge, but only when nothing else can have moved the balance in between, so the ledger never counts less than
-    KIE charged: no other task of this workspace (this process, another call, another kie-mcp process on the same
-    journal) was being created, running, or ended while the balance was read twice (``moved_by_others``), and the
-    difference is a plausible charge (``implausible``). Otherwise the charge stays unmeasured and the reservation,
-    the request's ceiling, stays counted as spent. A measured charge is marked so (``TaskRecord.charge_measured``):
-    every answer says it was measured from the balance, never that KIE charged it. Returns the notes to show."""
+    """For a charge KIE does not report on the task, the balance difference around the call is the charge, but only
+    when nothing else can have moved the balance in between, so the ledger never counts less than KIE charged: no
+    other task of this workspace (this process, another call, another kie-mcp process on the same journal) was being
+    created, running, or ended while the balance was read twice (``moved_by_others``), and the difference is a
+    plausible charge (``implausible``). Otherwise the charge stays unmeasured and the reservation stays counted as
+    spent: for an unknown price the request's ceiling (a note says why), for a listed one its quote (or the higher
+    charge seen here that it counts). A measured charge is marked so (``TaskRecord.charge_measured``): every answer
+    says it was measured from the balance, never that KIE charged it.
+
+    An unknown price books what was measured. A listed price books it only when it is above what the task reserved
+    (KIE charged more than its list, or than the quote the call was approved with): then the ledger counts it, and
+    the journal keeps it as a charge seen here, which the next estimate leads with and a stale quote is asked about
+    again (``observed_price``), as for a charge KIE reports. A measurement at or under the reservation books nothing
+    new: the quote stays counted, never less. The balance read after the call costs one GET /chat/credit (paced as
+    every KIE call is) per call whose tasks all ended, none with a charge KIE reported. Returns the notes to show."""
     measured = [r for r in records if r.state == "succeeded" and r.credits_charged is None and not unreadable(r)]
-    if p.total is not None or not measured or p.balance is None or not all(r.finished for r in records):
+    if not measured or p.balance is None or not all(r.finished for r in records):
         return []
     try:
         after = await rt.require_kie().credits()
     except KieError:
         return []
     read_at = time.time()
+    from kie_mcp.spend.balance import balance_cache
+
+    # This read precedes this call's own records: a later call's window starting at it would see them as others'.
+    balance_cache(rt).invalidate()
     spent = p.balance - after
     each = round(spent / len(measured), 4) if math.isfinite(spent) else math.nan
     ours = [r.task_id for r in records if r.task_id]
@@ -3412,6 +3437,13 @@ async def measure_unreported_charges(
         why = moved_by_others(rt, p.balance_at, read_at, ours, list(attempts)) or implausible(rt, p, each)
     except JOURNAL_ERRORS as err:
         why = f"the journal could not be read to rule out other balance movements ({err})"
+    if p.total is not None:  # a listed price: its quote stays counted unless more was surely taken
+        if why is None and each > p.reserved_each + 1e-6:
+            for record in measured:
+                record.credits_charged, record.charge_measured = each, True
+        elif why is not None:
+            log.info("a charge KIE did not report was not measured: %s", why)
+        return []
     if why is not None:
         return [
             f"KIE does not report what it charged for {', '.join(r.task_id or '?' for r in measured)}, and its "
@@ -3493,6 +3525,11 @@ def implausible(rt: Runtime, p: Plan, each: float) -> str | None:
             f"the balance went down {credits_text(each)} per task, more than the {credits_figure(most)} each can cost "
             "by its rates, "
             "so another spend on this API key (another workspace or tool) landed meanwhile"
+        )
+    if p.total is not None and readable_charge(each, p.reserved_each) is None:  # a listed price: its rate's bound
+        return (
+            f"the balance went down {credits_text(each)} per task, more than any charge of KIE's for a task it "
+            f"lists at {credits_figure(p.reserved_each)}, so another spend on this API key landed meanwhile"
         )
     history = rt.journal.charged_before(p.spec.id, p.options_key or "")
     lowest = min((charged for charged, *_ in history if charged > 0), default=None)

@@ -1789,7 +1789,8 @@ def _failed_cost(record: TaskRecord) -> str:
         said = charged_text(charged, charged if record.charge_measured else 0.0)
         return f" Cost: {said} for it, though it failed{kept}."
     if reserved:
-        return f" Cost: nothing charged; the {credits_text(reserved)} reserved for it were given back."
+        given = f"the {credits_text(reserved)} reserved for it were given back"
+        return f" Cost: nothing counted; {gen.REFUNDED_BY_KIE}, so {given}."
     return ""
 
 

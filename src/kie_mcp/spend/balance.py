@@ -51,6 +51,7 @@ class BalanceCache:
         self._value: float | None = None
         self._read_at = 0.0
         self._mark: int | None = None  # the journal's newest spend entry when the read was sent
+        self._sent_at: float | None = None  # when the kept read was sent (epoch seconds): ``last_read``
         self.reads = 0  # balance reads sent to KIE through this client since the cache was created
         self._kie_read = self._watch(kie)
 
@@ -85,9 +86,19 @@ class BalanceCache:
                 return kept
         return await self.read()
 
+    def last_read(self) -> tuple[float, float] | None:
+        """The kept read as KIE answered it, never lowered by what was spent since, and when it was sent (epoch
+        seconds), or None: where a charge KIE does not report is measured from (``generation.check_spend``). A
+        figure lowered by the journal's reservations would measure a charge against what was counted, not what KIE
+        took."""
+        if self._value is None or self._sent_at is None or self._kept() is None:
+            return None
+        return self._value, self._sent_at
+
     def invalidate(self) -> None:
         self._value = None
         self._mark = None
+        self._sent_at = None
 
     # -- inside ---------------------------------------------------------------------------------------
 
@@ -104,6 +115,7 @@ class BalanceCache:
 
         async def credits() -> float:
             mark = self._spend_mark()
+            sent_at = time.time()
             self.reads += 1
             try:
                 value = await read_balance()
@@ -115,6 +127,7 @@ class BalanceCache:
                 raise
             if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
                 self._value, self._read_at, self._mark = float(value), self._clock(), mark
+                self._sent_at = sent_at
             else:  # never kept; the gate's check_balance refuses it
                 self.invalidate()
             return value

@@ -219,7 +219,7 @@ def _cost_text(record: TaskRecord) -> str:
     if charged is not None:
         return f" ({credits_text(charged)} {'measured from the balance' if record.charge_measured else 'charged'})"
     if record.state == "failed":
-        return " (refunded)"
+        return " (not counted: KIE refunds failed tasks, as its docs say)"
     quoted, counted = record.credits_quoted, priced(record.credits_reserved)
     if quoted is not None and counted is not None and counted > quoted:
         return f" ({credits_text(quoted)} quoted; {credits_figure(counted)} counted)"
