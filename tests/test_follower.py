@@ -543,6 +543,24 @@ async def test_a_storm_of_429s_on_status_checks_is_said_on_the_task_and_check_ta
     assert waited.structured_content["task"]["error"].startswith("KIE is refusing status checks")
 
 
+@pytest.mark.parametrize("mode", ["auto"])  # the follower and the answer's words, not the era: once
+async def test_a_status_check_refused_with_429_is_said_to_be_refused_from_the_first_429(connect, controls):
+    """The chaos audit: the first status check KIE answered with 429 was worded "KIE did not show it yet when asked (a
+    new task can take a moment to appear)", as if KIE had answered that it has no such task; only the second said KIE
+    is refusing status checks (rate limit). The answer about a task whose own check was refused says so from the
+    first 429 (one 429 is still pacing: no storm is noted on the task)."""
+    async with connect(elicitation=answering(), rate_limit_backoff=5.0) as client:
+        await controls.post("clock/speed", {"speed": 0})
+        task_id = await video_nobody_waits_for(client)
+        await controls.fault("status", kind="code", code=429, times=1)
+        checked = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 1})
+    said = text_of(checked)
+    assert len(await status_calls(controls, task_id)) == 1, said  # that one check, refused
+    assert "refused the status check for now (429, rate limit" in said, said
+    assert "did not show it yet" not in said, said
+    assert checked.structured_content["task"]["error"] is None, said  # one 429: pacing, not a storm
+
+
 # -- telling the client ----------------------------------------------------------------------------------
 
 

@@ -669,12 +669,13 @@ async def test_a_quote_another_machine_is_using_is_told_a_create_is_on_its_way(c
 
 
 async def settled(journal: Path) -> list[str]:
-    """The states of the journal's create attempts, once none is still being sent."""
+    """The states of the journal's create attempts, once none is still being sent (or waiting to be sent again after
+    a 429)."""
     with anyio.fail_after(10):
         while True:
             with sqlite3.connect(journal) as db:
                 states = [row[0] for row in db.execute("SELECT state FROM attempts")]
-            if states and "sending" not in states:
+            if states and not {"sending", "waiting"} & set(states):
                 return states
             await anyio.sleep(0.05)
 

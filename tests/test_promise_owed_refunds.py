@@ -38,7 +38,7 @@ from kie_mcp import runtime
 from .conftest import answering, simulator_running, text_of
 from .test_promise_journal_recovery import JOURNAL, until
 from .test_promise_many_servers import LockHolder
-from .test_promise_stop import Server
+from .test_promise_stop import Server, creates_sent
 
 IMAGE = {"prompt": "a red apple on a wooden table", "model": "nano-banana-2", "wait_seconds": 20}  # 8 credits
 
@@ -49,12 +49,12 @@ def simulator() -> Iterator[str]:
     yield from simulator_running("1000", kill=True)
 
 
-def create_answers(base: str, *codes: int) -> None:
+def create_answers(base: str, *codes: int, held: bool = False) -> None:
     """KIE answers the next creates' sends with these codes, one each, in turn (nothing created, nothing charged
-    for a 4xx; a 500 leaves open whether the task was made)."""
+    for a 4xx; a 500 leaves open whether the task was made). ``held``: each answer waits for the test's release."""
     for code in codes:
-        fault = {"endpoint": "create", "fault": {"kind": "code", "code": code}, "times": 1}
-        httpx2.post(f"{base}/__sim/faults", json=fault, timeout=10).raise_for_status()
+        fault = {"endpoint": "create", "fault": {"kind": "code", "code": code, **({"held": 60} if held else {})}}
+        httpx2.post(f"{base}/__sim/faults", json={**fault, "times": 1}, timeout=10).raise_for_status()
 
 
 def logged(workspace: Path) -> list[dict[str, Any]]:
@@ -71,9 +71,11 @@ def rows(workspace: Path, query: str) -> list[tuple[Any, ...]]:
         return db.execute(query).fetchall()
 
 
-def being_sent(workspace: Path) -> int:
+def being_sent(workspace: Path, states: tuple[str, ...] = ("sending", "waiting")) -> int:
+    """The creates on their way to KIE: being sent, or waiting to be sent again after a 429 (``states``)."""
+    marks = ", ".join(f"'{state}'" for state in states)
     try:
-        return rows(workspace, "SELECT COUNT(*) FROM attempts WHERE state = 'sending'")[0][0]
+        return rows(workspace, f"SELECT COUNT(*) FROM attempts WHERE state IN ({marks})")[0][0]
     except sqlite3.OperationalError:  # the journal is being made
         return 0
 
@@ -104,16 +106,21 @@ def ended_while_locked(base: str, workspace: Path, answers: tuple[int, ...], how
     the answer nor, after a refusal, its refund; the server then ends (``how``: killed, or stopped as a host stops
     it: stdin closed, then SIGTERM), and the lock goes after it."""
     calls = len(answers)
-    create_answers(base, *[429] * calls, *answers)
+    create_answers(base, *[429] * calls)
+    create_answers(base, *answers, held=True)  # the resends' answers wait for the test
     server = Server(base, workspace)
     try:
         for number in range(calls):
             server.generate(number + 1, f"{IMAGE['prompt']}, take {number + 1}")
         until(lambda: being_sent(workspace) == calls and len(logged(workspace)) == calls, "KIE never refused with 429")
+        # sent again (marked so in the journal first), their answers held at KIE
+        until(lambda: creates_sent(base) == 2 * calls, "the creates were never sent again", within=30)
         lock = sqlite3.connect(workspace / JOURNAL, timeout=10, isolation_level=None)
         lock.execute("BEGIN IMMEDIATE")  # another program's write: the journal waits for it
         try:
-            until(lambda: len(logged(workspace)) == 2 * calls, "the creates were never sent again", within=30)
+            assert being_sent(workspace, ("sending",)) == calls  # on their way again, as the journal shows
+            httpx2.post(f"{base}/__sim/faults/release", timeout=10).raise_for_status()
+            until(lambda: len(logged(workspace)) == 2 * calls, "KIE's answers were never logged", within=30)
             if how == "killed":
                 server.process.kill()
             else:
@@ -196,6 +203,38 @@ def test_a_start_never_refunds_a_create_of_unknown_outcome_and_two_starts_at_onc
     assert refunds == [(-8.0, "refused by KIE", refused)]
 
 
+@pytest.mark.stdio
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_create_refused_with_429_and_killed_while_it_waited_to_be_sent_again_is_not_sent_nor_counted(
+    simulator, tmp_path
+):
+    """The chaos audit: KIE refused a create with 429 (not counted, not charged) and the server was killed (SIGKILL)
+    while it waited for the window's edge to send it again. The journal had it "being sent", so the next start called
+    it a create that "may have been created and charged", counted its 8 credits for the day, pointed at kie.ai/logs,
+    and answered the host's retry of the call with that unknown create, sending nothing. Nothing reached KIE after
+    the 429: the start records it as not sent, gives its reservation back, counts nothing unknown, and says so."""
+    workspace = tmp_path / "ws"
+    create_answers(simulator, 429)
+    server = Server(simulator, workspace)
+    try:
+        server.generate(1, IMAGE["prompt"])
+        until(lambda: len(logged(workspace)) == 1, "KIE never refused with 429")  # the 10 s wait before the resend
+        time.sleep(0.5)  # a moment into it
+        server.process.kill()
+        server.process.wait(timeout=30)
+    finally:
+        server.kill()
+    spent, said = started_afresh(simulator, workspace)
+    [(attempt, state)] = rows(workspace, "SELECT attempt_id, state FROM attempts")
+    assert creates_sent(simulator) == 1  # the 429 alone: nothing was sent after it
+    assert spent == 0, said
+    assert state == "refused"
+    assert "were waiting to be sent again when kie-mcp last stopped: they were not sent again" in said, said
+    assert "may have been created and charged" not in said, said
+    refunds = rows(workspace, "SELECT delta, reason, ref FROM spend WHERE delta < 0")
+    assert refunds == [(-8.0, "refused by KIE", attempt)]
+
+
 def not_sent(workspace: Path) -> int:
     """The call log's lines of creates that gave up their turn in KIE's window, never sent (they name no attempt)."""
     log = workspace / "logs" / "kie-api.jsonl"
@@ -242,18 +281,18 @@ def ended_while_waiting_for_its_turn(base: str, workspace: Path, how: str) -> No
 def test_a_create_never_sent_gives_its_credits_back_at_the_next_start_once(simulator, tmp_path, how):
     """A create that never left (its call cancelled while it waited for its turn in KIE's create window, its refund
     then owed in memory as another program held the journal's lock; or its server killed while it waited) gives its
-    share of the reservation back at the next start, once, though two servers start at once: today's spend is the
-    8 credits of the other call, whose create was sent (created, or of unknown outcome: it may have been charged),
-    never 16, never 0."""
+    share of the reservation back at the next start, once, though two servers start at once; so does the other
+    call's, which KIE refused with 429 and which was killed while it waited to be sent again (nothing reached KIE
+    after the 429): today's spend is 0, each refund booked once, never twice (-8)."""
     workspace = tmp_path / "ws"
     ended_while_waiting_for_its_turn(simulator, workspace, how)
     unbooked = rows(workspace, "SELECT COUNT(*) FROM spend WHERE delta < 0")
     spent = started_at_once(simulator, workspace)
     assert unbooked == [(0,)]  # the journal really took no refund before the server ended
-    assert spent == [8.0, 8.0]
-    refunds = rows(workspace, "SELECT delta, reason FROM spend WHERE delta < 0")
-    assert refunds == [(-8.0, "refunded: not sent, its server stopped first")]
-    assert rows(workspace, "SELECT state FROM attempts") in ([("created",)], [("unknown",)])  # the other call's
+    assert spent == [0.0, 0.0]
+    refunds = rows(workspace, "SELECT delta, reason FROM spend WHERE delta < 0 ORDER BY reason")
+    assert refunds == [(-8.0, "refunded: not sent, its server stopped first"), (-8.0, "refused by KIE")]
+    assert rows(workspace, "SELECT state FROM attempts") == [("refused",)]  # the other call's: not sent again
 
 
 # -- in process: a clean stop, and a failed task ------------------------------------------------------------------

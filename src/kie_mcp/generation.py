@@ -45,8 +45,11 @@ from kie_mcp.journal import (
     CALL_CUT_OFF,
     CALL_RUNNING,
     JOURNAL_ERRORS,
+    ON_ITS_WAY,
+    WAITING,
     JournalUnavailable,
     ReservationGivenBack,
+    never_resent,
     storage_fix,
 )
 from kie_mcp.kie import FAMILIES, KieClient, KieError, NotSentError, OutcomeUnknownError, RefusedHereError
@@ -774,7 +777,7 @@ def twins(
             raise
         return None, None
     unsettled = [row for row in rows if row["state"] == "unknown"]
-    running = [row for row in rows if row["attempt_id"] in live and row["state"] in ("sending", "created")]
+    running = [row for row in rows if row["attempt_id"] in live and row["state"] in (*ON_ITS_WAY, "created")]
     said = []
     if unsettled:
         when = timestamp(unsettled[-1]["created"])
@@ -841,7 +844,7 @@ def _twin_sending(rt: Runtime, digest: str) -> bool:
     sending = any(
         row["answered"] == CALL_RUNNING
         and owner_gone(row["owner"]) is False
-        and (row["state"] == "sending" or (row["state"] == "created" and row["owner"] == this_process()))
+        and (row["state"] in ON_ITS_WAY or (row["state"] == "created" and row["owner"] == this_process()))
         for row in rows
     )
     return sending or under_way(rt, digest) is not None
@@ -926,7 +929,7 @@ def sent_since_quoted(rt: Runtime, quote_id: str, digest: str) -> str | None:
             f"sent to KIE at {timestamp(unknown[-1]['created'])}, and that create's outcome is unknown (it may have "
             "been created and charged; https://kie.ai/logs shows it)"
         )
-    elif (begun is not None and begun >= issued) or any(row["state"] == "sending" for row in rows):
+    elif (begun is not None and begun >= issued) or any(row["state"] in ON_ITS_WAY for row in rows):
         what = "sent again, and that call's create is still on its way to KIE"
     elif rows:
         tasks = ", ".join(row["task_id"] for row in rows[-3:] if row["task_id"])
@@ -1681,7 +1684,9 @@ def question_open(rt: Runtime, digest: str) -> bool:
     return last is not None and not last[1] and not last[2]
 
 
-UNSETTLED = ("unknown", "sending")  # create attempts that may have reached KIE, with no answer (yet)
+# create attempts that may have reached KIE, with no answer (yet): waiting to be sent again after a 429 too, as its
+# live process still sends it (one whose process is gone never reached KIE since its refusal: ``never_resent``)
+UNSETTLED = ("unknown", "sending", WAITING)
 # How long after a call was cut off sending the same request again counts as retrying it: a host retries within
 # minutes. After that the same request is a new one (asked, approved and created as usual).
 RETRY_WINDOW = 900.0
@@ -1718,7 +1723,8 @@ def unsettled_replay(rt: Runtime, quote_id: str, digest: str, refusal: QuoteErro
         return None
     if rt.spending.sending(digest) or rt.quotes.being_used(quote_id):  # its call is uploading or sending
         return Replay(quote_id)
-    if any(attempt["state"] in UNSETTLED for attempt in rt.journal.attempts_for_quote(quote_id)):
+    attempts = rt.journal.attempts_for_quote(quote_id)
+    if any(attempt["state"] in UNSETTLED and not never_resent(attempt) for attempt in attempts):
         return Replay(quote_id)
     return None
 
@@ -2706,7 +2712,7 @@ async def landed_here(rt: Runtime, p: Plan, replay: Replay) -> None:
                 attempts = rt.journal.attempts_by_id(replay.attempts)
             else:
                 attempts = rt.journal.attempts_for_quote(str(replay.quote_id))
-            sending = any(row["state"] == "sending" and owner_gone(row["owner"]) is False for row in attempts)
+            sending = any(row["state"] in ON_ITS_WAY and owner_gone(row["owner"]) is False for row in attempts)
             sending |= rt.spending.creating(p.digest) and len(attempts) < p.variations  # here, about to send
             # used a moment ago by a live call (here or in another server) that has not begun its attempt yet: its
             # reservation, its uploads (waited for up to the same bound, then said to be on its way)
@@ -2868,6 +2874,42 @@ def declined_unsent(rt: Runtime, p: Plan, quote_id: str | None = None) -> str:
     return DECLINED_UNSENT.format(where="on the approval card" if said is None else said.where)
 
 
+class _Resend:
+    """The journal's word on a create KIE refused with 429 while it waits to be sent again (``KieClient.create``):
+    "waiting" (not sent, for now), so that a stop or a kill during the wait leaves a create that never reached KIE
+    since, which a start records as not sent (its reservation given back), never as one that may have been charged;
+    and "sending" again, on the disk, right before the resend, in its shielded turn. A journal that cannot take the
+    first mark leaves the attempt "sending" (unknown should the server stop before its answer), never "not sent" by a
+    guess; one that cannot take the second, or that shows it no longer waiting (a start took this server for stopped
+    and recorded it as not sent), has it not sent."""
+
+    def __init__(self, rt: Runtime, attempt: str) -> None:
+        self.rt, self.attempt, self.waiting = rt, attempt, False
+
+    async def refused(self) -> None:
+        journal = self.rt.journal
+        try:
+            self.waiting = await journal.off_loop_when_locked(functools.partial(journal.attempt_waiting, self.attempt))
+        except JOURNAL_ERRORS as err:  # it stays "being sent": of unknown outcome should the server stop meanwhile
+            log.warning("create %s: its 429 could not be recorded in the journal (%s)", self.attempt, err)
+
+    async def again(self) -> str | None:
+        if not self.waiting:  # still "being sent" in the journal: nothing to write before the resend
+            return None
+        journal = self.rt.journal
+        try:
+            marked = await journal.off_loop_when_locked(functools.partial(journal.attempt_sending_again, self.attempt))
+        except JOURNAL_ERRORS as err:
+            return f"kie-mcp could not record in its journal that it sends it again ({err}), so it was not sent again"
+        if not marked:
+            return (
+                "another kie-mcp starting on this workspace took this server for stopped and recorded it as not sent, "
+                "so it was not sent again"
+            )
+        self.waiting = False
+        return None
+
+
 async def _submit(
     rt: Runtime,
     kie: KieClient,
@@ -2958,7 +3000,15 @@ async def _submit(
     try:
         try:
             record.task_id = await kie.create(
-                family, p.spec.id, body, approval, slot=slot, given_up=given_up, attempt=attempt, still_wanted=wanted
+                family,
+                p.spec.id,
+                body,
+                approval,
+                slot=slot,
+                given_up=given_up,
+                attempt=attempt,
+                still_wanted=wanted,
+                resend=_Resend(rt, attempt),
             )
         except ExistingTaskError as err:  # a done 4K's links that are the clip's own (its 720p) are no 4K: refused
             if _links_of_source(rt, body, err.result_urls):
@@ -3315,6 +3365,8 @@ def _never_sent(rt: Runtime, p: Plan, attempts: Sequence[sqlite3.Row]) -> list[s
 def approved_task(rt: Runtime, p: Plan, attempt: sqlite3.Row) -> TaskRecord | None:
     """What one create attempt of an approval left: its task, a create that may have reached KIE, or None (KIE
     refused it, or its task could not be recorded)."""
+    if never_resent(attempt):  # refused with 429, its server gone before it was sent again: nothing was made
+        return None
     if attempt["state"] in UNSETTLED:
         return unsettled_create(rt, p, attempt)
     return rt.tasks.get(attempt["task_id"]) if attempt["task_id"] else None
@@ -3382,6 +3434,8 @@ def unsettled_create(rt: Runtime, p: Plan, attempt: sqlite3.Row) -> TaskRecord:
     """A create attempt with no answer (yet), as the record a replay reports: state unknown, and why."""
     if attempt["state"] == "sending":
         what = "is still being sent"
+    elif attempt["state"] == WAITING:
+        what = "was refused for too many creates at once (429, not charged) and is waiting to be sent again"
     else:
         what = f"got no clear answer ({attempt['error'] or 'no reason recorded'})"
     return TaskRecord(
@@ -3487,8 +3541,8 @@ def moved_by_others(
         *task_ids,
     )
     sent = rt.journal.query(
-        "SELECT attempt_id FROM attempts WHERE state IN ('sending', 'created', 'refused', 'unknown')"
-        " AND created BETWEEN ? AND ? AND (state = 'sending' OR updated >= ?)"
+        "SELECT attempt_id FROM attempts WHERE state IN ('sending', 'waiting', 'created', 'refused', 'unknown')"
+        " AND created BETWEEN ? AND ? AND (state IN ('sending', 'waiting') OR updated >= ?)"
         f" AND attempt_id NOT IN ({_placeholders(attempt_ids)}) LIMIT 1",
         since - 86400,
         until,

@@ -247,6 +247,19 @@ TRIGGERS = {
 # take, its waits for KIE's window, its resends after a 429 and their answers (``client.LONGEST_CREATE``, 696 s at
 # the default settings), so a live create is never called interrupted.
 SEND_LIMIT = 720.0
+# The state of a create attempt KIE refused with 429 (documented as refused: not counted, not charged) while it waits
+# for the window's edge to be sent again: not sent, for now. Marked in the step that reads the 429 (``attempt_waiting``)
+# and marked "sending" again, durably, in the shielded step right before the resend (``attempt_sending_again``): a
+# server stopped or killed meanwhile left a create that never reached KIE since its refusal, which a start records as
+# refused (its share of the reservation given back), never of unknown outcome. A journal that cannot take the first
+# mark leaves it "sending" (unknown should the server stop before it is answered): never "not sent" by a guess; one
+# that cannot take the second sends nothing.
+WAITING = "waiting"
+ON_ITS_WAY = ("sending", WAITING)  # create attempts on their way to KIE: being sent, or waiting to be sent again
+WAITED_UNSENT = (
+    "Not sent again: KIE refused this create for too many creates at once (429, not counted, not charged) and the "
+    "server stopped while it waited to send it again; nothing was created or charged for it"
+)
 INTERRUPTED = (
     "the server stopped while this create was being sent, so KIE may have created (and charged) it; check "
     "https://kie.ai/logs before trying again"
@@ -262,6 +275,12 @@ def interrupted_among(task_ids: list[str]) -> str:
         "kie-mcp's log does not say which), and those are followed and saved. Whether this one made one of them "
         "(and was charged for it) is unknown; check https://kie.ai/logs before trying again"
     )
+
+
+def never_resent(attempt: sqlite3.Row) -> bool:
+    """Whether ``attempt`` waits to be sent again after KIE's 429 (``WAITING``) by a process that is gone: it never
+    reached KIE since its refusal, so it created and charged nothing, whatever a start has recorded of it yet."""
+    return attempt["state"] == WAITING and processes.owner_gone(attempt["owner"]) is True
 
 
 def attempt_story(attempt_id: str, attempt: sqlite3.Row | None) -> str:
@@ -281,6 +300,12 @@ def attempt_story(attempt_id: str, attempt: sqlite3.Row | None) -> str:
         return f"{what}; KIE refused it{why}, so nothing was created or charged."
     if attempt["state"] == "sending":
         return f"{what}; it is still being sent. Its call returns the task id, and list_tasks shows the task."
+    if attempt["state"] == WAITING:
+        return (
+            f"{what}; KIE refused it for too many creates at once (429, not counted, not charged), and it waits to "
+            "be sent again at the edge of KIE's create window (not sent if its server stops first). Its call returns "
+            "the task id, and list_tasks shows the task."
+        )
     return (
         f"{what}, and KIE gave no clear answer{why}: it may have made a task, and charged it, whose id kie-mcp "
         "never got. Look on https://kie.ai/logs for a task of that model at that time; check_task takes its task "
@@ -1555,8 +1580,35 @@ class Journal:
             attempt_id,
         )
 
+    def attempt_waiting(self, attempt_id: str) -> bool:
+        """``attempt_id``, being sent, was refused by KIE with 429 (not counted, not charged) and waits to be sent
+        again (``WAITING``). Returns whether the journal shows it so (False: it was no longer being sent)."""
+        with self.transaction() as db:
+            return bool(
+                db.execute(
+                    "UPDATE attempts SET state = ?, updated = ? WHERE attempt_id = ? AND state = 'sending'",
+                    (WAITING, time.time(), attempt_id),
+                ).rowcount
+            )
+
+    def attempt_sending_again(self, attempt_id: str) -> bool:
+        """``attempt_id``, waiting after KIE's 429, is about to be sent again: "sending" once more, on the disk before
+        it is sent (``transaction`` durable), as when it was begun. False when the journal no longer shows it waiting
+        (a start that took its server for stopped recorded it as not sent): it must not be sent."""
+        with self.transaction(durable=True) as db:
+            return bool(
+                db.execute(
+                    "UPDATE attempts SET state = 'sending', updated = ? WHERE attempt_id = ? AND state = ?",
+                    (time.time(), attempt_id, WAITING),
+                ).rowcount
+            )
+
     def recover_interrupted(
-        self, found: list[str] | None = None, taken_up: list[str] | None = None, refused: list[str] | None = None
+        self,
+        found: list[str] | None = None,
+        taken_up: list[str] | None = None,
+        refused: list[str] | None = None,
+        unsent: list[str] | None = None,
     ) -> int:
         """Attempts a crashed process left as being sent may have been created on KIE. Each is looked for in the call
         log first (``found_in_call_log``): one whose create KIE answered with a task (the ``created`` line naming it,
@@ -1570,11 +1622,27 @@ class Journal:
         this workspace) are left to it, until they are older than any create takes (a process id reused after a
         restart looks alive); another machine's, and those of an older kie-mcp that named no process, at that age
         too. Nothing is ever sent again.
+        Those a gone process left waiting to be sent again after KIE's 429 (``WAITING``: none reached KIE since its
+        refusal) are recorded as refused, not sent (their refund is owed the same way), and their ids go to
+        ``refused`` and ``unsent``; never unknown.
         Run at start-up and by the follower every minute (another server on this workspace may die while this one
         runs). Written durably (``transaction``). Returns how many became unknown."""
         now = time.time()
-        sending = self.query("SELECT * FROM attempts WHERE state = 'sending'")
-        ended = [row for row in sending if processes.owner_gone(row["owner"]) or now - row["created"] > SEND_LIMIT]
+        rows = self.query("SELECT * FROM attempts WHERE state IN (?, ?)", *ON_ITS_WAY)
+        ended = [row for row in rows if processes.owner_gone(row["owner"]) or now - row["created"] > SEND_LIMIT]
+        waited = [row for row in ended if row["state"] == WAITING]
+        ended = [row for row in ended if row["state"] != WAITING]
+        if waited:
+            with self.transaction(durable=True) as db:
+                for row in waited:
+                    if db.execute(
+                        "UPDATE attempts SET state = 'refused', error = ?, updated = ? WHERE attempt_id = ? AND"
+                        " state = ?",
+                        (WAITED_UNSENT, now, row["attempt_id"], WAITING),
+                    ).rowcount:
+                        for named in (refused, unsent):
+                            if named is not None:
+                                named.append(row["attempt_id"])
         if not ended:  # nearly always: no write, so the follower can ask every minute for nothing
             return 0
         answers = self.found_in_call_log(ended)
@@ -1758,16 +1826,21 @@ class Journal:
             since,
             CALL_ANSWERED,
         )
-        return [row for row in rows if row["answered"] == CALL_CUT_OFF or processes.owner_gone(row["owner"])]
+        return [
+            row
+            for row in rows
+            if (row["answered"] == CALL_CUT_OFF or processes.owner_gone(row["owner"])) and not never_resent(row)
+        ]
 
     def recent_attempts(self, digest: str, since: float) -> list[sqlite3.Row]:
         """Create attempts for the request ``digest`` since ``since`` that KIE did not refuse (made, of unknown
-        outcome, or being sent), oldest first."""
-        return self.query(
+        outcome, being sent, or waiting to be sent again after a 429 by a live process), oldest first."""
+        rows = self.query(
             "SELECT * FROM attempts WHERE digest = ? AND created >= ? AND state != 'refused' ORDER BY created",
             digest,
             since,
         )
+        return [row for row in rows if not never_resent(row)]
 
     def call_attempts(self, attempt: sqlite3.Row) -> list[sqlite3.Row]:
         """The create attempts of the call that made ``attempt`` that KIE did not refuse (made, of unknown outcome, or
@@ -1776,7 +1849,7 @@ class Journal:
         older kie-mcp's) stands alone."""
         if attempt["reserved_at"] is None:
             return [attempt]
-        return self.query(
+        rows = self.query(
             "SELECT * FROM attempts WHERE digest = ? AND created >= ? AND owner IS ? AND reserved_at = ?"
             " AND state != 'refused' ORDER BY created",
             attempt["digest"],
@@ -1784,6 +1857,7 @@ class Journal:
             attempt["owner"],
             attempt["reserved_at"],
         )
+        return [row for row in rows if not never_resent(row)]
 
     def attempts_for_quote(self, quote_id: str) -> list[sqlite3.Row]:
         """Every create one quote (or confirmation) approved, whatever became of it: created, refused, unknown, or

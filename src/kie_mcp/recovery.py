@@ -29,8 +29,9 @@ def recover(journal: Journal, settings: Settings) -> tuple[list[str], int]:
     A journal that starts afresh (the last one was corrupt, or it was deleted or emptied while the call log shows
     earlier calls) takes today's spend and the tasks of the last 14 days from the call log. Creates still marked as
     being sent are looked for in the call log (recorded with their task when it shows KIE's answer, as refused when
-    it shows KIE created nothing) or become unknown (they may have been created on KIE). Then the refunds the
-    journal shows owed and does not hold are booked (``SpendBook.book_owed_refunds``): those an earlier server could
+    it shows KIE created nothing) or become unknown (they may have been created on KIE); creates waiting to be sent
+    again after KIE's 429 are recorded as refused, not sent (nothing reached KIE since its refusal). Then the refunds
+    the journal shows owed and does not hold are booked (``SpendBook.book_owed_refunds``): those an earlier server could
     not write before it stopped; and the marks that calls' answers went out, which it kept beside the journal
     (``Journal.take_kept_answers``), put in it.
     """
@@ -38,15 +39,22 @@ def recover(journal: Journal, settings: Settings) -> tuple[list[str], int]:
     found: list[str] = []
     taken_up: list[str] = []
     refused: list[str] = []
+    unsent: list[str] = []
     try:
-        interrupted = journal.recover_interrupted(found, taken_up, refused)
+        interrupted = journal.recover_interrupted(found, taken_up, refused, unsent)
     except Exception as err:  # a read-only journal: the tools that write will explain
         log.warning("could not mark interrupted creates as unknown: %s", err)
         interrupted = 0
-    if refused:
+    if len(refused) > len(unsent):
         notices.append(
-            f"{len(refused)} create(s) were being sent when kie-mcp last stopped, and the call log shows KIE refused "
-            "them (or they were never sent): nothing was created or charged for them."
+            f"{len(refused) - len(unsent)} create(s) were being sent when kie-mcp last stopped, and the call log "
+            "shows KIE refused them (or they were never sent): nothing was created or charged for them."
+        )
+    if unsent:
+        notices.append(
+            f"{len(unsent)} create(s) KIE refused for too many creates at once (429, not counted, not charged) were "
+            "waiting to be sent again when kie-mcp last stopped: they were not sent again, and nothing was created "
+            "or charged for them (ask for them again if they are still wanted)."
         )
     notices += book_owed_refunds(journal)
     _take_kept_answers(journal)

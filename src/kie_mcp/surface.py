@@ -1736,6 +1736,11 @@ def _task_message(record: TaskRecord, typical: tuple[int, int] | None = None, as
     if not record.answered:  # "queued" is only how kie-mcp files a task KIE has not said a word about
         if record.error:  # why KIE did not answer follows (check_task adds it): asked, here or by another server
             head = f"{task}: KIE has not answered about it yet"
+        elif asking.rate_limited:  # the first 429 is on no record (one is pacing): the answer says it all the same
+            head = (
+                f"{task}: KIE has not answered about it yet: it refused the status check for now (429, rate limit; "
+                "the task itself is unaffected)"
+            )
         elif not asking.asked:
             head = f"{task}: KIE has not been asked about it yet"
         else:

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from urllib.parse import quote, urlsplit
 
 import anyio
@@ -132,6 +132,18 @@ def shared_ssl_context() -> ssl.SSLContext:
     via truststore on macOS and Windows). Loading the CA bundle costs tens of milliseconds: once, not per client."""
     with _SSL_LOCK:
         return _default_ssl_context()
+
+
+class Resend(Protocol):
+    """What a create's sender keeps of a create KIE refused with 429 while it waits to send it again (the journal:
+    ``generation``), told by ``KieClient.create``."""
+
+    async def refused(self) -> None:
+        """KIE refused the create with 429 (not counted, not charged): it waits for the window's edge, not sent."""
+
+    async def again(self) -> str | None:
+        """The create is about to be sent again, in its turn: None once that is recorded; else why it could not be,
+        and it is not sent."""
 
 
 class UploadedFile(BaseModel, defer_build=True):
@@ -319,6 +331,7 @@ class KieClient:
         given_up: anyio.Event | None = None,
         attempt: str | None = None,
         still_wanted: Callable[[], bool] | None = None,
+        resend: Resend | None = None,
     ) -> str:
         """Send one approved create of ``model_id`` and return KIE's task id. A refusal that names a task KIE
         already has (a repeated Veo 4K request) raises ``ExistingTaskError``: nothing new was started or charged.
@@ -326,7 +339,9 @@ class KieClient:
         after a 429 should no longer wait for its turn (``NotSentError`` then); ``still_wanted``: asked right before
         each resend after a 429, False when the caller no longer wants it sent (the spend gate's say: the person
         declined it meanwhile), which raises ``NotSentError`` (``withdrawn``) unsent; ``attempt``: the journal's id
-        of this create, written in each of its call-log lines, so that a restart finds its answer there by it."""
+        of this create, written in each of its call-log lines, so that a restart finds its answer there by it;
+        ``resend``: told of each 429 before the wait for the window's edge (``Resend.refused``), and asked right before
+        each resend, in its turn (``Resend.again``: False sends nothing, ``NotSentError``)."""
         approval.use_one(model_id)
         reserved = approval.reserved_each
         return await self._send_create(
@@ -340,6 +355,7 @@ class KieClient:
             given_up=given_up,
             attempt=attempt,
             still_wanted=still_wanted,
+            resend=resend,
         )
 
     async def _send_create(
@@ -355,6 +371,7 @@ class KieClient:
         given_up: anyio.Event | None = None,
         attempt: str | None = None,
         still_wanted: Callable[[], bool] | None = None,
+        resend: Resend | None = None,
     ) -> str:
         """Send one create, inside KIE's 20-per-10-s window as KIE counts it: on arrival (see ``SlidingWindow``).
         Each of its call-log lines names ``attempt`` (the journal's id of it).
@@ -364,7 +381,8 @@ class KieClient:
         refused with 429 (documented as refused, not counted and not charged), frees its slot at once. After a 429
         the window pauses until its edge (the moment its oldest answered create leaves it) and the create is sent
         again then; only a 429 is ever retried, and that resend gives up its wait once ``given_up`` is set, and is
-        not sent when ``still_wanted`` says no once its turn came.
+        not sent when ``still_wanted`` says no once its turn came, nor when ``resend`` cannot record it being sent
+        again (``Resend``: the journal knows a create waiting after a 429 as not sent).
         """
         for send in range(self.max_rate_limit_retries + 1):
             # the first send may come with its turn taken; a resend after a 429 waits for a turn of its own (the
@@ -382,6 +400,13 @@ class KieClient:
                         endpoint=path,
                         withdrawn=True,
                     ).with_next_step("Nothing was created or charged.")
+                if send and resend is not None and (why := await resend.again()) is not None:  # unrecorded: unsent
+                    slot.not_counted()
+                    log_call(outcome="not sent", error=why)
+                    raise NotSentError(
+                        f"KIE refused it for too many creates at once (429, not counted, not charged) and {why}",
+                        endpoint=path,
+                    ).with_next_step("Nothing was created or charged. Ask for it again.")
                 method = "GET" if family is not None and family.create_method == "GET" else "POST"  # Veo's 1080p
                 try:  # on a connection of its own: never an answer another request left on a kept one
                     within, once = self._answer_within["once"], self._client("once")
@@ -477,6 +502,8 @@ class KieClient:
                         "oldest create leaves KIE's window",
                         pause,
                     )
+                    if resend is not None:  # not sent, for now: a stop during the wait leaves nothing KIE may have
+                        await resend.refused()
                     continue
                 task_id = family.created_id(data, body) if family is not None else named_task_id(data)
                 if not task_id:

@@ -116,6 +116,8 @@ async def _fire(ctx: Ctx, fault: Fault) -> Response | None:
         headers = {"content-encoding": "gzip"} if params["gzip"] else None
         return StreamingResponse(huge_body(fault), media_type="application/json", headers=headers)
     code = int(params["code"])
+    if "held" in params:  # answered once the test lets it go, as a hold fault (a create's answer a moment away)
+        await ctx.sim.faults.hold(float(params["held"]))
     msg = str(params.get("msg") or default_message(code))
     if params.get("echo_auth"):
         msg += auth_echo(ctx.request.headers.get("authorization"))

@@ -49,6 +49,8 @@ answer's file link (``downloadUrl``, and ``fileUrl`` in the older shape) is ``ur
 
 A ``code`` fault answers ``{code, msg, data}`` with its ``code``, its ``msg`` (default: the code's usual message)
 and its ``data`` (default null), whatever JSON that is: KIE's error answers may carry data (a 422 naming a task).
+With ``held`` (real seconds, at most 600) it first waits for ``/__sim/faults/release`` as a ``hold`` fault does, then
+answers its code: a test orders what happens while that answer is on its way.
 
 ``credits_consumed`` on a ``task_fail`` fault plays a KIE that reports a garbage charge for a task it failed (and
 refunded): the failed Market record carries it as ``creditsConsumed`` (its callback as ``consumeCredits``), whatever
@@ -164,6 +166,11 @@ def parse_fault(endpoint: Any, fault: Any, times: Any = 1) -> Fault:
             raise FaultSpecError("a code fault needs an integer code, e.g. 402")
         if "msg" in params and not isinstance(params["msg"], str):
             raise FaultSpecError("msg must be text")
+        held = params.get("held", 0)
+        if not isinstance(held, int | float) or isinstance(held, bool) or not 0 <= held <= HOLD_DEFAULT_SECONDS:
+            raise FaultSpecError(
+                f"a code fault's held (seconds it waits for its release at most) must be 0 to {HOLD_DEFAULT_SECONDS:g}"
+            )
     elif kind == "slow":
         seconds = params.get("seconds")
         if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:

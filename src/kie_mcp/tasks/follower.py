@@ -23,7 +23,8 @@ whether or not a tool call is waiting on it:
   ``settings.poll_min_interval`` (2 s) is also the schedule's time unit: tests that shorten it to 10 ms run
   the same schedule 200 times faster.
 - **Backing off.** A 429 pauses every look for ``settings.rate_limit_backoff``, doubling while KIE keeps answering 429
-  (up to 8x); from the second in a row, every followed task says so (``records.RATE_LIMITED``: when kie-mcp asks
+  (up to 8x); an answer about a task whose own last check KIE answered 429 says so from the first (``Asking``), and
+  from the second in a row, every followed task says so (``records.RATE_LIMITED``: when kie-mcp asks
   again, and that another app using the key may be spending the budget) until KIE answers again; a network or server
   error, or an answer that cannot be used (garbage no parser foresaw: noted on the record until KIE answers sensibly),
   puts that task's next look further out (doubling, up to a minute); a refusal (unknown task, bad key) is noted on the
@@ -294,6 +295,7 @@ class Watch:
     unrecorded: bool = False  # a look's state not written: another program held the journal's lock (``_journal``)
     queued: int = 0  # ended, its results waiting for a finishing slot (``ENDS_AT_ONCE``): its turn, from 1; 0: not
     looked_at: float = 0.0  # time.monotonic() of the last look at KIE here (this follower's, or the call that found it)
+    rate_limited: bool = False  # KIE answered that last look with 429: refused, for now (``Asking.rate_limited``)
     early_at: float = -math.inf  # time.monotonic() of the last early look a waiting check_task brought (``_ask_early``)
     resume_at: float = 0.0  # the scheduled look a look out of turn went ahead of: the schedule resumes there (0: none)
     done: anyio.Event = field(default_factory=anyio.Event)  # finished, settled and saved
@@ -327,6 +329,9 @@ class Asking:
     asked: bool  # KIE was asked about the task (it may not have shown it yet: ``TaskRecord.answered`` says it did)
     reported: bool  # the record's progress is KIE's own figure
     next_in: float | None  # real seconds until the follower's next look at it (0: being made now); None: not followed
+    # KIE answered the last look at it with 429 (a refusal of the status check, for now; the task is unaffected): said
+    # so from the first 429, never "KIE did not show it yet", though one 429 alone is pacing and noted on no task
+    rate_limited: bool = False
 
 
 @dataclass
@@ -1004,6 +1009,7 @@ class Follower:
         assert self._rt is not None
         now = time.monotonic()
         self._rate_limit_after(outcome)
+        watch.rate_limited = outcome is Look.RATE_LIMITED  # this task's own check refused: its answer says why
         if outcome is Look.RATE_LIMITED:  # the account's poll budget is spent: every look waits
             watch.next_at = self._resumed(watch, self._paused_until)
             return None
@@ -1710,7 +1716,8 @@ class Follower:
         else:
             next_in = max(max(watch.next_at, self._paused_until) - time.monotonic(), 0.0)
         asked = record.answered or watch.looked_at > 0
-        return Asking(asked=asked, reported=record.answered and not watch.estimated, next_in=next_in)
+        reported = record.answered and not watch.estimated
+        return Asking(asked=asked, reported=reported, next_in=next_in, rate_limited=watch.rate_limited)
 
     async def _look_now(self, watch: Watch) -> None:
         """One look at KIE now, after the look in flight: out of turn, so the schedule's next look stays where it was
