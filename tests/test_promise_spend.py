@@ -975,6 +975,88 @@ async def test_a_quote_does_not_approve_a_price_a_charge_kie_did_not_report_rais
     assert after == before and len(await controls.creates()) == 1
 
 
+async def credit_reads(controls) -> int:
+    """The balance reads (GET /chat/credit) the simulator answered since its request log was last cleared."""
+    requests = await controls.get("requests")
+    items = requests if isinstance(requests, list) else requests["requests"]
+    return sum(1 for r in items if r["path"].endswith("/chat/credit"))
+
+
+async def test_another_spend_on_the_key_is_never_booked_as_a_listed_price(connect, controls):
+    """The attacker review: while an 8-credit image ran, another tool on the same API key spent 300; the call booked
+    308 "measured from the balance", blew a daily cap of 200, and the next estimate said "up to 308" for 24 h. A fall
+    beyond what the call's tasks can account for books nothing new: the quote stays counted, the answer says the
+    balance fell by more and where to look, and the next estimate and call are the list's."""
+    async with connect(elicitation=answering(), max_credits_per_day=200) as client:
+        await controls.fault("status", kind="hold", seconds=30)
+        out: dict[str, Any] = {}
+
+        async def call() -> None:
+            out["first"] = await client.call_tool("generate_image", {**IMAGE, "wait_seconds": 20})
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(call)
+            with anyio.fail_after(20):
+                while not (await controls.get("faults")).get("held"):  # noqa: ASYNC110 (the first status check, held)
+                    await anyio.sleep(0.02)
+            balance = (await controls.get("state"))["balances"]["default"]
+            await controls.post("balance", {"credits": balance - 300})  # another spender on the key
+            await controls.post("faults/release")
+        spent = await spent_today(client)
+        quoted = await estimate(client, {**IMAGE, "prompt": "a pear"})
+        second = await client.call_tool("generate_image", {**IMAGE, "prompt": "a green pear", "wait_seconds": 20})
+    first = out["first"]
+    [task] = first.structured_content["tasks"]
+    assert task["credits_charged"] is None and not task["charge_measured"], text_of(first)
+    assert "more than its task can account for" in text_of(first), text_of(first)
+    assert "another spend on this API key" in text_of(first) and "https://kie.ai/logs" in text_of(first)
+    assert "over the daily cap" not in text_of(first), text_of(first)
+    assert spent == 8
+    assert "308" not in quoted["message"] and quoted["quote"]["credits_total"] == 8, quoted["message"]
+    assert not second.is_error and second.structured_content["status"] == "completed", text_of(second)
+    assert len(await controls.creates()) == 2
+
+
+async def test_a_failed_sibling_s_late_refund_is_never_booked_as_the_succeeded_task_s_charge(connect, controls, sim):
+    """The attacker review: of two 8-credit images one failed, and KIE's refund of it had not landed when the call
+    read the balance again; the call booked "16 credits, measured" for the one that succeeded, and the next estimate
+    quoted a flat 16. A call measures only when every task of it succeeded: the quote stays counted."""
+    sim.config.refund_on_fail = False  # the failed task's refund lands after the call's second read
+    async with connect(elicitation=answering(), max_credits_per_day=200) as client:
+        await controls.fault("create", kind="task_fail")
+        result = await client.call_tool("generate_image", {**IMAGE, "variations": 2, "wait_seconds": 20})
+        spent = await spent_today(client)
+        quoted = await estimate(client, {**IMAGE, "prompt": "a pear"})
+    states = sorted(t["state"] for t in result.structured_content["tasks"])
+    assert states == ["failed", "succeeded"], text_of(result)
+    assert all(not t["charge_measured"] for t in result.structured_content["tasks"]), text_of(result)
+    assert "16 credits" not in text_of(result), text_of(result)
+    assert spent == 8
+    assert quoted["quote"]["credits_total"] == 8 and "16" not in quoted["message"], quoted["message"]
+
+
+async def test_a_burst_of_calls_sends_no_balance_read_that_cannot_measure(connect, controls):
+    """The attacker review: ten image calls at once sent ten more GET /chat/credit reads, and none could measure (each
+    saw the others' tasks in its window). Other tasks of the workspace moving the balance are asked about before the
+    read, which is skipped when they did: the burst sends at most one more read than before measuring listed prices
+    (none), and a lone call still reads and measures a charge above the list."""
+    async with connect(auto_approve_credits=10) as client:
+        await client.call_tool("check_credits", {})
+        await controls.http.delete("/__sim/requests")
+        async with anyio.create_task_group() as group:
+            for i in range(10):
+                args = {**IMAGE, "prompt": f"apple {i}", "wait_seconds": 20}
+                group.start_soon(client.call_tool, "generate_image", args)
+        reads = await credit_reads(controls)
+        assert await spent_today(client) == 80
+    assert reads <= 1
+    await controls.post("prices", {"nano-banana-2": 20})
+    async with connect(elicitation=answering()) as client:  # a fresh server: its window starts after the burst
+        lone = await client.call_tool("generate_image", {**IMAGE, "prompt": "a lone apple", "wait_seconds": 20})
+    [task] = lone.structured_content["tasks"]
+    assert (task["credits_charged"], task["charge_measured"]) == (20, True), text_of(lone)
+
+
 # -- a price of 0 is no price; a quote approves the price it showed; a cap of 0 holds for unknown prices -------
 
 

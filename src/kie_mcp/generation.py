@@ -3454,27 +3454,70 @@ def unsettled_create(rt: Runtime, p: Plan, attempt: sqlite3.Row) -> TaskRecord:
     )
 
 
+# A listed price's charge measured from the balance is booked only up to this many times what its task reserved (its
+# quote, or the higher charge seen here that it counts): KIE has charged above its list (20 for an image it lists at
+# 8), but a larger fall is far likelier another spend on the same API key (another workspace or tool, which this
+# journal cannot see) than KIE's charge, and booked as the price it would count against the caps for 24 h.
+MEASURED_OVER_RESERVED = 3.0
+
+
 async def measure_unreported_charges(
     rt: Runtime, p: Plan, records: list[TaskRecord], attempts: Sequence[str] = ()
 ) -> list[str]:
     """For a charge KIE does not report on the task, the balance difference around the call is the charge, but only
-    when nothing else can have moved the balance in between, so the ledger never counts less than KIE charged: no
+    when every task of the call succeeded (none failed, whose refund may land later, unknown, unreadable or missing)
+    and nothing else can have moved the balance in between, so the ledger never counts less than KIE charged: no
     other task of this workspace (this process, another call, another kie-mcp process on the same journal) was being
-    created, running, or ended while the balance was read twice (``moved_by_others``), and the difference is a
-    plausible charge (``implausible``). Otherwise the charge stays unmeasured and the reservation stays counted as
-    spent: for an unknown price the request's ceiling (a note says why), for a listed one its quote (or the higher
-    charge seen here that it counts). A measured charge is marked so (``TaskRecord.charge_measured``): every answer
-    says it was measured from the balance, never that KIE charged it.
+    created, running, or ended while the balance was read twice (``moved_by_others``, asked before the second read
+    too, which is skipped when it already says why: a burst of calls sends none), and the difference is a plausible
+    charge (``implausible``). Otherwise the charge stays unmeasured and the reservation stays counted as spent: for
+    an unknown price the request's ceiling (a note says why), for a listed one its quote (or the higher charge seen
+    here that it counts). A measured charge is marked so (``TaskRecord.charge_measured``): every answer says it was
+    measured from the balance, never that KIE charged it.
 
     An unknown price books what was measured. A listed price books it only when it is above what the task reserved
-    (KIE charged more than its list, or than the quote the call was approved with): then the ledger counts it, and
-    the journal keeps it as a charge seen here, which the next estimate leads with and a stale quote is asked about
-    again (``observed_price``), as for a charge KIE reports. A measurement at or under the reservation books nothing
-    new: the quote stays counted, never less. The balance read after the call costs one GET /chat/credit (paced as
-    every KIE call is) per call whose tasks all ended, none with a charge KIE reported. Returns the notes to show."""
+    (KIE charged more than its list, or than the quote the call was approved with) and at most
+    ``MEASURED_OVER_RESERVED`` times that: then the ledger counts it, and the journal keeps it as a charge seen here,
+    which the next estimate leads with and a stale quote is asked about again (``observed_price``), as for a charge
+    KIE reports. A measurement at or under the reservation books nothing new: the quote stays counted, never less;
+    one above the bound books nothing new either, and a note says the balance fell by more than the call's tasks
+    can account for. The balance read after the call costs one GET /chat/credit (paced as every KIE call is) per
+    call whose tasks all succeeded, none with a charge KIE reported, while no other task of the workspace moved the
+    balance. Returns the notes to show."""
     measured = [r for r in records if r.state == "succeeded" and r.credits_charged is None and not unreadable(r)]
     if not measured or p.balance is None or not all(r.finished for r in records):
         return []
+    listed = p.total is not None
+    ours = [r.task_id for r in records if r.task_id]
+
+    def unmeasured(why: str) -> list[str]:
+        if listed:  # its quote stays counted: nothing to say beyond what the cost line says
+            log.info("a charge KIE did not report was not measured: %s", why)
+            return []
+        return [
+            f"KIE does not report what it charged for {', '.join(r.task_id or '?' for r in measured)}, and its "
+            f"charge could not be measured from the balance: {why}. The {credits_text(p.reserved_each)} reserved for "
+            "each stay counted as spent; KIE's logs (https://kie.ai/logs) show the real charge."
+        ]
+
+    def others(until: float) -> str | None:
+        try:
+            return moved_by_others(rt, p.balance_at, until, ours, list(attempts))
+        except JOURNAL_ERRORS as err:
+            return f"the journal could not be read to rule out other balance movements ({err})"
+
+    # A failed task's refund may land after the read (minutes later), an unknown create may or may not have been
+    # charged: the difference would be booked as the succeeded tasks' charge (16 for an 8-credit image).
+    if len(records) != p.variations or not all(
+        r.task_id and r.state == "succeeded" and not unreadable(r) for r in records
+    ):
+        return unmeasured(
+            "not every task of this call succeeded, and what the others cost (a failed task's refund may land "
+            "later) cannot be told apart in the balance"
+        )
+    why = others(time.time())  # before the read: a burst of calls, each seeing the others, sends none
+    if why is not None:
+        return unmeasured(why)
     try:
         after = await rt.require_kie().credits()
     except KieError:
@@ -3486,24 +3529,24 @@ async def measure_unreported_charges(
     balance_cache(rt).invalidate()
     spent = p.balance - after
     each = round(spent / len(measured), 4) if math.isfinite(spent) else math.nan
-    ours = [r.task_id for r in records if r.task_id]
-    try:
-        why = moved_by_others(rt, p.balance_at, read_at, ours, list(attempts)) or implausible(rt, p, each)
-    except JOURNAL_ERRORS as err:
-        why = f"the journal could not be read to rule out other balance movements ({err})"
-    if p.total is not None:  # a listed price: its quote stays counted unless more was surely taken
-        if why is None and each > p.reserved_each + 1e-6:
-            for record in measured:
-                record.credits_charged, record.charge_measured = each, True
-        elif why is not None:
-            log.info("a charge KIE did not report was not measured: %s", why)
-        return []
-    if why is not None:
+    why = others(read_at)
+    if why is None and listed and each > MEASURED_OVER_RESERVED * p.reserved_each + 1e-6:
+        them = "tasks" if len(records) > 1 else "task"
         return [
-            f"KIE does not report what it charged for {', '.join(r.task_id or '?' for r in measured)}, and its "
-            f"charge could not be measured from the balance: {why}. The {credits_text(p.reserved_each)} reserved for "
-            "each stay counted as spent; KIE's logs (https://kie.ai/logs) show the real charge."
+            f"The KIE balance fell by {credits_text(spent)} during this call, more than its {them} can account for "
+            f"(another spend on this API key, or KIE charging more than {MEASURED_OVER_RESERVED:g}x the "
+            f"{credits_text(p.reserved_each)} counted for each; https://kie.ai/logs shows which), so nothing more "
+            "was counted."
         ]
+    if why is None:
+        try:
+            why = implausible(rt, p, each)
+        except JOURNAL_ERRORS as err:
+            why = f"the journal could not be read to rule out other balance movements ({err})"
+    if why is not None:
+        return unmeasured(why)
+    if listed and each <= p.reserved_each + 1e-6:  # its quote stays counted unless more was surely taken
+        return []
     for record in measured:
         record.credits_charged, record.charge_measured = each, True
     return []
@@ -3579,11 +3622,6 @@ def implausible(rt: Runtime, p: Plan, each: float) -> str | None:
             f"the balance went down {credits_text(each)} per task, more than the {credits_figure(most)} each can cost "
             "by its rates, "
             "so another spend on this API key (another workspace or tool) landed meanwhile"
-        )
-    if p.total is not None and readable_charge(each, p.reserved_each) is None:  # a listed price: its rate's bound
-        return (
-            f"the balance went down {credits_text(each)} per task, more than any charge of KIE's for a task it "
-            f"lists at {credits_figure(p.reserved_each)}, so another spend on this API key landed meanwhile"
         )
     history = rt.journal.charged_before(p.spec.id, p.options_key or "")
     lowest = min((charged for charged, *_ in history if charged > 0), default=None)
