@@ -13,7 +13,7 @@ import pytest
 
 from kie_mcp import completions, config, prompts, redact, stdio, words
 from kie_mcp.catalog import drift, live, script
-from kie_mcp.media import stitch
+from kie_mcp.media import sniff, stitch
 
 N = 100_000
 FLAG = "\U0001f3f4\U000e0067\U000e007f"  # a subdivision flag's tag characters, escaped one by one
@@ -42,6 +42,9 @@ CASES: dict[str, Callable[[], Any]] = {
     "a model title of spaces in KIE's list": lambda: live._short_title("a" + " " * N + "b"),
     "a .env name of MAXMAX...": lambda: config._MONEY_NAME.search("MAX" * (N // 3)),
     "a .env key placeholder never closed": lambda: config._unfilled("KIE_API_KEY", "${" + "a" * N, "the key"),
+    "a reference of spaces after a private key's opening line": lambda: sniff.holds_private_key(
+        b"-----BEGIN PRIVATE KEY-----" + b" " * N + b"!"
+    ),
 }
 
 

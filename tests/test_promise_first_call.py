@@ -129,3 +129,34 @@ async def test_list_tasks_lists_twenty_by_default_and_names_each_file_once(conne
         assert said.count(file["path"]) == 1 and file["file_uri"] in said, said
     assert len(json.dumps(page)) < 40_000 and len(said) < 8_000
     assert re.search(r"next_cursor|cursor", said), said
+
+
+@eras_in_turn(
+    ("model", "other"),
+    [("google/gemini-omni-flash-1-1", "first_frame_url"), ("wan/2-7-r2v", "first_frame")],
+)
+async def test_too_many_images_name_every_field_that_takes_pictures_whatever_its_name(connect, controls, model, other):
+    """The review: fields were picked by "image" in their name, so Gemini Omni's first_frame_url and Wan 2.7 R2V's
+    first_frame went unsaid. A field that takes pictures is one by the kind of media it takes; a rule barring
+    images once it is set is said too (apart both ways)."""
+    spec = CATALOG.get(model)
+    links = [f"https://e.example/{n}.jpg" for n in range(spec.images.max + 1)]
+    async with connect() as client:
+        refused = await client.call_tool("estimate_cost", {"model": model, "prompt": "a hero shot", "images": links})
+    said = text_of(refused)
+    assert refused.is_error and f"options.{other} (one" in said, said
+    if model.startswith("google/"):  # first_frame_url set, image_urls takes none
+        assert "options.first_frame_url (one; not together with images)" in said, said
+    assert await controls.creates() == []
+
+
+async def test_too_many_images_say_which_other_field_is_required(connect):
+    """The review: ideogram/character-remix's refusal offered "options.image_url (one) or options.image_urls
+    (several)", and image_urls alone then failed "options.image_url: is required". A required field says so."""
+    links = [f"https://e.example/{n}.jpg" for n in range(3)]
+    async with connect() as client:
+        refused = await client.call_tool(
+            "estimate_cost", {"model": "ideogram/character-remix", "prompt": "a hero", "images": links}
+        )
+    said = text_of(refused)
+    assert "options.image_url (one, required)" in said and "options.image_urls (several)" in said, said

@@ -355,7 +355,7 @@ async def plan(
     length_notes: list[str] = []  # an input whose headers claim less than it plays: priced at what it plays
     if names_local_files(spec, wire):  # reading and hashing them (up to 100 MB) stays off the event loop
         files, problems = await anyio.to_thread.run_sync(
-            find_local_files, spec, wire, rt.settings.input_bases, roots, rt.settings.started_in
+            find_local_files, spec, wire, rt.settings.input_bases, roots, rt.settings.started_in, rt.saved_here
         )
         if not problems:  # a file longer or shorter than its field takes: refused before it is priced or sent
             lengths, problems = await checked_lengths(spec, wire, files, length_notes)

@@ -408,7 +408,7 @@ async def _clip_path(rt: Runtime, clip: str, allowed: tuple[Path, ...]) -> Path:
     given = str(rt.settings.workspace / saved[0]["path"]) if saved else clip  # a saved file is judged the same way
     try:  # reads the file's first bytes: in a worker thread
         path, _ = await anyio.to_thread.run_sync(
-            inspect_local, given, rt.settings.input_bases, allowed, _CLIP_ACCEPTS, rt.settings.started_in
+            inspect_local, given, rt.settings.input_bases, allowed, _CLIP_ACCEPTS, rt.settings.started_in, rt.saved_here
         )
     except NotRegularFile as err:  # something is there (a folder, a FIFO): said as what it is, never "missing"
         raise StitchError(f"stitch_videos refused the clip {clip!r}. {err}") from None

@@ -40,13 +40,12 @@ from kie_mcp.kie.text import holds_credential
 from kie_mcp.media.inputs import (
     ChangedFile,
     MissingFile,
-    PrivateFile,
     RefusedInput,
     open_judged,
     private_reason,
     read_inside,
 )
-from kie_mcp.media.sniff import KINDS, holds_private_key, sniff
+from kie_mcp.media.sniff import KINDS, sniff
 from kie_mcp.redact import bytes_hold_secret, redact, redact_apart
 from kie_mcp.words import plain
 
@@ -271,6 +270,8 @@ def _mime_of(path: Path) -> str:
     media = sniff(head)  # the strict reading inputs use: a UTF-16 byte-order mark is no MPEG audio frame
     if media is not None:
         return media.mime
+    if head.startswith(_UTF32_MARKS):  # before UTF-16's: UTF-32's little-endian mark starts with UTF-16's
+        return "text/plain; charset=utf-32"
     if head.startswith(_UTF16_MARKS):  # Notepad's "Unicode", PowerShell 5's ">": text, served as text
         return "text/plain; charset=utf-16"
     return _named_type(mimetypes.guess_type(path.name)[0], head)
@@ -304,6 +305,7 @@ def _text_or_bytes(head: bytes) -> str:
 
 
 _UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
+_UTF32_MARKS = (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")
 
 
 def read_text_inside(path: Path, home: Path, encoding: str) -> str:
@@ -311,9 +313,7 @@ def read_text_inside(path: Path, home: Path, encoding: str) -> str:
     ``encoding`` and redacted (megabytes of it in a child process: ``redact_apart``). Run it in a worker thread:
     tens of megabytes of text (an SVG holding a photo as base64) take seconds to search for the key, and redacted on
     the event loop every other request waited 12-16 s for it."""
-    text = read_inside(path, home, MAX_RESOURCE_BYTES).decode(encoding)
-    if not encoding.lower().startswith("utf-8") and holds_private_key(text.encode("utf-8", "replace")):
-        raise PrivateFile(f"{plain(path.name)} holds a PEM private key block, which kie-mcp never serves.")
+    text = read_inside(path, home, MAX_RESOURCE_BYTES).decode(encoding)  # a key in UTF-16 or 32: refused there
     return redact_apart(text)
 
 

@@ -23,6 +23,7 @@ from kie_mcp.config import Settings, no_key_advice
 from kie_mcp.journal import JOURNAL_ERRORS, Journal, JournalInUse, JournalLocked, OwedWrites, UnavailableJournal
 from kie_mcp.kie import KieClient
 from kie_mcp.kie.calllog import CallLog
+from kie_mcp.media import saved
 from kie_mcp.media.downloads import sweep_interrupted_downloads
 from kie_mcp.recovery import recover
 from kie_mcp.spend import Caps, Ledger, QuoteBook
@@ -307,6 +308,15 @@ class Runtime:
             return None
         low, high = spec.typical_seconds
         return max(int(low / self.time_scale), 1), max(int(high / self.time_scale), 1)
+
+    def saved_here(self, path: Path, size: int) -> bool:
+        """Whether the real ``path``, ``size`` bytes, is a result this workspace's kie-mcp saved, by the journal's row
+        of it (``saved.vouched_by``): what vouches for a saved result a backup hard-linked (``inputs.open_judged``)."""
+
+        def file_at(relative: str) -> Any:  # the journal as it is now (one opened since start, or none to ask)
+            return self.journal.file_at(relative)
+
+        return saved.vouched_by(file_at, self.settings.workspace)(path, size)
 
     def links_kept(self, model_id: str) -> int:
         """How many result links a task of this model keeps (``records.links_kept``): a garbage answer naming

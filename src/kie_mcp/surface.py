@@ -93,6 +93,8 @@ from kie_mcp.media.inputs import (
     UPLOAD_ACCEPTS,
     UPLOAD_LIMIT_BYTES,
     ChangedFile,
+    HardLinked,
+    HoldsPrivateKey,
     MissingFile,
     OutsideAllowedFolders,
     RefusedInput,
@@ -1149,7 +1151,13 @@ def _define_tools(mcp: _ToolRecorder) -> None:
             allowed = (*rt.settings.input_roots, *root_folders(roots))
             try:
                 file, media = await anyio.to_thread.run_sync(
-                    inspect_local, path, rt.settings.input_bases, allowed, UPLOAD_ACCEPTS, rt.settings.started_in
+                    inspect_local,
+                    path,
+                    rt.settings.input_bases,
+                    allowed,
+                    UPLOAD_ACCEPTS,
+                    rt.settings.started_in,
+                    rt.saved_here,
                 )
             except RefusedInput as err:
                 raise ToolError(f"upload_file refused path: {err}") from None
@@ -1937,15 +1945,17 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
         return target
 
     @mcp.resource("kie://outputs/{+path}", name="output", title="A saved result", mime_type="application/octet-stream")
-    async def output(path: str) -> str | bytes:
+    async def output(path: str, ctx: Context) -> str | bytes:
         """A result saved in the workspace's outputs/ folder (images, videos, sidecar JSON)."""
+        rt = _state(ctx)
 
         def judged() -> str | bytes:
             where = saved_result(path).relative_to(outputs.resolve())
             # Judged again as it is opened, and read from that one open file, never by name again: a link swapped in
             # since the check above (to .env, outside) is refused, a FIFO is not waited on, the size is the file's.
             # Text is redacted; other bytes holding the key are not served (``as_served``).
-            served = as_served(read_inside(outputs / path, outputs, MAX_RESOURCE_BYTES))
+            # A result the journal records at this path and size is served though a backup hard-linked it.
+            served = as_served(read_inside(outputs / path, outputs, MAX_RESOURCE_BYTES, rt.saved_here))
             if isinstance(served, str) and where.suffix == ".html":  # a gallery page: its pictures as served here
                 return pages.served_copy(served, outputs, where.as_posix())
             return served
@@ -1962,6 +1972,8 @@ def _register_resources(mcp: MCPServer, settings: Settings) -> None:
             raise ResourceError(
                 f"{_saved_at(path)} changed while it was being read ({err.what}); nothing was sent."
             ) from err
+        except (HardLinked, HoldsPrivateKey) as err:  # there, and refused for what it is: said, never "no result"
+            raise ResourceError(f"{_saved_at(path)}: {err} Nothing was read.") from err
         except RefusedInput as err:  # a link swapped in since the check now leads outside outputs/, or to a dotfile
             raise ResourceNotFoundError(f"No saved result at {_saved_at(path)}.") from err
         except OSError as err:  # removed or made unreadable since it was found

@@ -466,11 +466,13 @@ def _images_elsewhere(spec: ModelSpec, target: ImagesSpec) -> str:
     """Where a model's other images go, said when ``images`` holds too many: what ``images`` fill (Seedance 2's and
     Wan 3.0's first and last frame) and each other image field in options, with how many it takes and whether it goes
     with ``images`` at all (a rule that allows none of it once an ``images`` field is set). From the catalogue alone,
-    for every model alike; empty when the model has no other image field."""
+    for every model alike; empty when the model has no other image field. A field is an image field by the kind of
+    media it takes (its formats, else ``inputs.field_kinds``: a first frame, a mask), not by "image" in its name; one
+    KIE requires is said to be. Apart both ways: a rule setting one side allows none of the other."""
     others = {
         name: field
         for name, field in spec.fields.items()
-        if field.is_media and "image" in name.lower() and name not in target.to and name not in target.unless
+        if _takes_images(spec, name) and name not in target.to and name not in target.unless
     }
     if not others:
         return ""
@@ -478,21 +480,38 @@ def _images_elsewhere(spec: ModelSpec, target: ImagesSpec) -> str:
     frames = len(target.to) == 2 and ("first-last-frame" in spec.capabilities or spec.frames is not None)
     what = f"are the clip's first and last frame ({fills})" if frames else f"fill {fills}"
     alone = "; not together with the frames" if frames else "; not together with images"
-    apart = {
-        name
-        for rule in spec.rules
-        if any(key.split("#")[0] in target.to for key in rule.when)
-        for name, (_, high) in rule.count.items()
-        if high == 0
-    }
+    apart = set()
+    for rule in spec.rules:
+        setting = {key.split("#")[0] for key in rule.when}
+        barred = {name for name, (_, high) in rule.count.items() if high == 0}
+        if setting & set(target.to):  # images set: this field takes none
+            apart |= barred
+        if barred & set(target.to):  # this field set: images take none
+            apart |= setting
     places = []
     for name, field in others.items():
         many = f"up to {field.max_items}" if field.max_items else "several" if field.type == "urls" else "one"
-        places.append(f"options.{name} ({many}{alone if name in apart else ''})")
+        places.append(
+            f"options.{name} ({many}{', required' if field.required else ''}{alone if name in apart else ''})"
+        )
     return (
         f" Here images {what}; other images go in {' or '.join(places)}: URLs or local paths, as in images "
         f"(kie://models/{spec.id} says what each is)."
     )
+
+
+def _takes_images(spec: ModelSpec, name: str) -> bool:
+    """Whether ``spec``'s field ``name`` takes pictures: by the formats the catalogue lists for it, else by the kind
+    of media its field takes (``inputs.field_kinds``, the one judge of that)."""
+    from kie_mcp.media.inputs import field_kinds  # only on this error: media imports the catalogue
+    from kie_mcp.media.sniff import PICTURE_EXTENSIONS
+
+    field = spec.fields[name]
+    if not field.is_media:
+        return False
+    if field.media is not None and field.media.formats:
+        return any(fmt in PICTURE_EXTENSIONS for fmt in field.media.formats)
+    return "image" in field_kinds(spec, name)
 
 
 # What a model that makes a new picture or clip from its input images does (a prompt-only model can stand in), and what

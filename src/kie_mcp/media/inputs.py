@@ -68,7 +68,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from dataclasses import replace as with_changes
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, NamedTuple
@@ -135,6 +135,10 @@ class Tracks(NamedTuple):
 WITH_TRACKS = frozenset({"mp4", "mov", "m4v", "m4a"})
 
 
+# Whether the real path given, of the size given, is a result kie-mcp saved itself (``saved.vouched_by``).
+SavedHere = Callable[[Path, int], bool]
+
+
 @dataclass(frozen=True)
 class LocalFile:
     path: Path
@@ -151,6 +155,9 @@ class LocalFile:
     # only audio or only video can take it (``track_problem``) and whether it goes up as audio (``sent_type``). None:
     # not read (another format; a file whose tracks cannot be read does not play, and is refused: ``_plays``).
     tracks: Tracks | None = None
+    # Whether a real path of some size is a result kie-mcp saved itself (``saved.vouched_by``): the journal, not the
+    # link count, vouches for it, as it did when the file was judged (``open_judged``'s ``saved_here``).
+    saved_here: SavedHere | None = field(default=None, compare=False, repr=False)
 
     @property
     def identity(self) -> str:
@@ -251,6 +258,11 @@ class PrivateFile(RefusedInput):
 class HardLinked(PrivateFile):
     """A regular file with other names on disk (a hard link, ``st_nlink`` > 1): where it is in the workspace says
     nothing of what it is (``~/.ssh/id_rsa``, the workspace's ``.env``), so it is never served or uploaded."""
+
+
+class HoldsPrivateKey(PrivateFile):
+    """A file whose bytes hold a private key (``sniff.holds_private_key``), whatever its name or place: never
+    served."""
 
 
 class UntextedName(RefusedInput):
@@ -546,11 +558,13 @@ def inspect_local(
     roots: tuple[Path, ...],
     accepts: Accepts,
     started_in: Path | None = None,
+    saved_here: SavedHere | None = None,
 ) -> tuple[Path, Sniffed]:
     """The real path and media type of a local input that may be uploaded to ``accepts``; ``RefusedInput``
     (naming the file and why) otherwise. Reads at most the file's first few KB. A relative path with nothing at it
     in the workspace that names a file in the folder the server was started in (``started_in``) or in another folder
-    of ``roots`` is refused saying so (``found_elsewhere``)."""
+    of ``roots`` is refused saying so (``found_elsewhere``). A file with other names on disk (a hard link) is
+    refused unless ``saved_here`` vouches for it: a result kie-mcp saved (a backup made with ``cp -al`` links it)."""
     if why := not_a_path(value, accepts):
         raise NotALocalFile(why)
     given = value
@@ -565,7 +579,7 @@ def inspect_local(
         )
     try:
         is_file, is_dir = real.is_file(), real.is_dir()
-        head, size = _head_and_size(real, one_name=True) if is_file else (b"", 0)
+        head, size = _head_and_size(real, one_name=True, saved_here=saved_here) if is_file else (b"", 0)
     except HardLinked as err:
         raise HardLinked(f"{err} Nothing was read or uploaded.") from None
     except OSError as err:
@@ -1184,10 +1198,12 @@ def find_local_files(
     workspace: Path | tuple[Path, ...],
     roots: Callable[[], tuple[Path, ...]] | None = None,
     started_in: Path | None = None,
+    saved_here: SavedHere | None = None,
 ) -> tuple[dict[str, LocalFile], list[Problem]]:
     """Map each non-URL media value to a real media file inside the allowed folders that its field takes.
     ``roots`` gives those folders (resolved): asked for only when a local file is named, so a request without one
-    touches no file system. ``started_in``: the folder the server was started in (``inspect_local``)."""
+    touches no file system. ``started_in``: the folder the server was started in, and ``saved_here`` what vouches
+    for a result kie-mcp saved (``inspect_local``)."""
     found: dict[str, LocalFile] = {}
     problems: list[Problem] = []
     local = _local_slots(spec, wire)
@@ -1200,9 +1216,9 @@ def find_local_files(
         where = f"{name}[{index}]" if index is not None else name
         try:  # every slot is checked, so one file given to two fields must suit both
             accepts = field_accepts(spec, name)
-            path, media = inspect_local(value, workspace, allowed, accepts, started_in)
+            path, media = inspect_local(value, workspace, allowed, accepts, started_in, saved_here)
             if value not in found:
-                found[value] = _hashed_within(value, path, media, accepts)
+                found[value] = _hashed_within(value, path, media, accepts, saved_here)
             if found[value].size > limit_bytes(accepts, media):  # hashed for a field with a higher limit
                 raise TooLarge(_too_large(_named(value, path), found[value].size, accepts, media))
             times = _side_times(spec, wire, accepts)
@@ -1232,13 +1248,15 @@ def _side_times(spec: ModelSpec, wire: Mapping[str, Any], accepts: Accepts) -> f
         return 1.0  # a value validation refuses anyway
 
 
-def _hashed_within(value: str, path: Path, media: Sniffed, accepts: Accepts) -> LocalFile:
+def _hashed_within(
+    value: str, path: Path, media: Sniffed, accepts: Accepts, saved_here: SavedHere | None = None
+) -> LocalFile:
     """``local_file`` read no further than ``accepts``' size limit: a file grown past it since its size was checked
     is ``TooLarge``, never hashed (and so never approved or uploaded) whole. An image must decode
     (``judged_picture``), and an MP3, WAV or MP4 play (``judged_recording``: its structure, with what an MP4's
     tracks hold), before anything is priced."""
     try:
-        local = local_file(path, media, most=limit_bytes(accepts, media))
+        local = with_changes(local_file(path, media, most=limit_bytes(accepts, media)), saved_here=saved_here)
         if media.kind == "image":
             return judged_picture(local)
         return judged_recording(local)
@@ -1757,11 +1775,12 @@ def still_hashed(local: LocalFile) -> Iterator[io.BufferedReader]:
     """``local``'s file opened through the judged opener, and the very file that was hashed: what is read from it (a
     length to price, a picture to show) is what was approved. ``ChangedFile`` when it is another file or was written
     to since it was hashed, checked as it is opened and again, with its path, once the caller is done."""
-    with open_judged(local.path, one_name=True) as handle:
+    with open_judged(local.path, one_name=True, saved_here=local.saved_here) as handle:
         _same_as_hashed(local, handle)
         yield handle
         _same_as_hashed(local, handle)
-    with open_judged(local.path, one_name=True) as again:  # the path still leads to it, with no symlink swapped in
+    # the path still leads to it, with no symlink swapped in
+    with open_judged(local.path, one_name=True, saved_here=local.saved_here) as again:
         _same_as_hashed(local, again)
 
 
@@ -1770,12 +1789,13 @@ def _same_as_hashed(local: LocalFile, handle: io.BufferedReader) -> None:
         raise ChangedFile(local.path, "it is not the file that was hashed any more")
 
 
-def read_inside(path: Path, home: Path, most: int) -> bytes:
+def read_inside(path: Path, home: Path, most: int, saved_here: SavedHere | None = None) -> bytes:
     """The bytes of ``path`` for a resource: its real path inside ``home`` (symlinks judged by their target) and not
     private there, a regular file of at most ``most`` bytes, read from one open file that is that file. A link
     swapped in since the file was listed, a FIFO (which would block the read for good) or a device is refused.
     Raises ``RefusedInput`` (``MissingFile``, also for a file removed while it is opened, ``OutsideAllowedFolders``,
-    ``PrivateFile``, ``TooLarge``, ``ChangedFile``); call it in a worker thread."""
+    ``PrivateFile``: ``HardLinked`` unless ``saved_here`` vouches for it, ``HoldsPrivateKey``; ``TooLarge``,
+    ``ChangedFile``); call it in a worker thread."""
     home = home.resolve()
     try:
         real = path.resolve(strict=True)
@@ -1789,7 +1809,7 @@ def read_inside(path: Path, home: Path, most: int) -> bytes:
     if reason is not None:
         raise PrivateFile(f"{plainly(path.name)} is private: {reason}.")
     try:
-        with open_judged(real, one_name=True) as handle:  # a hard link is the file it links, wherever that is
+        with open_judged(real, one_name=True, saved_here=saved_here) as handle:  # a hard link is what it links
             size = os.fstat(handle.fileno()).st_size
             content = handle.read(most + 1) if size <= most else b""
     except ChangedFile as err:
@@ -1799,7 +1819,7 @@ def read_inside(path: Path, home: Path, most: int) -> bytes:
     if size > most or len(content) > most:
         raise TooLarge(f"{plainly(path.name)} is larger than {most // 1024 // 1024} MB, too large to send over MCP.")
     if holds_private_key(content):  # a second layer under the checks by location: never a private key, wherever
-        raise PrivateFile(f"{plainly(path.name)} holds a PEM private key block, which kie-mcp never serves.")
+        raise HoldsPrivateKey(f"{plainly(path.name)} holds a private key, which kie-mcp never serves.")
     return content
 
 
@@ -1809,21 +1829,23 @@ def read_judged_head(path: Path) -> bytes:
     return _head_and_size(path)[0]
 
 
-def _head_and_size(path: Path, *, one_name: bool = False) -> tuple[bytes, int]:
+def _head_and_size(path: Path, *, one_name: bool = False, saved_here: SavedHere | None = None) -> tuple[bytes, int]:
     """The first bytes and the size of a regular file, read without blocking on a FIFO swapped in for it
-    (``one_name``: as ``open_judged``)."""
-    with open_judged(path, one_name=one_name) as handle:
+    (``one_name``, ``saved_here``: as ``open_judged``)."""
+    with open_judged(path, one_name=one_name, saved_here=saved_here) as handle:
         return handle.read(HEAD_BYTES), os.fstat(handle.fileno()).st_size
 
 
-def open_judged(path: Path, *, one_name: bool = False) -> io.BufferedReader:
+def open_judged(path: Path, *, one_name: bool = False, saved_here: SavedHere | None = None) -> io.BufferedReader:
     """``path`` opened for reading when it is still what was judged: a regular file (never a FIFO or device, which
     could block or never end), not a symlink, and the same file the path names now with no symlink in it. A file
     swapped for a link (to ``~/.ssh/id_rsa``) in any part of its path, before or while it is opened, is refused.
     ``one_name``: where the file's location is what vouches for it (a resource of the workspace, an upload from an
     allowed folder), a file with other names on disk (a hard link: ``st_nlink`` of the opened file) is
     ``HardLinked`` too: a hard link in references/ to ``~/.ssh/id_rsa`` or the workspace's ``.env`` is that file
-    itself, wherever it lives."""
+    itself, wherever it lives. ``saved_here``: unless it vouches for the opened file (its real path and size) as a
+    result kie-mcp saved itself, which a backup made with ``cp -al`` or a deduplicating tool links: the journal's
+    record of it says what it is, not its location (and an upload still takes only media, by its bytes)."""
     flags = READ_NOW | getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(path, flags)
@@ -1838,7 +1860,7 @@ def open_judged(path: Path, *, one_name: bool = False) -> io.BufferedReader:
         opened = os.fstat(fd)
         if not stat.S_ISREG(opened.st_mode):
             raise ChangedFile(path, "it is not a regular file now")
-        if one_name and opened.st_nlink > 1:
+        if one_name and opened.st_nlink > 1 and not (saved_here is not None and saved_here(path, opened.st_size)):
             raise HardLinked(
                 f"{plainly(path.name)} has other names on disk (a hard link), which kie-mcp never serves or sends; "
                 "copy it into references/ to use it."

@@ -196,14 +196,45 @@ _BINARY = (
 )
 
 
-# The armour line that opens a PEM private key of any kind (RSA, EC, OPENSSH, ENCRYPTED, PKCS#8 "PRIVATE KEY"): a
-# resource is never served holding one (``inputs.read_inside``); an upload is refused for any PEM text (``describe``).
-_PRIVATE_KEY_BLOCK = re.compile(rb"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----")
+# A private key of any armour kie-mcp knows, as a file holds one: its opening line at the start of a line (or of a
+# quoted string, as a JSON service-account file or a YAML value holds it, or after a byte-order mark) with nothing
+# after it on that line, then (past blank lines and ``Name: value`` headers, as PGP, SSH2 and old encrypted PEM keys
+# carry) a line of base64 or the END line; whitespace in the opening line as written by hand, and lines broken as
+# JSON writes them (``\n``) too. The openings: PEM of any kind (RSA, EC, OPENSSH, ENCRYPTED, PKCS#8 "PRIVATE KEY"),
+# PGP's "PRIVATE KEY BLOCK", SSH2's "---- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----" and PuTTY's
+# "PuTTY-User-Key-File-3: ...". A document that merely names the opening line in a sentence ("a file that starts with
+# `-----BEGIN PRIVATE KEY-----`") holds none. A resource is never served holding one (``inputs.read_inside``); an
+# upload is refused for any PEM text (``describe``).
+_LINE_START = rb"(?:(?<![^\r\n])|(?<=\\n)|(?<=[\"'`>=:])|(?<=\xef\xbb\xbf)|(?<=\xff\xfe)|(?<=\xfe\xff))[ \t]*"
+_ARMOUR = (
+    rb"(?:-{4,5}[ \t]?BEGIN[ \t]+(?:[A-Z0-9]+[ \t]+){0,6}PRIVATE[ \t]+KEY(?:[ \t]+BLOCK)?[ \t]*-{4,5}[ \t]*+"
+    rb"|PuTTY-User-Key-File-[0-9]+:[^\r\n\\]*+)"
+)
+_BREAK = rb"(?:\r?\n|\r|\\r\\n|\\n)"
+_HEADERS = rb"(?:[ \t]*+(?:[A-Za-z][A-Za-z0-9-]*+:[^\r\n\\]*+)?" + _BREAK + rb"){0,12}"
+_BODY = rb"[ \t]*+(?:[A-Za-z0-9+/=]{4,}+[ \t]*+(?:[\r\n\\\"']|\Z)|-{4,5}[ \t]?END[ \t])"
+# A key flattened onto one line, its breaks made spaces (the armour's own spaces, taken whole, come before it).
+# Every run of spaces or letters here is possessive (``*+``): taken whole, never tried again shorter, so a megabyte
+# of spaces after an opening line costs one pass, not one per space (it held the event loop for minutes).
+_FLAT = rb"(?<=[ \t])[A-Za-z0-9+/]{40,}+"
+_PRIVATE_KEY_BLOCK = re.compile(_LINE_START + _ARMOUR + rb"(?:" + _FLAT + rb"|" + _BREAK + _HEADERS + _BODY + rb")")
+# How the markers read in UTF-16 and UTF-32, either byte order (a Windows editor's "Unicode" file, with or without a
+# byte-order mark): such a file is searched again with its NUL bytes taken out, which leaves its ASCII as ASCII.
+_WIDE = tuple(
+    sep.join(bytes([c]) for c in word) for word in (b"PRIVATE", b"PuTTY-User") for sep in (b"\x00", b"\x00\x00\x00")
+)
 
 
 def holds_private_key(data: bytes) -> bool:
-    """Whether ``data`` holds the opening line of a PEM private-key block anywhere."""
-    return b"PRIVATE KEY-----" in data and _PRIVATE_KEY_BLOCK.search(data) is not None
+    """Whether ``data`` holds a private key (``_PRIVATE_KEY_BLOCK``): as ASCII or UTF-8, or as UTF-16 or UTF-32 of
+    either byte order, with or without a byte-order mark."""
+    if _holds_key_block(data):
+        return True
+    return any(wide in data for wide in _WIDE) and _holds_key_block(data.replace(b"\x00", b""))
+
+
+def _holds_key_block(data: bytes) -> bool:
+    return (b"PRIVATE" in data or b"PuTTY-User-Key-File-" in data) and _PRIVATE_KEY_BLOCK.search(data) is not None
 
 
 def describe(head: bytes) -> str:

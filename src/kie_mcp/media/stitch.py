@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import math
 import os
 import re
@@ -91,6 +92,8 @@ from kie_mcp.processes import owner_gone, this_process
 from kie_mcp.redact import redact
 from kie_mcp.regular import open_regular
 from kie_mcp.words import path_text, plain
+
+log = logging.getLogger(__name__)  # stderr only, through the server's logging set-up
 
 # How to get the bundled ffmpeg while kie-mcp is installed from a checkout or a wheel (it is not on PyPI yet).
 VIDEO_EXTRA = (
@@ -1290,7 +1293,7 @@ def _place(temp: Path, target: Path) -> Path:
     is taken (an earlier join's sidecar left behind, or a task's ``<model>_<task>.json``) is not free either: the
     join's own sidecar is written there, and another's is never replaced nor passed off as this join's. A hard link
     claims the name atomically; where links are not supported, an exclusively created placeholder claims it
-    instead."""
+    instead. Once the join has its name, a temporary name that cannot be removed is logged, never a failed join."""
     for candidate in _free_names(target):
         # another join's claim (any server's) holds a name; this join's own is the one of ``target``
         if os.path.lexists(sidecar_of(candidate)) or (candidate != target and _claimed(candidate)):
@@ -1310,7 +1313,11 @@ def _place(temp: Path, target: Path) -> Path:
                 _remove(candidate)  # an empty placeholder must never be left looking like a join
                 raise
             return candidate
-        _remove(temp)
+        try:
+            _remove(temp)
+        except OSError as err:  # the join is at its name all the same: never told it failed (the next start's sweep
+            # removes the temporary name, ``downloads.sweep_interrupted_downloads``)
+            log.warning("Joined video saved as %s; its temporary name could not be removed (%s)", candidate.name, err)
         return candidate
     raise StitchError(
         f"{target.name} and every numbered variant up to {target.stem}-9999{target.suffix} already exist; choose "
