@@ -1566,7 +1566,7 @@ def read_dotenv(
     except (FileNotFoundError, NotADirectoryError):
         return {}
     except NotRegular as err:
-        if err.what == "a folder":
+        if err.is_folder:  # no .env here, as none is
             return {}
         raise ConfigError(
             f"{path} is {err.what}, not a file; kie-mcp reads only a regular file there. Remove it."

@@ -1759,15 +1759,17 @@ def animated_ad(product: Product, story: Story, style: Style = "3D-animated", be
     )
 
 
-WORKFLOWS: dict[str, tuple[str, Callable[..., str]]] = {
-    "influencer_recreation": ("Influencer recreation: photo, still, video", _approval_once(influencer_recreation)),
-    "product_showcase": ("Product showcase: a person with your product, then video", _approval_once(product_showcase)),
-    "character_sheet": ("Character sheet: hero portrait, then angles", _approval_once(character_sheet)),
-    "ugc_product_selfie": ("UGC product selfie: your creator holding the product", _approval_once(ugc_product_selfie)),
-    "ugc_video": ("UGC selfie-style video with a script", _approval_once(ugc_video)),
-    "script_to_video": ("Long script to several clips, joined", _approval_once(script_to_video)),
-    "animated_ad": ("Animated ad: storyboard stills, then a clip per beat", _approval_once(animated_ad)),
+_AS_WRITTEN: dict[str, tuple[str, Callable[..., str]]] = {
+    "influencer_recreation": ("Influencer recreation: photo, still, video", influencer_recreation),
+    "product_showcase": ("Product showcase: a person with your product, then video", product_showcase),
+    "character_sheet": ("Character sheet: hero portrait, then angles", character_sheet),
+    "ugc_product_selfie": ("UGC product selfie: your creator holding the product", ugc_product_selfie),
+    "ugc_video": ("UGC selfie-style video with a script", ugc_video),
+    "script_to_video": ("Long script to several clips, joined", script_to_video),
+    "animated_ad": ("Animated ad: storyboard stills, then a clip per beat", animated_ad),
 }
+# Each workflow as a prompt says it: the approval rule in full once (``_approval_once``).
+WORKFLOWS = {name: (title, _approval_once(workflow)) for name, (title, workflow) in _AS_WRITTEN.items()}
 
 
 def _given(arguments: Mapping[str, str], name: str) -> bool:

@@ -21,12 +21,17 @@ READ_NOW = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 
 
 class NotRegular(OSError):
     """A path that names something other than a regular file (a FIFO, a device, a socket, a folder): never read.
-    ``what`` says which, in words ("a named pipe (FIFO)")."""
+    ``what`` says which, in words ("a named pipe (FIFO)"); ``mode`` is its ``st_mode``."""
 
-    def __init__(self, path: Path, what: str) -> None:
-        super().__init__(f"{path} is {what}, not a file")
+    def __init__(self, path: Path, mode: int) -> None:
+        self.what = kind_of(mode)
+        super().__init__(f"{path} is {self.what}, not a file")
         self.path = path
-        self.what = what
+        self.mode = mode
+
+    @property
+    def is_folder(self) -> bool:
+        return stat.S_ISDIR(self.mode)
 
 
 class TooLong(OSError):
@@ -60,7 +65,7 @@ def open_regular(path: Path, *, follow: bool = True) -> io.BufferedReader:
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise NotRegular(path, kind_of(mode))
+            raise NotRegular(path, mode)
     except BaseException:
         os.close(fd)
         raise

@@ -312,11 +312,11 @@ class Runtime:
     def saved_here(self, path: Path, size: int) -> bool:
         """Whether the real ``path``, ``size`` bytes, is a result this workspace's kie-mcp saved, by the journal's row
         of it (``saved.vouched_by``): what vouches for a saved result a backup hard-linked (``inputs.open_judged``)."""
-
-        def file_at(relative: str) -> Any:  # the journal as it is now (one opened since start, or none to ask)
-            return self.journal.file_at(relative)
-
-        return saved.vouched_by(file_at, self.settings.workspace)(path, size)
+        try:
+            file_at = self.journal.file_at  # the journal as it is now (one opened since start, or none to ask)
+        except JOURNAL_ERRORS:
+            return False
+        return saved.vouched_by(file_at, self.settings.workspace, path, size)
 
     def links_kept(self, model_id: str) -> int:
         """How many result links a task of this model keeps (``records.links_kept``): a garbage answer naming

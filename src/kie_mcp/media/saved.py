@@ -39,6 +39,7 @@ from typing import Any, Literal, NamedTuple
 
 import anyio
 
+from kie_mcp.journal import JOURNAL_ERRORS
 from kie_mcp.media.sniff import PICTURE_EXTENSIONS
 
 OUTPUTS = "outputs"
@@ -476,26 +477,21 @@ def linked_homes(workspaces: Iterable[Path]) -> list[Path]:
     return found
 
 
-def vouched_by(file_at: Callable[[str], Any], workspace: Path) -> Callable[[Path, int], bool]:
-    """Whether a real path of some size is a result kie-mcp saved itself, by the journal's row of it (``file_at``:
-    ``Journal.file_at``, the row of a path relative to the workspace): in the workspace's ``outputs/`` (or the folder
-    it links to) and recorded at that path with that size, as ``downloads.key_held`` judges a row (a file of another
-    size since is another). The journal vouches for such a file, not its link count: a backup made with ``cp -al``
-    or a deduplicating tool gives it other names on disk (``inputs.open_judged``'s ``saved_here``). No row, or no
-    journal to ask: not vouched for."""
-    outputs = outputs_of(workspace)
-
-    def vouched(path: Path, size: int) -> bool:
-        try:
-            home = outputs.resolve()
-            if not path.is_relative_to(home):
-                return False
-            row = file_at(PurePath(OUTPUTS, path.relative_to(home)).as_posix())
-            return row is not None and row["size"] == size
-        except Exception:  # no journal to ask (unavailable, locked, damaged): nothing is vouched for
+def vouched_by(file_at: Callable[[str], Any], workspace: Path, path: Path, size: int) -> bool:
+    """Whether the real ``path``, ``size`` bytes, is a result kie-mcp saved itself, by the journal's row of it
+    (``file_at``: ``Journal.file_at``, the row of a path relative to the workspace): in the workspace's ``outputs/``
+    (or the folder it links to) and recorded at that path with that size, as ``downloads.key_held`` judges a row (a
+    file of another size since is another). The journal vouches for such a file, not its link count: a backup made
+    with ``cp -al`` or a deduplicating tool gives it other names on disk (``inputs.open_judged``'s ``saved_here``).
+    No row, or no journal to ask: not vouched for."""
+    try:
+        home = outputs_of(workspace).resolve()
+        if not path.is_relative_to(home):
             return False
-
-    return vouched
+        row = file_at(PurePath(OUTPUTS, path.relative_to(home)).as_posix())
+    except (*JOURNAL_ERRORS, RuntimeError):  # no journal to ask (unavailable, locked, damaged): nothing vouched for
+        return False
+    return row is not None and row["size"] == size
 
 
 Kept = Literal["kept", "missing", "changed"]
